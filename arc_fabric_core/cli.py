@@ -1,0 +1,170 @@
+"""The command line.
+
+    python -m arc_fabric_core +model=wan21 [prompt=...] [steps=...] [-m seed=0,1,2]
+    python -m arc_fabric_core plugins        # installed plugins and their models, as JSON
+
+Generation runs through Hydra: the primary config is configs/config.yaml, and each
+installed plugin puts its own model/<name>.yaml on the search path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from arc_fabric_core.errors import ArcFabricError, InputError
+from arc_fabric_core.plugins import get_plugins
+
+CONF_DIR = Path(__file__).resolve().parent / "conf"
+PARAM_KEYS = ("prompt", "negative_prompt", "seed", "steps", "num_frames", "height", "width", "guidance", "fps")
+
+log = logging.getLogger("arc_fabric")
+
+# One engine per process: Hydra multirun jobs share it, so loaded models stay warm.
+_engines: dict[tuple[str, str, str, int, int], Any] = {}
+_pool: Any = None
+
+
+def fail(message: str, code: int = 2) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(code)
+
+
+def _requested_models(argv: list[str]) -> list[str] | None:
+    """The model(s) named by a ``+model=`` override, before Hydra composes anything."""
+    for arg in argv:
+        for prefix in ("+model=", "++model=", "model="):
+            if arg.startswith(prefix):
+                return [v.strip() for v in arg[len(prefix) :].split(",") if v.strip()]
+    return None
+
+
+def _precheck(argv: list[str]) -> None:
+    """Fail on an unknown or missing model in one line, instead of Hydra's search-path dump."""
+    if any(a in ("-h", "--help", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion") or
+           a.startswith(("--info", "--cfg", "-c=")) for a in argv):
+        return
+    plugins = get_plugins()
+    installed = plugins.model_names()
+    names = _requested_models(argv)
+    if names is None:
+        listing = ", ".join(installed) or "none — install a plugin, e.g. pip install -e plugins/arc_wan21"
+        fail(f"model: no model selected; add +model=<name> (installed: {listing})")
+    for name in names or []:
+        if name not in installed:
+            plugins.model(name)  # raises UnknownModelError with the installed list
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "plugins":
+            print(json.dumps(get_plugins().describe(), indent=2))
+            return
+        _precheck(argv)
+    except ArcFabricError as exc:
+        fail(str(exc))
+    import hydra
+
+    sys.argv = [sys.argv[0], *argv]
+    hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(generate)()
+
+
+def _engine(store_dir: Path, device: str, dtype: str, every: int, keep: int) -> Any:
+    from arc_fabric_core.engine import Engine
+    from arc_fabric_core.model_pool import ModelPool
+    from arc_fabric_core.store import SessionStore
+
+    global _pool
+    if _pool is None:
+        _pool = ModelPool(get_plugins())
+    key = (str(store_dir), device, dtype, every, keep)
+    if key not in _engines:
+        _engines[key] = Engine(
+            SessionStore(store_dir), device=device, dtype=dtype, pool=_pool, checkpoint_every=every, checkpoint_keep=keep
+        )
+    return _engines[key]
+
+
+def generate(cfg: Any) -> None:
+    """Hydra task: one video per job."""
+    from omegaconf import OmegaConf
+
+    try:
+        _generate(cfg)
+    except ArcFabricError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted; the session is paused at its last checkpoint", code=130)
+    except OmegaConf.errors.MissingMandatoryValue as exc:  # type: ignore[attr-defined]
+        fail(str(exc))
+
+
+def _generate(cfg: Any) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    model_cfg = cfg.get("model")
+    if model_cfg is None or not model_cfg.get("name"):
+        raise InputError("model", "no model selected; add +model=<name>")
+    hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    if cfg.get("output_dir"):
+        out_dir = Path(cfg.output_dir)
+        if str(hydra_cfg.mode) == "RunMode.MULTIRUN":  # one folder per job, never one video over another
+            out_dir = out_dir / str(hydra_cfg.job.num)
+    store_dir = Path(cfg.store_dir) if cfg.get("store_dir") else out_dir / "sessions"
+    values = {k: cfg.get(k) for k in PARAM_KEYS}
+    # Plugins may add parameters of their own under model.params.
+    extra = model_cfg.get("params") or {}
+    values.update({k: v for k, v in dict(extra).items()})
+
+    engine = _engine(store_dir, str(cfg.device), str(cfg.dtype), int(cfg.checkpoint_every), int(cfg.checkpoint_keep))
+    ref = engine.resolve(str(model_cfg.name), model_cfg.get("variant"), model_cfg.get("weights"))
+    session = engine.create(ref, values)  # every check happens here, before any model loads
+    p = session.params
+    if ref.variant.tiny:
+        print(
+            f"{ref.spec.name}: no weights configured, running the '{ref.variant.name}' variant with RANDOM weights "
+            "- the video is noise (set model.weights=PATH for real weights)"
+        )
+    warm = engine.pool.is_warm(ref, engine.device, engine.dtype)
+    print(
+        f"{ref.spec.name}/{ref.variant.name} on {engine.device}: {p.num_frames} frames {p.width}x{p.height}, "
+        f"{p.steps} steps, guidance {p.guidance}, seed {p.seed}"
+    )
+    start = time.perf_counter()
+    if not warm:
+        engine.pool.get(ref, engine.device, engine.dtype)
+        print(f"loaded {ref.spec.name}/{ref.variant.name} in {time.perf_counter() - start:.1f}s")
+    else:
+        print(f"{ref.spec.name}/{ref.variant.name} already warm")
+
+    listeners = []
+    bar = None
+    if cfg.get("progress", True):
+        from tqdm import tqdm
+
+        bar = tqdm(total=p.steps, desc="denoising", unit="step", file=sys.stderr, disable=None)
+        listeners.append(lambda ev: bar.update(1))
+    try:
+        engine.run(session, listeners=listeners)
+    finally:
+        if bar is not None:
+            bar.close()
+    frames = engine.decode(session)
+    from arc_fabric_core.video import write_mp4
+
+    video = write_mp4(frames, out_dir / "video.mp4", fps=p.fps)
+    elapsed = time.perf_counter() - start
+    session_dir = engine.store.session_dir(session.id)
+    print(f"video:    {video}")
+    print(f"session:  {session.id} ({session_dir})")
+    print(f"latents:  {session_dir / 'latents.safetensors'} (key 'latents')")
+    print(f"done in {elapsed:.1f}s")
+    os.environ.setdefault("ARC_FABRIC_LAST_SESSION", session.id)

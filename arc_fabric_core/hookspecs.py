@@ -1,0 +1,115 @@
+"""The plugin contract: every hook a plugin may implement.
+
+A model plugin registers its models and implements the stage hooks for them. The
+core calls a stage hook for one model and reaches exactly the plugin that registered
+that model; plugins that own no model (a profiler, a step cache, a preview emitter)
+may wrap any stage with ``@hookimpl(wrapper=True)`` and see every model's calls.
+
+Implementations may accept a subset of the arguments, so hooks can grow.
+The engine owns the loop; a plugin owns one step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import torch
+
+    from arc_fabric_core.models import ModelRef, ModelSpec
+    from arc_fabric_core.params import GenerationParams
+    from arc_fabric_core.schedule import Schedule, StepContext
+
+PROJECT = "arc_fabric"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# ---------------------------------------------------------------- registration
+
+
+@hookspec
+def arc_register_models(register: Callable[[ModelSpec], None]) -> None:
+    """Declare the plugin's models: call ``register(spec)`` once per model.
+
+    Called once, when the core first needs the model registry.
+    """
+
+
+@hookspec
+def arc_config_searchpath() -> list[str]:
+    """Return Hydra search-path entries (e.g. ``["pkg://arc_wan21.conf"]``) whose
+    ``model/<name>.yaml`` make ``+model=<name>`` work from the CLI.
+
+    Called when the CLI composes its config.
+    """
+
+
+# ---------------------------------------------------------------- stages
+# Each stage is called for one model and answered by the plugin that owns it.
+
+
+@hookspec(firstresult=True)
+def arc_load(model: ModelRef, device: torch.device, dtype: str) -> Any:
+    """Load the model's components from ``model.weights`` (or the tiny checkpoint
+    for a tiny variant) onto ``device``; ``dtype`` is "auto" or a torch dtype name.
+
+    Called when a session needs a model that is not warm. Returns an opaque object
+    that the other stage hooks receive as ``components``.
+    """
+
+
+@hookspec(firstresult=True)
+def arc_encode(model: ModelRef, components: Any, params: GenerationParams) -> dict[str, torch.Tensor]:
+    """Encode the conditioning (prompt, negative prompt, ...) into named tensors.
+
+    Called once when a session starts. The result is persisted with the session,
+    so a resume never re-encodes.
+    """
+
+
+@hookspec(firstresult=True)
+def arc_schedule(model: ModelRef, components: Any, params: GenerationParams) -> Schedule:
+    """Build a fresh schedule: the timesteps and a scheduler with ``step()``.
+
+    Called when a session starts and again on resume, before the scheduler's
+    saved internals are restored onto it. Must be deterministic in ``params``.
+    """
+
+
+@hookspec(firstresult=True)
+def arc_prepare_latents(
+    model: ModelRef, components: Any, params: GenerationParams, generator: torch.Generator
+) -> torch.Tensor:
+    """Draw the initial latents (float32, layout (B, C, F, H, W)) from ``generator``.
+
+    Called once when a session starts.
+    """
+
+
+@hookspec(firstresult=True)
+def arc_denoise_step(
+    model: ModelRef,
+    components: Any,
+    latents: torch.Tensor,
+    step: StepContext,
+    conditioning: dict[str, torch.Tensor],
+    params: GenerationParams,
+) -> torch.Tensor:
+    """Run the model once at ``step.timestep`` (guidance included) and return the
+    model output that the scheduler's ``step()`` consumes.
+
+    Called by the engine's loop once per step, under ``torch.no_grad()``.
+    """
+
+
+@hookspec(firstresult=True)
+def arc_decode(model: ModelRef, components: Any, latents: torch.Tensor, params: GenerationParams) -> torch.Tensor:
+    """Decode latents to frames: float32 in [0, 1], layout (F, H, W, 3).
+
+    Called when a session's video is written or previewed.
+    """

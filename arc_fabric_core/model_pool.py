@@ -1,0 +1,50 @@
+"""Warm models, kept across the sessions of one process (Hydra multirun jobs reuse them).
+
+This is the one place that decides when a model loads and when it is released; the
+runtime's memory-aware cache takes over this role.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import torch
+
+from arc_fabric_core.models import ModelRef
+from arc_fabric_core.plugins import Plugins
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class ModelPool:
+    def __init__(self, plugins: Plugins) -> None:
+        self.plugins = plugins
+        self._warm: dict[tuple[Any, ...], Any] = {}
+        self.loads = 0  # how many times a model was actually loaded (tests and benchmarks read it)
+
+    def get(self, ref: ModelRef, device: torch.device, dtype: str) -> Any:
+        key = (*ref.key, str(device), dtype)
+        if key not in self._warm:
+            start = time.perf_counter()
+            caller = self.plugins.stage("arc_load", ref.spec.name)
+            components = caller(model=ref, device=device, dtype=dtype)
+            if components is None:
+                raise RuntimeError(f"arc_load returned nothing for {ref.spec.name}")
+            self._warm[key] = components
+            self.loads += 1
+            log.debug("loaded %s/%s on %s in %.2fs", ref.spec.name, ref.variant.name, device, time.perf_counter() - start)
+        return self._warm[key]
+
+    def is_warm(self, ref: ModelRef, device: torch.device, dtype: str) -> bool:
+        return (*ref.key, str(device), dtype) in self._warm
+
+    def clear(self) -> None:
+        self._warm.clear()

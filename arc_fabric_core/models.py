@@ -1,0 +1,176 @@
+"""What a plugin declares about a model: variants, parameters and latent space."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from arc_fabric_core.errors import InputError, WeightsError
+from arc_fabric_core.params import GenerationParams
+
+
+@dataclass(frozen=True)
+class LatentSpace:
+    """The latent space a model denoises in.
+
+    Two models can hand latents to each other (a hybrid schedule) only when these match.
+    """
+
+    family: str  # the VAE family, e.g. "wan-vae"
+    channels: int
+    temporal_compression: int
+    spatial_compression: int
+
+    def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """(C, F, H, W) of the latents for a video of the given pixel size."""
+        frames = (num_frames - 1) // self.temporal_compression + 1
+        return (
+            self.channels,
+            frames,
+            height // self.spatial_compression,
+            width // self.spatial_compression,
+        )
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """One variant of a model: real weights from a local folder, or tiny random ones."""
+
+    name: str
+    description: str
+    tiny: bool = False
+    # Environment variable holding the local checkpoint folder of a real variant.
+    weights_env: str | None = None
+    # Components the checkpoint folder must contain; checked before anything loads.
+    required_components: tuple[str, ...] = ()
+    # Parameter defaults that differ from the model's (a tiny variant runs small).
+    param_defaults: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model as registered by a plugin through ``arc_register_models``."""
+
+    name: str
+    description: str
+    params: type[GenerationParams]
+    latent_space: LatentSpace
+    variants: tuple[VariantSpec, ...]
+    default_fps: int = 16
+
+    def variant(self, name: str) -> VariantSpec:
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        allowed = ", ".join(v.name for v in self.variants)
+        raise InputError("model.variant", f"unknown variant {name!r} of {self.name}; allowed: auto, {allowed}")
+
+    @property
+    def tiny_variant(self) -> VariantSpec | None:
+        return next((v for v in self.variants if v.tiny), None)
+
+    def resolve(self, variant: str | None, weights: str | os.PathLike[str] | None) -> ModelRef:
+        """Pick the variant and weights folder, checking the folder before any load.
+
+        ``variant`` "auto" (or None) takes the first real variant whose weights are
+        configured and falls back to the tiny variant.
+        """
+        if variant in (None, "auto"):
+            chosen = None
+            for v in self.variants:
+                if v.tiny:
+                    continue
+                if weights is not None or (v.weights_env and os.environ.get(v.weights_env)):
+                    chosen = v
+                    break
+            chosen = chosen or self.tiny_variant
+            if chosen is None:
+                raise WeightsError("model.weights", f"{self.name} has no tiny variant and no weights are configured")
+        else:
+            chosen = self.variant(variant)
+        if chosen.tiny:
+            return ModelRef(spec=self, variant=chosen, weights=None)
+        path = weights if weights is not None else (os.environ.get(chosen.weights_env) if chosen.weights_env else None)
+        tiny_hint = f"; to try without weights use model.variant={self.tiny_variant.name}" if self.tiny_variant else ""
+        if not path:
+            env = f" or set {chosen.weights_env}" if chosen.weights_env else ""
+            raise WeightsError(
+                "model.weights",
+                f"variant {chosen.name!r} of {self.name} needs a local checkpoint: pass model.weights=PATH{env}{tiny_hint}",
+            )
+        folder = Path(path).expanduser()
+        if not folder.is_dir():
+            raise WeightsError("model.weights", f"{folder} does not exist or is not a folder{tiny_hint}")
+        missing = [c for c in chosen.required_components if not (folder / c).exists()]
+        if missing:
+            raise WeightsError(
+                "model.weights",
+                f"{folder} lacks {', '.join(missing)} (expected the published layout of {self.name} {chosen.name}){tiny_hint}",
+            )
+        return ModelRef(spec=self, variant=chosen, weights=folder.resolve())
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description: what the plugin listing and the API show."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "variants": [
+                {
+                    "name": v.name,
+                    "description": v.description,
+                    "tiny": v.tiny,
+                    "weights_env": v.weights_env,
+                    "param_defaults": v.param_defaults,
+                }
+                for v in self.variants
+            ],
+            "latent_space": {
+                "family": self.latent_space.family,
+                "channels": self.latent_space.channels,
+                "temporal_compression": self.latent_space.temporal_compression,
+                "spatial_compression": self.latent_space.spatial_compression,
+            },
+            "params_schema": self.params.model_json_schema(),
+        }
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved model: spec, variant and (for a real variant) its weights folder."""
+
+    spec: ModelSpec
+    variant: VariantSpec
+    weights: Path | None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.spec.name, self.variant.name, str(self.weights or ""))
+
+    def params(self, values: dict[str, Any]) -> GenerationParams:
+        """Validate user values over the variant's and the model's defaults."""
+        merged = {**self.variant.param_defaults, **{k: v for k, v in values.items() if v is not None}}
+        return validate_params(self.spec.params, merged)
+
+
+def validate_params(schema: type[BaseModel], values: dict[str, Any]) -> Any:
+    """Build ``schema`` from ``values``; the first problem becomes one InputError."""
+    from pydantic import ValidationError
+
+    try:
+        return schema(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "params"
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        if err["type"] == "extra_forbidden":
+            allowed = ", ".join(sorted(schema.model_fields))
+            msg = f"unknown parameter; allowed: {allowed}"
+        elif "input" in err and err["type"] != "missing":
+            msg = f"{msg} (got {err['input']!r})"
+        raise InputError(where, msg) from None

@@ -1,0 +1,165 @@
+"""Plugin discovery and dispatch.
+
+Entry points in the ``arc_fabric`` group load lazily, once. ``ARC_FABRIC_LOAD_PLUGINS``
+is an allow-list of entry-point names (comma separated; empty = none).
+``ARC_FABRIC_TRACE_PLUGINS=1`` prints every hook call to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from arc_fabric_core import hookspecs
+from arc_fabric_core.errors import ArcFabricError, UnknownModelError
+from arc_fabric_core.models import ModelSpec
+
+ENTRY_POINT_GROUP = "arc_fabric"
+STAGE_HOOKS = ("arc_load", "arc_encode", "arc_schedule", "arc_prepare_latents", "arc_denoise_step", "arc_decode")
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    package: str | None
+    version: str | None
+
+
+class Plugins:
+    """The plugin manager plus the model registry built from ``arc_register_models``."""
+
+    def __init__(self, load_entrypoints: bool = True) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self._infos: dict[str, PluginInfo] = {}
+        self._entrypoints_loaded = not load_entrypoints
+        self._models: dict[str, tuple[ModelSpec, object]] | None = None
+        if os.environ.get("ARC_FABRIC_TRACE_PLUGINS"):
+            self.pm.trace.root.setwriter(lambda msg: sys.stderr.write(msg))
+            self.pm.enable_tracing()
+
+    # -- discovery
+
+    def _ensure_loaded(self) -> None:
+        if self._entrypoints_loaded:
+            return
+        self._entrypoints_loaded = True
+        allow = os.environ.get("ARC_FABRIC_LOAD_PLUGINS")
+        allowed = None if allow is None else {n.strip() for n in allow.split(",") if n.strip()}
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if allowed is not None and ep.name not in allowed:
+                continue
+            if self.pm.get_plugin(ep.name) is not None:
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken third-party plugin must not take the core down
+                sys.stderr.write(f"arc_fabric: could not load plugin {ep.name!r}: {exc}\n")
+                continue
+            dist = getattr(ep, "dist", None)
+            self.register(plugin, name=ep.name, package=dist.name if dist else None, version=dist.version if dist else None)
+
+    def register(self, plugin: object, name: str | None = None, package: str | None = None, version: str | None = None):
+        """Register a plugin object (tests and embedding code use this directly)."""
+        registered = self.pm.register(plugin, name=name)
+        self._infos[registered] = PluginInfo(registered, package, version)
+        self._models = None
+        return registered
+
+    def unregister(self, plugin: object) -> None:
+        name = self.pm.get_name(plugin)
+        self.pm.unregister(plugin)
+        self._infos.pop(name, None)
+        self._models = None
+
+    @property
+    def hook(self) -> Any:
+        self._ensure_loaded()
+        return self.pm.hook
+
+    # -- models
+
+    def _registry(self) -> dict[str, tuple[ModelSpec, object]]:
+        self._ensure_loaded()
+        if self._models is None:
+            models: dict[str, tuple[ModelSpec, object]] = {}
+            for impl in self.pm.hook.arc_register_models.get_hookimpls():
+                owner = impl.plugin
+
+                def register(spec: ModelSpec, _owner: object = owner, _name: str = impl.plugin_name) -> None:
+                    if spec.name in models:
+                        other = self.pm.get_name(models[spec.name][1])
+                        raise ArcFabricError(f"model {spec.name!r} is registered by both {other!r} and {_name!r}")
+                    models[spec.name] = (spec, _owner)
+
+                impl.function(register=register)
+            self._models = models
+        return self._models
+
+    def model_names(self) -> list[str]:
+        return sorted(self._registry())
+
+    def model(self, name: str) -> ModelSpec:
+        try:
+            return self._registry()[name][0]
+        except KeyError:
+            raise UnknownModelError(name, self.model_names()) from None
+
+    def owner(self, model_name: str) -> object:
+        self.model(model_name)
+        return self._registry()[model_name][1]
+
+    def stage(self, hook_name: str, model_name: str) -> Any:
+        """A hook caller for one stage of one model: the owning plugin's implementation
+        plus every wrapper from plugins that own no model, and nothing else."""
+        owner = self.owner(model_name)
+        caller = getattr(self.hook, hook_name)
+        others = [
+            impl.plugin
+            for impl in caller.get_hookimpls()
+            if impl.plugin is not owner and not (impl.wrapper or impl.hookwrapper)
+        ]
+        if not any(impl.plugin is owner and not (impl.wrapper or impl.hookwrapper) for impl in caller.get_hookimpls()):
+            raise ArcFabricError(f"plugin {self.pm.get_name(owner)!r} registers model {model_name!r} but lacks {hook_name}")
+        if not others:
+            return caller
+        return self.pm.subset_hook_caller(hook_name, remove_plugins=others)
+
+    def config_searchpath(self) -> list[str]:
+        paths: list[str] = []
+        for result in self.hook.arc_config_searchpath():
+            paths.extend(result or [])
+        return paths
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Installed plugins and their models, JSON-ready (``python -m arc_fabric_core plugins``)."""
+        registry = self._registry()
+        out = []
+        for name, plugin in sorted(self.pm.list_name_plugin(), key=lambda kv: kv[0]):
+            info = self._infos.get(name, PluginInfo(name, None, None))
+            hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
+            models = [spec.describe() for spec, owner in registry.values() if owner is plugin]
+            out.append({"name": name, "package": info.package, "version": info.version, "hooks": hooks, "models": models})
+        return out
+
+
+_plugins: Plugins | None = None
+
+
+def get_plugins() -> Plugins:
+    """The process-wide plugin manager; entry points load on first use."""
+    global _plugins
+    if _plugins is None:
+        _plugins = Plugins()
+    return _plugins
+
+
+def reset_plugins() -> None:
+    """Forget the process-wide manager (tests that change the environment use this)."""
+    global _plugins
+    _plugins = None

@@ -1,0 +1,172 @@
+"""The Wan 2.1 plugin: every stage on diffusers' own Wan components.
+
+Heavy imports (diffusers, transformers) happen inside the hooks, so that listing
+plugins or checking input stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from arc_fabric_core.hookspecs import hookimpl
+from arc_fabric_core.models import ModelRef, ModelSpec
+from arc_fabric_core.schedule import Schedule, StepContext
+from arc_wan21.spec import WAN21, WanParams
+
+
+@dataclass
+class WanComponents:
+    """A loaded Wan model. ``pipe`` holds the components; we call its encoder and
+    latent helpers so that our stages match diffusers exactly."""
+
+    pipe: Any  # diffusers.WanPipeline
+    device: torch.device
+
+    @property
+    def transformer(self) -> Any:
+        return self.pipe.transformer
+
+
+def _dtypes(device: torch.device, dtype: str) -> dict[str, torch.dtype] | torch.dtype:
+    if dtype == "auto":
+        # The official recipe: bf16 transformer and text encoder, fp32 VAE; fp32 on CPU.
+        return {"default": torch.bfloat16, "vae": torch.float32} if device.type == "cuda" else torch.float32
+    try:
+        return getattr(torch, dtype)
+    except AttributeError:
+        raise ValueError(f"dtype: unknown torch dtype {dtype!r}") from None
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    from diffusers.utils import logging as dlogging
+    from transformers.utils import logging as tlogging
+
+    dlogging.disable_progress_bar()
+    tlogging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        dlogging.enable_progress_bar()
+        tlogging.enable_progress_bar()
+
+
+@hookimpl
+def arc_register_models(register: Callable[[ModelSpec], None]) -> None:
+    register(WAN21)
+
+
+@hookimpl
+def arc_config_searchpath() -> list[str]:
+    return ["pkg://arc_wan21.conf"]
+
+
+@hookimpl
+def arc_load(model: ModelRef, device: torch.device, dtype: str) -> WanComponents | None:
+    from diffusers import WanPipeline
+
+    from arc_wan21.tiny import ensure_tiny_checkpoint
+
+    if model.weights is not None:
+        pipe = WanPipeline.from_pretrained(str(model.weights), dtype=_dtypes(device, dtype))
+    else:
+        # The tiny checkpoint loads through the very same call; its progress bars are only noise.
+        with _quiet_loading():
+            pipe = WanPipeline.from_pretrained(str(ensure_tiny_checkpoint()), dtype=_dtypes(device, dtype))
+    pipe.set_progress_bar_config(disable=True)
+    pipe.to(device)
+    for module in (pipe.transformer, pipe.text_encoder, pipe.vae):
+        module.eval().requires_grad_(False)
+    return WanComponents(pipe=pipe, device=device)
+
+
+@hookimpl
+def arc_encode(components: WanComponents, params: WanParams) -> dict[str, torch.Tensor]:
+    pipe = components.pipe
+    cfg = params.guidance > 1.0
+    prompt_embeds, negative = pipe.encode_prompt(
+        prompt=params.prompt,
+        negative_prompt=params.negative_prompt,
+        do_classifier_free_guidance=cfg,
+        num_videos_per_prompt=1,
+        max_sequence_length=params.max_sequence_length,
+        device=components.device,
+    )
+    dtype = pipe.transformer.dtype
+    out = {"prompt_embeds": prompt_embeds.to(dtype)}
+    if cfg:
+        out["negative_prompt_embeds"] = negative.to(dtype)
+    return out
+
+
+@hookimpl
+def arc_schedule(components: WanComponents, params: WanParams) -> Schedule:
+    base = components.pipe.scheduler
+    # A fresh scheduler per session: its internals are session state, and the
+    # shared model's config must never change for one session.
+    shift_key = "flow_shift" if "flow_shift" in base.config else "shift"
+    scheduler = type(base).from_config(base.config, **{shift_key: params.shift})
+    scheduler.set_timesteps(params.steps, device=components.device)
+    scheduler.set_begin_index(0)
+    sigmas = getattr(scheduler, "sigmas", None)
+    return Schedule(timesteps=scheduler.timesteps, scheduler=scheduler, sigmas=sigmas)
+
+
+@hookimpl
+def arc_prepare_latents(components: WanComponents, params: WanParams, generator: torch.Generator) -> torch.Tensor:
+    pipe = components.pipe
+    return pipe.prepare_latents(
+        1,
+        pipe.transformer.config.in_channels,
+        params.height,
+        params.width,
+        params.num_frames,
+        torch.float32,
+        components.device,
+        generator,
+    )
+
+
+@hookimpl
+def arc_denoise_step(
+    components: WanComponents,
+    latents: torch.Tensor,
+    step: StepContext,
+    conditioning: dict[str, torch.Tensor],
+    params: WanParams,
+) -> torch.Tensor:
+    transformer = components.transformer
+    x = latents.to(transformer.dtype)
+    timestep = step.timestep.expand(latents.shape[0])
+    cache_kwargs = {"step_index": step.index, "sigma": step.sigma, "num_inference_steps": step.total}
+    with transformer.cache_context("cond", **cache_kwargs):
+        out = transformer(
+            hidden_states=x, timestep=timestep, encoder_hidden_states=conditioning["prompt_embeds"], return_dict=False
+        )[0]
+    if "negative_prompt_embeds" in conditioning and params.guidance > 1.0:
+        with transformer.cache_context("uncond", **cache_kwargs):
+            uncond = transformer(
+                hidden_states=x,
+                timestep=timestep,
+                encoder_hidden_states=conditioning["negative_prompt_embeds"],
+                return_dict=False,
+            )[0]
+        out = uncond + params.guidance * (out - uncond)
+    return out
+
+
+@hookimpl
+def arc_decode(components: WanComponents, latents: torch.Tensor, params: WanParams) -> torch.Tensor:
+    vae = components.pipe.vae
+    z = latents.to(vae.device, vae.dtype)
+    mean = torch.tensor(vae.config.latents_mean).view(1, vae.config.z_dim, 1, 1, 1).to(z)
+    # The same arithmetic as WanPipeline (divide by 1/std), so decodes match it bit for bit.
+    inv_std = 1.0 / torch.tensor(vae.config.latents_std).view(1, vae.config.z_dim, 1, 1, 1).to(z)
+    video = vae.decode(z / inv_std + mean, return_dict=False)[0]
+    frames = components.pipe.video_processor.postprocess_video(video, output_type="pt")  # (B, F, C, H, W) in [0, 1]
+    return frames[0].permute(0, 2, 3, 1).float()

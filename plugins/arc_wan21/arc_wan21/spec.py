@@ -1,0 +1,78 @@
+"""What Wan 2.1 is to the framework: its variants, parameters and latent space."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from arc_fabric_core.models import LatentSpace, ModelSpec, VariantSpec
+from arc_fabric_core.params import GenerationParams
+
+# Our wording of the usual Wan negative prompt (the official one is in Chinese).
+DEFAULT_NEGATIVE_PROMPT = (
+    "vivid oversaturated colors, overexposed, static, blurry details, subtitles, painting, still image, "
+    "grey cast, worst quality, low quality, JPEG artifacts, ugly, mutilated, extra fingers, badly drawn hands, "
+    "badly drawn face, deformed, disfigured, malformed limbs, fused fingers, motionless, cluttered background, "
+    "three legs, crowded background, walking backwards"
+)
+
+COMPONENTS = ("model_index.json", "scheduler", "text_encoder", "tokenizer", "transformer", "vae")
+
+
+class WanParams(GenerationParams):
+    """Wan 2.1 parameters; defaults from the official repository (832x480, 81 frames, 50 steps)."""
+
+    negative_prompt: str = Field(DEFAULT_NEGATIVE_PROMPT, description="What to steer away from.")
+    steps: int = Field(50, ge=1, description="Number of denoising steps (UniPC flow solver).")
+    num_frames: int = Field(81, ge=1, description="Frames in the output video; must be 4k+1.")
+    height: int = Field(480, ge=16, description="Height in pixels; a multiple of 16.")
+    width: int = Field(832, ge=16, description="Width in pixels; a multiple of 16.")
+    guidance: float = Field(5.0, ge=0.0, description="Classifier-free guidance scale; <= 1 runs without CFG.")
+    fps: int = Field(16, ge=1, le=240, description="Frames per second of the written video.")
+    shift: float = Field(5.0, gt=0.0, description="Flow shift of the sigma schedule (official default 5).")
+    max_sequence_length: int = Field(512, ge=1, le=512, description="Prompt tokens kept by the text encoder.")
+
+    @field_validator("num_frames")
+    @classmethod
+    def _frames_4k1(cls, v: int) -> int:
+        if v % 4 != 1:
+            lo = v - (v - 1) % 4
+            raise ValueError(f"must be 4k+1 (e.g. 17, 33, 81); nearest: {lo} or {lo + 4}")
+        return v
+
+    @field_validator("height", "width")
+    @classmethod
+    def _multiple_of_16(cls, v: int) -> int:
+        if v % 16:
+            raise ValueError(f"must be a multiple of 16; nearest: {v - v % 16 or 16} or {v - v % 16 + 16}")
+        return v
+
+
+TINY_DEFAULTS = {"num_frames": 17, "height": 128, "width": 128, "steps": 10}
+
+WAN21 = ModelSpec(
+    name="wan21",
+    description="Wan 2.1 text-to-video (UMT5 text encoder, Wan VAE, flow-matching DiT).",
+    params=WanParams,
+    latent_space=LatentSpace(family="wan-vae", channels=16, temporal_compression=4, spatial_compression=8),
+    variants=(
+        VariantSpec(
+            name="1.3b",
+            description="Wan2.1-T2V-1.3B-Diffusers from a local folder.",
+            weights_env="ARC_WAN21_1_3B_WEIGHTS",
+            required_components=COMPONENTS,
+        ),
+        VariantSpec(
+            name="14b",
+            description="Wan2.1-T2V-14B-Diffusers from a local folder.",
+            weights_env="ARC_WAN21_14B_WEIGHTS",
+            required_components=COMPONENTS,
+        ),
+        VariantSpec(
+            name="tiny",
+            description="The same classes at tiny sizes with random weights: output is noise; for trying every path.",
+            tiny=True,
+            param_defaults=TINY_DEFAULTS,
+        ),
+    ),
+    default_fps=16,
+)
