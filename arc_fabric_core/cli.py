@@ -47,8 +47,11 @@ def _requested_models(argv: list[str]) -> list[str] | None:
 
 def _precheck(argv: list[str]) -> None:
     """Fail on an unknown or missing model in one line, instead of Hydra's search-path dump."""
-    if any(a in ("-h", "--help", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion") or
-           a.startswith(("--info", "--cfg", "-c=")) for a in argv):
+    if any(
+        a in ("-h", "--help", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion")
+        or a.startswith(("--info", "--cfg", "-c="))
+        for a in argv
+    ):
         return
     plugins = get_plugins()
     installed = plugins.model_names()
@@ -87,7 +90,12 @@ def _engine(store_dir: Path, device: str, dtype: str, every: int, keep: int) -> 
     key = (str(store_dir), device, dtype, every, keep)
     if key not in _engines:
         _engines[key] = Engine(
-            SessionStore(store_dir), device=device, dtype=dtype, pool=_pool, checkpoint_every=every, checkpoint_keep=keep
+            SessionStore(store_dir),
+            device=device,
+            dtype=dtype,
+            pool=_pool,
+            checkpoint_every=every,
+            checkpoint_keep=keep,
         )
     return _engines[key]
 

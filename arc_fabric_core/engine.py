@@ -6,7 +6,6 @@ checkpoints, resume, per-step events, and (later) fork, edit and hand-off.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -114,7 +113,9 @@ class Engine:
         for stage in ("arc_load", "arc_encode", "arc_schedule", "arc_prepare_latents", "arc_denoise_step"):
             self.plugins.stage(stage, ref.spec.name)  # a plugin missing a stage fails here, not mid-run
         doc = SessionDoc(
-            model=ModelInfo(name=ref.spec.name, variant=ref.variant.name, weights=str(ref.weights) if ref.weights else None),
+            model=ModelInfo(
+                name=ref.spec.name, variant=ref.variant.name, weights=str(ref.weights) if ref.weights else None
+            ),
             params=checked.model_dump(),
             device=str(self.device),
             dtype=self.dtype,
@@ -255,7 +256,11 @@ class Engine:
             **sched_tensors,
         }
         step = session.step_index
-        metadata = {"step": str(step), "scheduler_state": sched_json, "scheduler_class": type(session.schedule.scheduler).__name__}
+        metadata = {
+            "step": str(step),
+            "scheduler_state": sched_json,
+            "scheduler_class": type(session.schedule.scheduler).__name__,
+        }
         doc, keep = session.doc, self.checkpoint_keep
 
         def write() -> None:
@@ -345,7 +350,3 @@ class Engine:
                 model=session.ref, components=components, latents=latents.to(self.device), params=session.params
             )
         return frames.detach().to("cpu", torch.float32)
-
-
-def describe_session(doc: SessionDoc) -> str:
-    return json.dumps(doc.model_dump(), indent=2)

@@ -40,7 +40,9 @@ class ModelPool:
                 raise RuntimeError(f"arc_load returned nothing for {ref.spec.name}")
             self._warm[key] = components
             self.loads += 1
-            log.debug("loaded %s/%s on %s in %.2fs", ref.spec.name, ref.variant.name, device, time.perf_counter() - start)
+            log.debug(
+                "loaded %s/%s on %s in %.2fs", ref.spec.name, ref.variant.name, device, time.perf_counter() - start
+            )
         return self._warm[key]
 
     def is_warm(self, ref: ModelRef, device: torch.device, dtype: str) -> bool:

@@ -100,7 +100,8 @@ class ModelSpec:
             env = f" or set {chosen.weights_env}" if chosen.weights_env else ""
             raise WeightsError(
                 "model.weights",
-                f"variant {chosen.name!r} of {self.name} needs a local checkpoint: pass model.weights=PATH{env}{tiny_hint}",
+                f"variant {chosen.name!r} of {self.name} needs a local checkpoint: "
+                f"pass model.weights=PATH{env}{tiny_hint}",
             )
         folder = Path(path).expanduser()
         if not folder.is_dir():
@@ -109,7 +110,8 @@ class ModelSpec:
         if missing:
             raise WeightsError(
                 "model.weights",
-                f"{folder} lacks {', '.join(missing)} (expected the published layout of {self.name} {chosen.name}){tiny_hint}",
+                f"{folder} lacks {', '.join(missing)} "
+                f"(expected the published layout of {self.name} {chosen.name}){tiny_hint}",
             )
         return ModelRef(spec=self, variant=chosen, weights=folder.resolve())
 

@@ -39,9 +39,9 @@ class Plugins:
         self._infos: dict[str, PluginInfo] = {}
         self._entrypoints_loaded = not load_entrypoints
         self._models: dict[str, tuple[ModelSpec, object]] | None = None
-        if os.environ.get("ARC_FABRIC_TRACE_PLUGINS"):
-            self.pm.trace.root.setwriter(lambda msg: sys.stderr.write(msg))
-            self.pm.enable_tracing()
+        self._trace = bool(os.environ.get("ARC_FABRIC_TRACE_PLUGINS"))
+        if self._trace:
+            self.pm.add_hookcall_monitoring(_trace_before, _trace_after)
 
     # -- discovery
 
@@ -62,7 +62,9 @@ class Plugins:
                 sys.stderr.write(f"arc_fabric: could not load plugin {ep.name!r}: {exc}\n")
                 continue
             dist = getattr(ep, "dist", None)
-            self.register(plugin, name=ep.name, package=dist.name if dist else None, version=dist.version if dist else None)
+            self.register(
+                plugin, name=ep.name, package=dist.name if dist else None, version=dist.version if dist else None
+            )
 
     def register(self, plugin: object, name: str | None = None, package: str | None = None, version: str | None = None):
         """Register a plugin object (tests and embedding code use this directly)."""
@@ -97,6 +99,8 @@ class Plugins:
                         raise ArcFabricError(f"model {spec.name!r} is registered by both {other!r} and {_name!r}")
                     models[spec.name] = (spec, _owner)
 
+                if self._trace:
+                    _trace_before("arc_register_models", [impl], {})
                 impl.function(register=register)
             self._models = models
         return self._models
@@ -125,7 +129,9 @@ class Plugins:
             if impl.plugin is not owner and not (impl.wrapper or impl.hookwrapper)
         ]
         if not any(impl.plugin is owner and not (impl.wrapper or impl.hookwrapper) for impl in caller.get_hookimpls()):
-            raise ArcFabricError(f"plugin {self.pm.get_name(owner)!r} registers model {model_name!r} but lacks {hook_name}")
+            raise ArcFabricError(
+                f"plugin {self.pm.get_name(owner)!r} registers model {model_name!r} but lacks {hook_name}"
+            )
         if not others:
             return caller
         return self.pm.subset_hook_caller(hook_name, remove_plugins=others)
@@ -144,8 +150,36 @@ class Plugins:
             info = self._infos.get(name, PluginInfo(name, None, None))
             hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
             models = [spec.describe() for spec, owner in registry.values() if owner is plugin]
-            out.append({"name": name, "package": info.package, "version": info.version, "hooks": hooks, "models": models})
+            out.append(
+                {"name": name, "package": info.package, "version": info.version, "hooks": hooks, "models": models}
+            )
         return out
+
+
+def _brief(value: Any) -> str:
+    """A short description of a hook argument for the trace (never a whole tensor)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return f"Tensor({'x'.join(map(str, value.shape)) or 'scalar'} {str(value.dtype).removeprefix('torch.')})"
+    if isinstance(value, dict) and value and all(isinstance(v, torch.Tensor) for v in value.values()):
+        return "{" + ", ".join(f"{k}: {_brief(v)}" for k, v in value.items()) + "}"
+    if hasattr(value, "spec") and hasattr(value, "variant"):  # ModelRef
+        return f"{value.spec.name}/{value.variant.name}"
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _trace_before(hook_name: str, hook_impls: list[Any], kwargs: dict[str, Any]) -> None:
+    owners = ",".join(impl.plugin_name for impl in hook_impls)
+    args = " ".join(f"{k}={_brief(v)}" for k, v in kwargs.items() if k != "components")
+    sys.stderr.write(f"[arc_fabric trace] {hook_name} -> {owners} {args}\n")
+
+
+def _trace_after(outcome: Any, hook_name: str, hook_impls: list[Any], kwargs: dict[str, Any]) -> None:
+    exc = outcome.exception
+    result = f"raised {type(exc).__name__}: {exc}" if exc is not None else _brief(outcome.get_result())
+    sys.stderr.write(f"[arc_fabric trace] {hook_name} <- {result}\n")
 
 
 _plugins: Plugins | None = None

@@ -47,7 +47,7 @@ class WanParams(GenerationParams):
         return v
 
 
-TINY_DEFAULTS = {"num_frames": 17, "height": 128, "width": 128, "steps": 10}
+TINY_DEFAULTS = {"num_frames": 33, "height": 256, "width": 256, "steps": 20}
 
 WAN21 = ModelSpec(
     name="wan21",

@@ -30,7 +30,9 @@ TRANSFORMER_CONFIG = dict(
     qk_norm="rms_norm_across_heads",
     rope_max_seq_len=32,
 )
-VAE_CONFIG = dict(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
+VAE_CONFIG = dict(
+    base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+)
 TEXT_ENCODER_CONFIG = dict(
     d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, relative_attention_num_buckets=8, dropout_rate=0.0
 )

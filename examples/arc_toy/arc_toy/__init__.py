@@ -1,0 +1,1 @@
+"""An example third-party plugin for Arc Fabric (see README: Write a plugin)."""

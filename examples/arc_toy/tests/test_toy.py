@@ -1,0 +1,24 @@
+"""The toy plugin runs the core's conformance kit against itself, as any plugin should."""
+
+from __future__ import annotations
+
+import pytest
+
+from arc_fabric_core.plugins import Plugins
+from arc_fabric_core.testing import PluginConformance
+
+
+class TestToyConformance(PluginConformance):
+    model = "toy"
+    variant = "default"
+    params = {"num_frames": 4, "height": 16, "width": 16, "steps": 4, "prompt": "bands"}
+    bad_params = [({"height": 12}, "height"), ({"steps": 0}, "steps"), ({"num_frames": 0}, "num_frames")]
+
+    @pytest.fixture(scope="class")
+    def plugins(self) -> Plugins:
+        # Registered by hand, so the suite runs whether or not the package is installed.
+        from arc_toy import plugin
+
+        plugins = Plugins(load_entrypoints=False)
+        plugins.register(plugin, name="toy")
+        return plugins
