@@ -102,7 +102,7 @@ def _engine(store_dir: Path, device: str, dtype: str, every: int, keep: int) -> 
 
 def generate(cfg: Any) -> None:
     """Hydra task: one video per job."""
-    from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue
 
     try:
         _generate(cfg)
@@ -110,7 +110,7 @@ def generate(cfg: Any) -> None:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted; the session is paused at its last checkpoint", code=130)
-    except OmegaConf.errors.MissingMandatoryValue as exc:  # type: ignore[attr-defined]
+    except MissingMandatoryValue as exc:
         fail(str(exc))
 
 
