@@ -131,18 +131,23 @@ class CheckpointWriter:
     ``flush()`` waits for everything queued; an error in the thread resurfaces there.
     """
 
-    def __init__(self, store: SessionStore) -> None:
+    def __init__(self, store: SessionStore, max_pending: int = 8) -> None:
         self.store = store
-        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="arc-checkpoint-writer", daemon=True)
         self._thread.start()
 
     def _work(self) -> None:
-        # Lower this thread's priority: on a small CPU, torch's compute threads must not
-        # wait for it (one descheduled worker stalls a whole parallel op).
-        with contextlib.suppress(OSError, AttributeError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        # Run only on otherwise idle CPU: on a small CPU torch's compute threads must not
+        # wait for this one (a single preempted worker stalls a whole parallel op).
+        # The bounded queue keeps a starved writer from piling up snapshots.
+        tid = threading.get_native_id()
+        try:
+            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+        except (OSError, AttributeError):
+            with contextlib.suppress(OSError, AttributeError):
+                os.setpriority(os.PRIO_PROCESS, tid, 19)
         while True:
             job = self._queue.get()
             try:

@@ -51,13 +51,14 @@ TOY = ModelSpec(
 
 def _target(params: ToyParams, device: torch.device) -> torch.Tensor:
     """The clean video in [-1, 1], layout (1, 3, F, H, W)."""
-    tint = hashlib.sha256(params.prompt.encode()).digest()[:3]
-    colour = torch.tensor([b / 255.0 for b in tint], device=device).view(3, 1, 1, 1)
+    # The prompt picks the palette; each channel is a phase-shifted wave, so bands are colourful.
+    digest = hashlib.sha256(params.prompt.encode()).digest()
+    phase = torch.tensor([b / 255.0 * 6.28 for b in digest[:3]], device=device).view(3, 1, 1, 1)
     f = torch.arange(params.num_frames, device=device).view(1, -1, 1, 1) * params.speed
     y = torch.linspace(0, 1, params.height, device=device).view(1, 1, -1, 1)
     x = torch.linspace(0, 1, params.width, device=device).view(1, 1, 1, -1)
-    bands = 0.5 + 0.5 * torch.sin(6.28 * (x + 0.5 * y + f))
-    return (bands * colour * 2 - 1).unsqueeze(0)
+    bands = 0.5 + 0.5 * torch.sin(6.28 * (x + 0.5 * y + f) + phase)
+    return (0.15 + 0.8 * bands).mul(2).sub(1).unsqueeze(0)
 
 
 @hookimpl

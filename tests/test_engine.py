@@ -1,0 +1,62 @@
+"""The engine's loop: events, pause on Ctrl-C, bounds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from arc_fabric_core.engine import Engine, StepEvent
+from arc_fabric_core.errors import InputError
+from arc_fabric_core.hookspecs import hookimpl
+
+PARAMS = {"num_frames": 2, "height": 8, "width": 8, "steps": 5}
+
+
+def test_every_step_emits_an_event(toy_engine: Engine) -> None:
+    events: list[StepEvent] = []
+    session = toy_engine.create("toy", PARAMS)
+    toy_engine.run(session, listeners=[events.append])
+    assert [e.step for e in events] == [1, 2, 3, 4, 5]
+    assert all(e.total == 5 and e.session_id == session.id for e in events)
+    assert [e.timestep for e in events] == [float(t) for t in session.schedule.timesteps]
+    assert events[-1].eta_seconds == 0
+    assert all(e.elapsed_seconds >= e.step_seconds >= 0 for e in events)
+
+
+def test_ctrl_c_pauses_at_the_last_checkpoint_and_resume_is_exact(toy_engine: Engine, toy_plugins) -> None:
+    full = toy_engine.create("toy", PARAMS)
+    toy_engine.run(full)
+
+    class CtrlC:
+        @hookimpl(wrapper=True)
+        def arc_denoise_step(self, step):
+            if step.index == 3:
+                raise KeyboardInterrupt
+            return (yield)
+
+    interrupter = CtrlC()
+    toy_plugins.register(interrupter, name="ctrl-c")
+    session = toy_engine.create("toy", PARAMS)
+    with pytest.raises(KeyboardInterrupt):
+        toy_engine.run(session)
+    doc = toy_engine.store.load_doc(session.id)
+    assert doc.status == "paused" and doc.step_index == 3 and doc.error is None
+    toy_plugins.unregister(interrupter)
+
+    fresh = Engine(toy_engine.store, plugins=toy_plugins, device="cpu")
+    resumed = fresh.resume(session.id)
+    assert torch.equal(fresh.final_latents(resumed), toy_engine.final_latents(full))
+
+
+def test_run_until_out_of_range_is_refused(toy_engine: Engine) -> None:
+    session = toy_engine.create("toy", PARAMS)
+    with pytest.raises(InputError, match="until"):
+        toy_engine.run(session, until=6)
+    assert toy_engine.pool.loads == 0
+
+
+def test_checkpoint_policy_is_validated(toy_engine: Engine) -> None:
+    with pytest.raises(InputError, match="checkpoint_every"):
+        Engine(toy_engine.store, plugins=toy_engine.plugins, checkpoint_every=0)
+    with pytest.raises(InputError, match="checkpoint_keep"):
+        Engine(toy_engine.store, plugins=toy_engine.plugins, checkpoint_keep=-1)
