@@ -6,6 +6,7 @@ checkpoints, resume, per-step events, and (later) fork, edit and hand-off.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from arc_fabric_core.errors import InputError, SessionError
 from arc_fabric_core.model_pool import ModelPool, resolve_device
 from arc_fabric_core.models import ModelRef
 from arc_fabric_core.params import GenerationParams
-from arc_fabric_core.plugins import Plugins, get_plugins
+from arc_fabric_core.plugins import STAGE_HOOKS, Plugins, get_plugins
 from arc_fabric_core.schedule import Schedule, StepContext
 from arc_fabric_core.scheduler_state import capture, restore
 from arc_fabric_core.session import LATENTS_KEY, ModelInfo, SessionDoc, SessionStatus
@@ -110,7 +111,7 @@ class Engine:
         """Validate everything and write the session's document. No model loads here."""
         ref = model if isinstance(model, ModelRef) else self.resolve(model, variant, weights)
         checked = ref.params(params)
-        for stage in ("arc_load", "arc_encode", "arc_schedule", "arc_prepare_latents", "arc_denoise_step"):
+        for stage in STAGE_HOOKS:
             self.plugins.stage(stage, ref.spec.name)  # a plugin missing a stage fails here, not mid-run
         doc = SessionDoc(
             model=ModelInfo(
@@ -165,8 +166,10 @@ class Engine:
         except BaseException as exc:
             status = SessionStatus.PAUSED if isinstance(exc, KeyboardInterrupt) else SessionStatus.FAILED
             error = None if status is SessionStatus.PAUSED else f"{type(exc).__name__}: {exc}"
-            self._set_status(session, writer, status, error)
-            writer.flush()
+            # Record the outcome if the store still takes writes; the original error wins either way.
+            with contextlib.suppress(SessionError):
+                self._set_status(session, writer, status, error)
+                writer.flush()
             raise
         finally:
             writer.close()
