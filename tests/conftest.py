@@ -15,9 +15,8 @@ if str(TOY) not in sys.path:
 @pytest.fixture
 def toy_plugins():
     """A plugin manager holding only the toy plugin (no entry points)."""
-    from arc_toy import plugin
-
     from arc_fabric_core.plugins import Plugins
+    from arc_toy import plugin
 
     plugins = Plugins(load_entrypoints=False)
     plugins.register(plugin, name="toy")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from arc_toy import plugin as toy
 
 from arc_fabric_core.engine import Engine
 from arc_fabric_core.errors import ArcFabricError, UnknownModelError
@@ -18,6 +17,7 @@ from arc_fabric_core.hookspecs import hookimpl
 from arc_fabric_core.models import ModelSpec
 from arc_fabric_core.plugins import Plugins
 from arc_fabric_core.store import SessionStore
+from arc_toy import plugin as toy
 
 
 class Twin:

@@ -1,0 +1,39 @@
+"""diffusers' own WanPipeline over a loaded model: the reference our sessions must equal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def reference_pipeline(components: Any, shift: float = 5.0) -> Any:
+    """A ``WanPipeline`` sharing ``components``' modules, with a fresh scheduler at ``shift``
+    (the same scheduler a session of ours builds), progress bar off."""
+    from diffusers import WanPipeline
+
+    pipe = components.pipe
+    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, flow_shift=shift)
+    ref = WanPipeline(
+        tokenizer=pipe.tokenizer,
+        text_encoder=pipe.text_encoder,
+        vae=pipe.vae,
+        transformer=pipe.transformer,
+        scheduler=scheduler,
+    )
+    ref.set_progress_bar_config(disable=True)
+    return ref
+
+
+def reference_call_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+    """Our parameter names mapped to ``WanPipeline.__call__``'s, with the same CPU generator."""
+    import torch
+
+    return dict(
+        prompt=params["prompt"],
+        negative_prompt=params["negative_prompt"],
+        num_frames=params["num_frames"],
+        height=params["height"],
+        width=params["width"],
+        num_inference_steps=params["steps"],
+        guidance_scale=params["guidance"],
+        generator=torch.Generator("cpu").manual_seed(params["seed"]),
+    )
