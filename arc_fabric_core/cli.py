@@ -100,6 +100,21 @@ def _engine(store_dir: Path, device: str, dtype: str, every: int, keep: int) -> 
     return _engines[key]
 
 
+def _progress_lines(total: int) -> Any:
+    """Without a terminal (logs, CI, nohup): one line per 10% of the steps instead of a bar."""
+    every = max(1, total // 10)
+
+    def listener(ev: Any) -> None:
+        if ev.step % every == 0 or ev.step == ev.total:
+            sys.stderr.write(
+                f"step {ev.step}/{ev.total} ({ev.step * 100 // ev.total}%), {ev.step_seconds:.2f} s/step, "
+                f"elapsed {ev.elapsed_seconds:.1f} s, eta {ev.eta_seconds:.1f} s\n"
+            )
+            sys.stderr.flush()
+
+    return listener
+
+
 def generate(cfg: Any) -> None:
     """Hydra task: one video per job."""
     from omegaconf.errors import MissingMandatoryValue
@@ -153,13 +168,15 @@ def _generate(cfg: Any) -> None:
     else:
         print(f"{ref.spec.name}/{ref.variant.name} already warm")
 
-    listeners = []
-    bar = None
+    listeners, bar = [], None
     if cfg.get("progress", True):
-        from tqdm import tqdm
+        if sys.stderr.isatty():
+            from tqdm import tqdm
 
-        bar = tqdm(total=p.steps, desc="denoising", unit="step", file=sys.stderr, disable=None)
-        listeners.append(lambda ev: bar.update(1))
+            bar = tqdm(total=p.steps, desc="denoising", unit="step", file=sys.stderr)
+            listeners.append(lambda ev: bar.update(1))
+        else:
+            listeners.append(_progress_lines(p.steps))
     try:
         engine.run(session, listeners=listeners)
     finally:

@@ -36,6 +36,12 @@ def test_generates_mp4_and_session(tmp_path: Path) -> None:
     res = cli("+model=wan21", "num_frames=17", "height=64", "width=64", "steps=3", f"output_dir={out}", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "RANDOM weights" in res.stdout and "noise" in res.stdout
+    # No terminal here, so progress comes as lines rather than a bar.
+    assert [line.split(" (")[0] for line in res.stderr.splitlines() if line.startswith("step ")] == [
+        "step 1/3",
+        "step 2/3",
+        "step 3/3",
+    ]
     frames = read_video(out / "video.mp4")
     assert frames.shape == (17, 64, 64, 3)
     session = only_session(out)
