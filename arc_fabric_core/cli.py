@@ -10,20 +10,16 @@ installed plugin puts its own model/<name>.yaml on the search path.
 from __future__ import annotations
 
 import json
-import logging
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from arc_fabric_core.errors import ArcFabricError, InputError
+from arc_fabric_core.params import GenerationParams
 from arc_fabric_core.plugins import get_plugins
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
-PARAM_KEYS = ("prompt", "negative_prompt", "seed", "steps", "num_frames", "height", "width", "guidance", "fps")
-
-log = logging.getLogger("arc_fabric")
 
 # One engine per process: Hydra multirun jobs share it, so loaded models stay warm.
 _engines: dict[tuple[str, str, str, int, int], Any] = {}
@@ -142,7 +138,7 @@ def _generate(cfg: Any) -> None:
         if str(hydra_cfg.mode) == "RunMode.MULTIRUN":  # one folder per job, never one video over another
             out_dir = out_dir / str(hydra_cfg.job.num)
     store_dir = Path(cfg.store_dir) if cfg.get("store_dir") else out_dir / "sessions"
-    values = {k: cfg.get(k) for k in PARAM_KEYS}
+    values = {k: cfg.get(k) for k in GenerationParams.model_fields}
     # Plugins may add parameters of their own under model.params.
     extra = model_cfg.get("params") or {}
     values.update({k: v for k, v in dict(extra).items()})
@@ -192,4 +188,3 @@ def _generate(cfg: Any) -> None:
     print(f"session:  {session.id} ({session_dir})")
     print(f"latents:  {session_dir / 'latents.safetensors'} (key 'latents')")
     print(f"done in {elapsed:.1f}s")
-    os.environ.setdefault("ARC_FABRIC_LAST_SESSION", session.id)

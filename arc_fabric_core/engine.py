@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from arc_fabric_core.errors import InputError, SessionError
-from arc_fabric_core.model_pool import ModelPool, resolve_device
+from arc_fabric_core.model_pool import ModelPool, check_dtype, resolve_device
 from arc_fabric_core.models import ModelRef
 from arc_fabric_core.params import GenerationParams
 from arc_fabric_core.plugins import STAGE_HOOKS, Plugins, get_plugins
@@ -95,7 +95,7 @@ class Engine:
         self.store = store
         self.plugins = plugins or get_plugins()
         self.device = resolve_device(device)
-        self.dtype = dtype
+        self.dtype = check_dtype(dtype)
         self.pool = pool or ModelPool(self.plugins)
         self.checkpoint_every = checkpoint_every
         self.checkpoint_keep = checkpoint_keep

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from arc_fabric_core.errors import InputError
 from arc_fabric_core.models import ModelRef
 from arc_fabric_core.plugins import Plugins
 
@@ -19,9 +20,22 @@ log = logging.getLogger(__name__)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` = CUDA when available, else CPU; anything else is checked, never guessed."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError("device", f"unknown device {device!r}; allowed: auto, cpu, cuda, cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device", "CUDA is not available here; use device=cpu or device=auto")
+    return resolved
+
+
+def check_dtype(dtype: str) -> str:
+    if dtype != "auto" and not isinstance(getattr(torch, dtype, None), torch.dtype):
+        raise InputError("dtype", f"unknown dtype {dtype!r}; allowed: auto, float32, bfloat16, float16")
+    return dtype
 
 
 class ModelPool:

@@ -60,7 +60,6 @@ class ModelSpec:
     params: type[GenerationParams]
     latent_space: LatentSpace
     variants: tuple[VariantSpec, ...]
-    default_fps: int = 16
 
     def variant(self, name: str) -> VariantSpec:
         for variant in self.variants:

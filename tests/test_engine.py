@@ -55,6 +55,18 @@ def test_run_until_out_of_range_is_refused(toy_engine: Engine) -> None:
     assert toy_engine.pool.loads == 0
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"device": "tpu9"}, "device"), ({"device": "cuda:0"}, "device"), ({"dtype": "float7"}, "dtype")],
+)
+def test_device_and_dtype_are_validated(toy_engine: Engine, kwargs: dict, field: str) -> None:
+    if kwargs.get("device", "").startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(InputError) as info:
+        Engine(toy_engine.store, plugins=toy_engine.plugins, **kwargs)
+    assert info.value.field == field
+
+
 def test_checkpoint_policy_is_validated(toy_engine: Engine) -> None:
     with pytest.raises(InputError, match="checkpoint_every"):
         Engine(toy_engine.store, plugins=toy_engine.plugins, checkpoint_every=0)

@@ -45,7 +45,6 @@ TOY = ModelSpec(
     params=ToyParams,
     latent_space=LatentSpace(family="rgb", channels=3, temporal_compression=1, spatial_compression=1),
     variants=(VariantSpec(name="default", description="Needs no weights.", tiny=True),),
-    default_fps=8,
 )
 
 

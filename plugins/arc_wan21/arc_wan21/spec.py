@@ -74,5 +74,4 @@ WAN21 = ModelSpec(
             param_defaults=TINY_DEFAULTS,
         ),
     ),
-    default_fps=16,
 )
