@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> None:
         fail(str(exc))
     import hydra
 
+    # The primary config has no model in its defaults list, so Hydra needs "+model=";
+    # accept the plain "model=" too rather than failing with Hydra's defaults-list error.
+    argv = ["+" + a if a.startswith("model=") else a for a in argv]
     sys.argv = [sys.argv[0], *argv]
     hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(generate)()
 

@@ -143,7 +143,7 @@ def test_multirun_reuses_the_loaded_model(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     res = cli(
         "-m",
-        "+model=wan21",
+        "model=wan21",  # the plain form works too
         "seed=0,1,2",
         "steps=2",
         "num_frames=5",
