@@ -39,11 +39,16 @@ def atomic_write(path: Path, data: bytes, sync_dir: bool = True) -> None:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):  # a full disk must not leave debris behind
+            tmp.unlink()
+        raise
     if not sync_dir:
         return
     dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -129,25 +134,19 @@ class CheckpointWriter:
     The engine snapshots tensors to CPU synchronously (cheap) and hands them over;
     serialisation, hashing, fsync and the session.json update happen here.
     ``flush()`` waits for everything queued; an error in the thread resurfaces there.
+    At most ``max_pending`` writes wait while one is being written, so after a SIGKILL
+    the store is at most ``max_pending + 1`` writes behind the loop.
     """
 
-    def __init__(self, store: SessionStore, max_pending: int = 8) -> None:
+    def __init__(self, store: SessionStore, max_pending: int = 2) -> None:
         self.store = store
+        # Bounded: when the writer falls behind, the loop waits; a crash loses at most a few writes.
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="arc-checkpoint-writer", daemon=True)
         self._thread.start()
 
     def _work(self) -> None:
-        # Run only on otherwise idle CPU: on a small CPU torch's compute threads must not
-        # wait for this one (a single preempted worker stalls a whole parallel op).
-        # The bounded queue keeps a starved writer from piling up snapshots.
-        tid = threading.get_native_id()
-        try:
-            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
-        except (OSError, AttributeError):
-            with contextlib.suppress(OSError, AttributeError):
-                os.setpriority(os.PRIO_PROCESS, tid, 19)
         while True:
             job = self._queue.get()
             try:

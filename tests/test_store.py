@@ -105,3 +105,19 @@ def test_failure_keeps_the_last_checkpoint(tmp_path: Path, toy_plugins) -> None:
     doc = engine.store.load_doc(session.id)
     assert doc.status == "failed" and "device lost" in doc.error
     assert doc.step_index == 3 and doc.checkpoints[-1].step == 3
+
+
+def test_failed_write_leaves_the_old_file_and_no_debris(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    target = tmp_path / "doc.json"
+    atomic_write(target, b"good")
+
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        atomic_write(target, b"half-written")
+    assert target.read_bytes() == b"good"
+    assert [p.name for p in tmp_path.iterdir()] == ["doc.json"]
