@@ -55,7 +55,6 @@ class Session:
     doc: SessionDoc
     ref: ModelRef
     params: GenerationParams
-    device: torch.device
     step_index: int = 0
     latents: torch.Tensor | None = None
     conditioning: dict[str, torch.Tensor] | None = None
@@ -123,14 +122,14 @@ class Engine:
             total_steps=checked.steps,
         )
         self.store.save_doc(doc)
-        return Session(doc=doc, ref=ref, params=checked, device=self.device)
+        return Session(doc=doc, ref=ref, params=checked)
 
     def open(self, session_id: str) -> Session:
         """Load a session from the store; its tensors are restored when it next runs."""
         doc = self.store.load_doc(session_id)
         ref = self.resolve(doc.model.name, doc.model.variant, doc.model.weights)
         params = ref.params(doc.params)
-        session = Session(doc=doc, ref=ref, params=params, device=self.device)
+        session = Session(doc=doc, ref=ref, params=params)
         session.step_index = doc.checkpoints[-1].step if doc.checkpoints else 0
         return session
 
@@ -181,8 +180,7 @@ class Engine:
     def _start(self, session: Session, components: Any, writer: CheckpointWriter) -> None:
         ref, params = session.ref, session.params
         session.conditioning = self._stage("arc_encode", session)(model=ref, components=components, params=params)
-        session.schedule = self._stage("arc_schedule", session)(model=ref, components=components, params=params)
-        self._check_schedule(session)
+        session.schedule = self._new_schedule(session, components)
         session.generator = torch.Generator("cpu").manual_seed(params.seed)
         session.latents = self._stage("arc_prepare_latents", session)(
             model=ref, components=components, params=params, generator=session.generator
@@ -199,13 +197,14 @@ class Engine:
         writer.submit(write_conditioning)
         self._checkpoint(session, writer)
 
-    def _check_schedule(self, session: Session) -> None:
-        assert session.schedule is not None
-        if len(session.schedule) != session.doc.total_steps:
+    def _new_schedule(self, session: Session, components: Any) -> Schedule:
+        schedule = self._stage("arc_schedule", session)(model=session.ref, components=components, params=session.params)
+        if len(schedule) != session.doc.total_steps:
             raise SessionError(
-                f"{session.ref.spec.name}: arc_schedule gave {len(session.schedule)} timesteps for "
+                f"{session.ref.spec.name}: arc_schedule gave {len(schedule)} timesteps for "
                 f"{session.doc.total_steps} steps"
             )
+        return schedule
 
     def _loop(
         self, session: Session, components: Any, stop: int, writer: CheckpointWriter, listeners: list[Listener]
@@ -292,10 +291,7 @@ class Engine:
                 errors.append(str(exc))
         else:
             raise SessionError("; ".join(errors) or f"session {doc.id}: no readable checkpoint")
-        session.schedule = self._stage("arc_schedule", session)(
-            model=session.ref, components=components, params=session.params
-        )
-        self._check_schedule(session)
+        session.schedule = self._new_schedule(session, components)
         restore(session.schedule.scheduler, tensors, metadata["scheduler_state"], self.device)
         session.latents = tensors["latents"].to(self.device)
         session.generator = torch.Generator("cpu")

@@ -61,6 +61,3 @@ class ModelPool:
 
     def is_warm(self, ref: ModelRef, device: torch.device, dtype: str) -> bool:
         return (*ref.key, str(device), dtype) in self._warm
-
-    def clear(self) -> None:
-        self._warm.clear()

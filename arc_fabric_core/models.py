@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from arc_fabric_core.errors import InputError, WeightsError
 from arc_fabric_core.params import GenerationParams
@@ -159,8 +159,6 @@ class ModelRef:
 
 def validate_params(schema: type[BaseModel], values: dict[str, Any]) -> Any:
     """Build ``schema`` from ``values``; the first problem becomes one InputError."""
-    from pydantic import ValidationError
-
     try:
         return schema(**values)
     except ValidationError as exc:
