@@ -2,6 +2,7 @@
 
     python -m arc_fabric_core +model=wan21 [prompt=...] [steps=...] [-m seed=0,1,2]
     python -m arc_fabric_core plugins        # installed plugins and their models, as JSON
+    python -m arc_fabric_core sessions ...   # list, show, resume, fork, edit, decode, delete, gc
 
 Generation runs through Hydra: the primary config is configs/config.yaml, and each
 installed plugin puts its own model/<name>.yaml on the search path.
@@ -22,7 +23,7 @@ from arc_fabric_core.plugins import get_plugins
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 # One engine per process: Hydra multirun jobs share it, so loaded models stay warm.
-_engines: dict[tuple[str, str, str, int, int], Any] = {}
+_engines: dict[tuple[Any, ...], Any] = {}
 _pool: Any = None
 
 
@@ -66,6 +67,11 @@ def main(argv: list[str] | None = None) -> None:
         if argv and argv[0] == "plugins":
             print(json.dumps(get_plugins().describe(), indent=2))
             return
+        if argv and argv[0] == "sessions":
+            from arc_fabric_core.sessions_cli import main as sessions_main
+
+            sessions_main(argv[1:])
+            return
         _precheck(argv)
     except ArcFabricError as exc:
         fail(str(exc))
@@ -78,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(generate)()
 
 
-def _engine(store_dir: Path, device: str, dtype: str, every: int, keep: int) -> Any:
+def _engine(store_dir: Path, device: str, dtype: str, every: int, keep: int, keep_steps: tuple[int, ...]) -> Any:
     from arc_fabric_core.engine import Engine
     from arc_fabric_core.model_pool import ModelPool
     from arc_fabric_core.store import SessionStore
@@ -86,7 +92,7 @@ def _engine(store_dir: Path, device: str, dtype: str, every: int, keep: int) -> 
     global _pool
     if _pool is None:
         _pool = ModelPool(get_plugins())
-    key = (str(store_dir), device, dtype, every, keep)
+    key = (str(store_dir), device, dtype, every, keep, keep_steps)
     if key not in _engines:
         _engines[key] = Engine(
             SessionStore(store_dir),
@@ -95,12 +101,19 @@ def _engine(store_dir: Path, device: str, dtype: str, every: int, keep: int) -> 
             pool=_pool,
             checkpoint_every=every,
             checkpoint_keep=keep,
+            checkpoint_keep_steps=keep_steps,
         )
     return _engines[key]
 
 
-def _progress_lines(total: int) -> Any:
-    """Without a terminal (logs, CI, nohup): one line per 10% of the steps instead of a bar."""
+def progress_listeners(total: int, start: int = 0) -> tuple[list[Any], Any]:
+    """(listeners, close): a tqdm bar on a terminal; without one (logs, CI, nohup), one
+    line per 10% of the steps."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=start, desc="denoising", unit="step", file=sys.stderr)
+        return [lambda ev: bar.update(1)], bar.close
     every = max(1, total // 10)
 
     def listener(ev: Any) -> None:
@@ -111,7 +124,7 @@ def _progress_lines(total: int) -> Any:
             )
             sys.stderr.flush()
 
-    return listener
+    return [listener], lambda: None
 
 
 def generate(cfg: Any) -> None:
@@ -131,6 +144,8 @@ def generate(cfg: Any) -> None:
 def _generate(cfg: Any) -> None:
     from hydra.core.hydra_config import HydraConfig
 
+    from arc_fabric_core.store import default_store_dir
+
     model_cfg = cfg.get("model")
     if model_cfg is None or not model_cfg.get("name"):
         raise InputError("model", "no model selected; add +model=<name>")
@@ -140,13 +155,20 @@ def _generate(cfg: Any) -> None:
         out_dir = Path(cfg.output_dir)
         if str(hydra_cfg.mode) == "RunMode.MULTIRUN":  # one folder per job, never one video over another
             out_dir = out_dir / str(hydra_cfg.job.num)
-    store_dir = Path(cfg.store_dir) if cfg.get("store_dir") else out_dir / "sessions"
+    store_dir = Path(cfg.store_dir).expanduser() if cfg.get("store_dir") else default_store_dir()
     values = {k: cfg.get(k) for k in GenerationParams.model_fields}
     # Plugins may add parameters of their own under model.params.
     extra = model_cfg.get("params") or {}
     values.update({k: v for k, v in dict(extra).items()})
 
-    engine = _engine(store_dir, str(cfg.device), str(cfg.dtype), int(cfg.checkpoint_every), int(cfg.checkpoint_keep))
+    engine = _engine(
+        store_dir,
+        str(cfg.device),
+        str(cfg.dtype),
+        int(cfg.checkpoint_every),
+        int(cfg.checkpoint_keep),
+        tuple(int(s) for s in cfg.get("checkpoint_keep_steps") or ()),
+    )
     ref = engine.resolve(str(model_cfg.name), model_cfg.get("variant"), model_cfg.get("weights"))
     session = engine.create(ref, values)  # every check happens here, before any model loads
     p = session.params
@@ -167,20 +189,11 @@ def _generate(cfg: Any) -> None:
     else:
         print(f"{ref.spec.name}/{ref.variant.name} already warm")
 
-    listeners, bar = [], None
-    if cfg.get("progress", True):
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            bar = tqdm(total=p.steps, desc="denoising", unit="step", file=sys.stderr)
-            listeners.append(lambda ev: bar.update(1))
-        else:
-            listeners.append(_progress_lines(p.steps))
+    listeners, close = progress_listeners(p.steps) if cfg.get("progress", True) else ([], lambda: None)
     try:
         engine.run(session, listeners=listeners)
     finally:
-        if bar is not None:
-            bar.close()
+        close()
     frames = engine.decode(session)
     from arc_fabric_core.video import write_mp4
 

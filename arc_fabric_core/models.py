@@ -25,6 +25,16 @@ class LatentSpace:
     temporal_compression: int
     spatial_compression: int
 
+    def latent_frame(self, frame: int) -> int:
+        """The latent frame holding pixel frame ``frame``.
+
+        Video VAEs here are causal: latent frame 0 is pixel frame 0 alone, then each
+        latent frame holds the next ``temporal_compression`` pixel frames.
+        """
+        if frame <= 0 or self.temporal_compression == 1:
+            return max(frame, 0)
+        return (frame - 1) // self.temporal_compression + 1
+
     def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         """(C, F, H, W) of the latents for a video of the given pixel size."""
         frames = (num_frames - 1) // self.temporal_compression + 1
@@ -136,6 +146,7 @@ class ModelSpec:
                 "spatial_compression": self.latent_space.spatial_compression,
             },
             "params_schema": self.params.model_json_schema(),
+            "fixed_params": sorted(self.params.fixed_fields),
         }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -10,6 +12,11 @@ class GenerationParams(BaseModel):
     and add its own fields and checks (e.g. Wan's 4k+1 frames)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Fields that fix the schedule or the latent shape. A fork or an edit continues an
+    # existing trajectory, so it may change any field but these (a plugin adds its own,
+    # e.g. Wan's flow shift).
+    fixed_fields: ClassVar[frozenset[str]] = frozenset({"steps", "num_frames", "height", "width"})
 
     prompt: str = Field("", description="What the video shows.")
     negative_prompt: str = Field("", description="What to steer away from (used with guidance > 1).")

@@ -35,6 +35,40 @@ class Schedule:
         kwargs = {"generator": generator} if self._step_takes_generator else {}
         return self.scheduler.step(model_output, self.timesteps[index], latents, return_dict=False, **kwargs)[0]
 
+    @property
+    def is_flow(self) -> bool:
+        """Flow matching: x_t = (1 - sigma) x0 + sigma noise, and the model predicts noise - x0."""
+        config = getattr(self.scheduler, "config", {})
+        return self.sigmas is not None and (
+            type(self.scheduler).__name__.startswith("FlowMatch")
+            or config.get("prediction_type") == "flow_prediction"
+            or bool(config.get("use_flow_sigmas"))
+        )
+
+    def start_at(self, index: int) -> None:
+        """Make a fresh scheduler begin at step ``index`` (an edit re-denoises from there)."""
+        if hasattr(self.scheduler, "set_begin_index"):
+            self.scheduler.set_begin_index(index)
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, index: int) -> torch.Tensor:
+        """``x0`` noised to the level of step ``index`` (``index == len(self)`` gives ``x0``)."""
+        if self.is_flow:
+            assert self.sigmas is not None
+            # The arithmetic of diffusers' UniPC add_noise for flow sigmas, so edits match its pipelines.
+            sigma = self.sigmas[index].to(x0.device, x0.dtype)
+            return (1 - sigma) * x0 + sigma * noise
+        if index >= len(self):
+            return x0
+        return self.scheduler.add_noise(x0, noise, self.timesteps[index : index + 1])
+
+    def predict_x0(self, model_output: torch.Tensor, index: int, latents: torch.Tensor) -> torch.Tensor:
+        """The clean video the model sees in ``latents`` at step ``index`` (flow schedules)."""
+        if not self.is_flow:
+            raise NotImplementedError(f"{type(self.scheduler).__name__}: clean estimates need a flow schedule")
+        assert self.sigmas is not None
+        sigma = self.sigmas[index].to(latents.device, latents.dtype)
+        return latents - sigma * model_output.to(latents.dtype)
+
 
 @dataclass(frozen=True)
 class StepContext:

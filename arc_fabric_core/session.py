@@ -10,7 +10,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 # Major.minor. A reader refuses a newer major version.
-FORMAT_VERSION = "1.0"
+# 1.1 added lineage (operation, overrides, edit).
+FORMAT_VERSION = "1.1"
 
 # Key of the final latents in latents.safetensors: (B, C, F, H, W) float32, the
 # layout diffusers returns with output_type="latent".
@@ -33,6 +34,14 @@ class SessionStatus(StrEnum):
     FAILED = "failed"
 
 
+class Operation(StrEnum):
+    """How a session came to be: the edge to its parent in the lineage tree."""
+
+    CREATE = "create"
+    FORK = "fork"
+    EDIT = "edit"
+
+
 class FileRecord(BaseModel):
     """A tensor file of the session, with the checksum it was written with."""
 
@@ -49,6 +58,23 @@ class ModelInfo(BaseModel):
     name: str
     variant: str
     weights: str | None = None
+
+
+class EditInfo(BaseModel):
+    """What an edit re-denoises: from which step, from which source, inside which mask."""
+
+    start_step: int
+    # "final": the parent's final latents; "estimate": its clean estimate at source_step.
+    source: str
+    source_step: int
+    # Pixel-space mask as the user gave it (x0, y0, x1, y1; frames [start, end)); None = everywhere.
+    rect: tuple[int, int, int, int] | None = None
+    frames: tuple[int, int] | None = None
+    mask_image: str | None = None
+    # Share of the latent video the mask covers (1.0 without a mask).
+    coverage: float = 1.0
+    # x0 (source clean latents), noise, and the latent mask; written when the edit is created.
+    tensors: FileRecord | None = None
 
 
 class SessionDoc(BaseModel):
@@ -69,9 +95,12 @@ class SessionDoc(BaseModel):
     conditioning: FileRecord | None = None
     checkpoints: list[CheckpointRecord] = Field(default_factory=list)
     final: FileRecord | None = None
-    # Lineage: the session this one was forked or edited from, and at which step.
+    # Lineage: the session this one was forked or edited from, at which step, and how.
+    operation: Operation = Operation.CREATE
     parent: str | None = None
     parent_step: int | None = None
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    edit: EditInfo | None = None
     error: str | None = None
 
     def touch(self) -> None:

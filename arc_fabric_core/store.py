@@ -4,22 +4,35 @@
     <root>/<session id>/conditioning.safetensors
     <root>/<session id>/checkpoints/step_00012.safetensors
     <root>/<session id>/latents.safetensors   final latents under key "latents"
+    <root>/<session id>/edit.safetensors      an edit's source latents, noise and mask
+    <root>/<session id>/.lock                 held (flock) by the one process writing it
 
 Every file is written to a temporary name, fsynced and renamed, so a crash never
 leaves a half-written file under a real name; session.json only ever names files
 that are complete, and records their sha256.
+
+Tensor files are immutable once written. A fork therefore shares its parent's
+checkpoints as hard links: no bytes are copied, and deleting the parent (or its
+keep policy dropping a checkpoint) never breaks the child, because the file lives
+on while any session still names it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import queue
+import shutil
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from safetensors.torch import load as st_load
@@ -29,6 +42,15 @@ from arc_fabric_core.errors import SessionError
 from arc_fabric_core.session import FORMAT_VERSION, CheckpointRecord, FileRecord, SessionDoc
 
 DOC_NAME = "session.json"
+R = TypeVar("R", bound=FileRecord)
+LOCK_NAME = ".lock"
+# A temporary file older than this is debris from a crash, never a write in flight.
+STALE_TMP_SECONDS = 3600
+
+
+def default_store_dir() -> Path:
+    """$ARC_FABRIC_STORE, else outputs/sessions: one store, so that lineage spans runs."""
+    return Path(os.environ.get("ARC_FABRIC_STORE") or "outputs/sessions").expanduser()
 
 
 def atomic_write(path: Path, data: bytes, sync_dir: bool = True) -> None:
@@ -74,6 +96,47 @@ class SessionStore:
         if not self.root.is_dir():
             return []
         return sorted(p.name for p in self.root.iterdir() if (p / DOC_NAME).is_file())
+
+    def load_all(self) -> list[SessionDoc]:
+        """Every readable session document, oldest first (unreadable ones are skipped)."""
+        docs = []
+        for session_id in self.list_ids():
+            with contextlib.suppress(SessionError):
+                docs.append(self.load_doc(session_id))
+        return sorted(docs, key=lambda d: (d.created_at, d.id))
+
+    # -- the writer lock
+
+    @contextlib.contextmanager
+    def lock(self, session_id: str) -> Iterator[None]:
+        """Hold the session's write lock; refuse at once if another writer holds it.
+
+        An flock dies with its process, so a crash (even SIGKILL) never leaves a stale lock.
+        """
+        folder = self.session_dir(session_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                raise SessionError(
+                    f"session {session_id} is being written by another process (pid {holder}); "
+                    "two writers on one session are refused — wait for it or stop it"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
+
+    def is_locked(self, session_id: str) -> bool:
+        try:
+            with self.lock(session_id):
+                return False
+        except SessionError:
+            return True
 
     # -- the document
 
@@ -127,6 +190,81 @@ class SessionStore:
         with contextlib.suppress(FileNotFoundError):
             (self.session_dir(session_id) / relpath).unlink()
 
+    def share_file(self, src_session: str, record: R, dst_session: str) -> R:
+        """Give ``dst_session`` the same immutable file: a hard link, a copy where links fail."""
+        src = self.session_dir(src_session) / record.file
+        dst = self.session_dir(dst_session) / record.file
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            dst.unlink()
+        try:
+            os.link(src, dst)
+        except FileNotFoundError:
+            raise SessionError(f"session {src_session}: {record.file} is gone (deleted or dropped meanwhile)") from None
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            # A filesystem without hard links (some network and FAT mounts): copy, atomically.
+            tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        return record.model_copy()
+
+    # -- delete and garbage collection
+
+    def delete(self, session_id: str) -> int:
+        """Remove a session; return the bytes freed. Its children keep their shared files."""
+        doc = self.load_doc(session_id)
+        with self.lock(session_id):
+            folder = self.session_dir(doc.id)
+            freed = _unshared_bytes(folder)
+            # The document goes first: a crash half-way leaves a folder without session.json,
+            # which gc() removes, never a document naming missing files.
+            (folder / DOC_NAME).unlink()
+            shutil.rmtree(folder, ignore_errors=True)
+        return freed
+
+    def gc(self, dry_run: bool = False) -> list[GarbageFile]:
+        """Remove what no session document names: checkpoints dropped by a crash between
+        writes, temporary debris, and folders of half-created or half-deleted sessions.
+        Sessions being written (locked) are left alone."""
+        garbage: list[GarbageFile] = []
+        if not self.root.is_dir():
+            return garbage
+        now = time.time()
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            if self.is_locked(folder.name):
+                continue
+            if not (folder / DOC_NAME).is_file():
+                files = [f for f in folder.rglob("*") if f.is_file()]
+                if files and all(now - f.stat().st_mtime < 60 for f in files if f.name != LOCK_NAME):
+                    continue  # possibly a session being created right now
+                garbage.append(GarbageFile(folder.name, str(folder), _unshared_bytes(folder), "no session.json"))
+                if not dry_run:
+                    shutil.rmtree(folder, ignore_errors=True)
+                continue
+            try:
+                doc = self.load_doc(folder.name)
+            except SessionError:
+                continue  # unreadable: reported by load_doc when used, never deleted blindly
+            named = {r.file for r in _records(doc)} | {DOC_NAME, LOCK_NAME}
+            for path in sorted(folder.rglob("*")):
+                if not path.is_file():
+                    continue
+                rel = path.relative_to(folder).as_posix()
+                is_tmp = ".tmp-" in path.name
+                # Only the store's own kinds of file: a video decoded next to them is the user's.
+                if rel in named or not (is_tmp or path.suffix == ".safetensors"):
+                    continue
+                if is_tmp and now - path.stat().st_mtime < STALE_TMP_SECONDS:
+                    continue
+                stat = path.stat()
+                size = stat.st_size if stat.st_nlink == 1 else 0
+                garbage.append(GarbageFile(doc.id, rel, size, "temporary debris" if is_tmp else "unreferenced"))
+                if not dry_run:
+                    path.unlink()
+        return garbage
+
 
 class CheckpointWriter:
     """Writes checkpoints on a background thread, in order, off the compute path.
@@ -177,18 +315,62 @@ class CheckpointWriter:
             raise SessionError(f"checkpoint write failed: {err}") from err
 
 
+@dataclass(frozen=True)
+class GarbageFile:
+    session: str
+    file: str
+    bytes: int  # freed on disk (0 for a file still linked from another session)
+    reason: str
+
+
+def _records(doc: SessionDoc) -> list[FileRecord]:
+    records: list[FileRecord] = [*doc.checkpoints]
+    for record in (doc.conditioning, doc.final, doc.edit.tensors if doc.edit else None):
+        if record is not None:
+            records.append(record)
+    return records
+
+
+def _unshared_bytes(folder: Path) -> int:
+    """Bytes that removing ``folder`` frees: files no other session links to."""
+    total = 0
+    for path in folder.rglob("*"):
+        with contextlib.suppress(OSError):
+            stat = path.lstat()
+            if path.is_file() and stat.st_nlink == 1:
+                total += stat.st_size
+    return total
+
+
+def session_bytes(store: SessionStore, doc: SessionDoc) -> tuple[int, int]:
+    """(bytes of all files the session names, bytes only it holds)."""
+    total = own = 0
+    for record in _records(doc):
+        with contextlib.suppress(OSError):
+            stat = (store.session_dir(doc.id) / record.file).stat()
+            total += stat.st_size
+            own += stat.st_size if stat.st_nlink == 1 else 0
+    return total, own
+
+
 def checkpoint_name(step: int) -> str:
     return f"checkpoints/step_{step:05d}.safetensors"
 
 
-def add_checkpoint(doc: SessionDoc, record: FileRecord, step: int, keep: int) -> list[str]:
-    """Record a new checkpoint in ``doc``; return files that fell out of the keep window."""
+def add_checkpoint(
+    doc: SessionDoc, record: FileRecord, step: int, keep: int, keep_steps: frozenset[int] = frozenset()
+) -> list[str]:
+    """Record a new checkpoint in ``doc``; return files that fell out of the keep policy.
+
+    The newest ``keep`` checkpoints stay (0 = all), and so does every step in ``keep_steps``.
+    """
     doc.checkpoints = [c for c in doc.checkpoints if c.step != step]
     doc.checkpoints.append(CheckpointRecord(step=step, **record.model_dump()))
     doc.checkpoints.sort(key=lambda c: c.step)
-    dropped: list[str] = []
-    if keep > 0 and len(doc.checkpoints) > keep:
-        for old in doc.checkpoints[:-keep]:
-            dropped.append(old.file)
-        doc.checkpoints = doc.checkpoints[-keep:]
+    if keep <= 0 or len(doc.checkpoints) <= keep:
+        return []
+    newest = {c.step for c in doc.checkpoints[-keep:]}
+    kept = [c for c in doc.checkpoints if c.step in newest or c.step in keep_steps]
+    dropped = [c.file for c in doc.checkpoints if c not in kept]
+    doc.checkpoints = kept
     return dropped

@@ -10,7 +10,7 @@ import torch
 
 from arc_fabric_core.engine import Engine
 from arc_fabric_core.errors import SessionError
-from arc_fabric_core.session import LATENTS_KEY
+from arc_fabric_core.session import FORMAT_VERSION, LATENTS_KEY
 from arc_fabric_core.store import SessionStore, atomic_write
 
 PARAMS = {"num_frames": 3, "height": 8, "width": 8, "steps": 6, "prompt": "store"}
@@ -29,12 +29,9 @@ def test_session_files_and_final_latents(toy_engine: Engine) -> None:
     toy_engine.run(session)
     folder = toy_engine.store.session_dir(session.id)
     doc = json.loads((folder / "session.json").read_text())
-    assert doc["format_version"] == "1.0" and doc["status"] == "completed"
-    assert [c["step"] for c in doc["checkpoints"]] == [5, 6]  # keep the newest 2
-    assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == [
-        "step_00005.safetensors",
-        "step_00006.safetensors",
-    ]
+    assert doc["format_version"] == FORMAT_VERSION == "1.1" and doc["status"] == "completed"
+    assert [c["step"] for c in doc["checkpoints"]] == list(range(7))  # by default every step, all kept
+    assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == [f"step_{i:05d}.safetensors" for i in range(7)]
     from safetensors.torch import load_file
 
     latents = load_file(folder / "latents.safetensors")[LATENTS_KEY]
@@ -47,6 +44,18 @@ def test_checkpoint_policy_every_k_keep_all(tmp_path: Path, toy_plugins) -> None
     session = engine.create("toy", {**PARAMS, "steps": 10})
     engine.run(session)
     assert [c.step for c in engine.store.load_doc(session.id).checkpoints] == [0, 4, 8, 10]
+
+
+def test_checkpoint_policy_keep_newest_n_and_named_steps(tmp_path: Path, toy_plugins) -> None:
+    engine = Engine(
+        SessionStore(tmp_path), plugins=toy_plugins, device="cpu", checkpoint_keep=2, checkpoint_keep_steps=[3]
+    )
+    session = engine.create("toy", {**PARAMS, "steps": 8})
+    engine.run(session)
+    # Step 0 (where the session starts) and the named step survive the keep window.
+    assert [c.step for c in engine.store.load_doc(session.id).checkpoints] == [0, 3, 7, 8]
+    files = sorted(p.name for p in (engine.store.session_dir(session.id) / "checkpoints").iterdir())
+    assert files == [f"step_{i:05d}.safetensors" for i in (0, 3, 7, 8)]
 
 
 def test_corrupt_checkpoint_is_detected_and_resume_falls_back(toy_engine: Engine, toy_plugins) -> None:

@@ -37,3 +37,20 @@ def reference_call_kwargs(params: dict[str, Any]) -> dict[str, Any]:
         guidance_scale=params["guidance"],
         generator=torch.Generator("cpu").manual_seed(params["seed"]),
     )
+
+
+def reference_video2video(components: Any, shift: float = 5.0) -> Any:
+    """diffusers' ``WanVideoToVideoPipeline`` over the same modules: the reference for edits."""
+    from diffusers import WanVideoToVideoPipeline
+
+    pipe = components.pipe
+    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, flow_shift=shift)
+    ref = WanVideoToVideoPipeline(
+        tokenizer=pipe.tokenizer,
+        text_encoder=pipe.text_encoder,
+        vae=pipe.vae,
+        transformer=pipe.transformer,
+        scheduler=scheduler,
+    )
+    ref.set_progress_bar_config(disable=True)
+    return ref

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field, field_validator
 
 from arc_fabric_core.models import LatentSpace, ModelSpec, VariantSpec
@@ -30,6 +32,9 @@ class WanParams(GenerationParams):
     fps: int = Field(16, ge=1, le=240, description="Frames per second of the written video.")
     shift: float = Field(5.0, gt=0.0, description="Flow shift of the sigma schedule (official default 5).")
     max_sequence_length: int = Field(512, ge=1, le=512, description="Prompt tokens kept by the text encoder.")
+
+    # The shift shapes the sigma schedule, so a fork or edit cannot change it.
+    fixed_fields: ClassVar[frozenset[str]] = GenerationParams.fixed_fields | {"shift"}
 
     @field_validator("num_frames")
     @classmethod

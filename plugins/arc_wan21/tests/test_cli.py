@@ -20,13 +20,14 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
     env.pop("ARC_WAN21_1_3B_WEIGHTS", None)
     env.pop("ARC_WAN21_14B_WEIGHTS", None)
+    env.pop("ARC_FABRIC_STORE", None)  # the default store: outputs/sessions under cwd
     return subprocess.run(
         [sys.executable, "-m", "arc_fabric_core", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
     )
 
 
-def only_session(out: Path) -> Path:
-    sessions = list((out / "sessions").iterdir())
+def only_session(cwd: Path) -> Path:
+    sessions = list((cwd / "outputs" / "sessions").iterdir())
     assert len(sessions) == 1
     return sessions[0]
 
@@ -44,7 +45,7 @@ def test_generates_mp4_and_session(tmp_path: Path) -> None:
     ]
     frames = read_video(out / "video.mp4")
     assert frames.shape == (17, 64, 64, 3)
-    session = only_session(out)
+    session = only_session(tmp_path)
     latents = load_file(session / "latents.safetensors")["latents"]
     assert tuple(latents.shape) == (1, 16, 5, 8, 8)
     doc = json.loads((session / "session.json").read_text())
@@ -71,7 +72,7 @@ def test_overrides_reach_the_session(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr
-    params = json.loads((only_session(out) / "session.json").read_text())["params"]
+    params = json.loads((only_session(tmp_path) / "session.json").read_text())["params"]
     assert params == {
         "prompt": "a paper boat",
         "negative_prompt": "rain",
@@ -108,7 +109,7 @@ def test_real_variant_from_a_local_folder(tmp_path: Path, tiny_folder: Path) -> 
     )
     assert res.returncode == 0, res.stderr
     assert "RANDOM" not in res.stdout
-    assert json.loads((only_session(out) / "session.json").read_text())["model"]["weights"] == str(tiny_folder)
+    assert json.loads((only_session(tmp_path) / "session.json").read_text())["model"]["weights"] == str(tiny_folder)
 
 
 @pytest.mark.parametrize(
@@ -158,6 +159,7 @@ def test_multirun_reuses_the_loaded_model(tmp_path: Path) -> None:
     videos = sorted(sweep.glob("*/video.mp4"))
     assert len(videos) == 3
     latents = [
-        load_file(next((sweep / str(i) / "sessions").glob("*/latents.safetensors")))["latents"] for i in range(3)
+        load_file(f)["latents"] for f in sorted((tmp_path / "outputs" / "sessions").glob("*/latents.safetensors"))
     ]
+    assert len(latents) == 3
     assert not (latents[0] == latents[1]).all()

@@ -1,0 +1,90 @@
+"""Where an edit applies: a mask in pixel coordinates, mapped onto the latent grid.
+
+A latent cell is edited when any pixel it encodes is: the edit then covers all of
+what the user marked (and at most one latent cell's worth more around it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from arc_fabric_core.errors import InputError
+from arc_fabric_core.models import LatentSpace
+from arc_fabric_core.params import GenerationParams
+
+
+class EditMask(BaseModel):
+    """Pixel-space mask of an edit. Spatial (a rectangle or a mask image) and temporal
+    (a frame range) parts combine: the edit covers the spatial region in those frames."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rect: tuple[int, int, int, int] | None = Field(None, description="x0, y0, x1, y1 in pixels; x1 and y1 exclusive.")
+    image: str | None = Field(None, description="Path of a mask image the video's size; white = edit.")
+    frames: tuple[int, int] | None = Field(None, description="Pixel frames [start, end) to edit.")
+
+    @property
+    def empty(self) -> bool:
+        return self.rect is None and self.image is None and self.frames is None
+
+
+def latent_mask(mask: EditMask, params: GenerationParams, space: LatentSpace) -> torch.Tensor | None:
+    """The (1, 1, F, H, W) bool latent mask (True = edit), or None for "everywhere".
+
+    Every check happens here, before any compute: a mask outside the frame or an
+    empty one is an InputError naming the field.
+    """
+    if mask.empty:
+        return None
+    width, height, frames = params.width, params.height, params.num_frames
+    _, lf, lh, lw = space.latent_shape(frames, height, width)
+    s = space.spatial_compression
+    if mask.rect is not None and mask.image is not None:
+        raise InputError("mask", "give a rectangle or a mask image, not both")
+
+    spatial = torch.ones(lh, lw, dtype=torch.bool)
+    if mask.rect is not None:
+        x0, y0, x1, y1 = mask.rect
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            raise InputError(
+                "mask.rect",
+                f"{mask.rect} must satisfy 0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height} "
+                "(pixels, end exclusive, inside the frame, not empty)",
+            )
+        spatial = torch.zeros(lh, lw, dtype=torch.bool)
+        spatial[y0 // s : -(-y1 // s), x0 // s : -(-x1 // s)] = True
+    if mask.image is not None:
+        spatial = _image_mask(Path(mask.image), width, height, s)
+
+    temporal = torch.ones(lf, dtype=torch.bool)
+    if mask.frames is not None:
+        f0, f1 = mask.frames
+        if not 0 <= f0 < f1 <= frames:
+            raise InputError(
+                "mask.frames", f"{mask.frames} must satisfy 0 <= start < end <= {frames} (pixel frames, end exclusive)"
+            )
+        temporal = torch.zeros(lf, dtype=torch.bool)
+        temporal[space.latent_frame(f0) : space.latent_frame(f1 - 1) + 1] = True
+    return (temporal.view(lf, 1, 1) & spatial.view(1, lh, lw)).view(1, 1, lf, lh, lw)
+
+
+def _image_mask(path: Path, width: int, height: int, s: int) -> torch.Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise InputError("mask.image", f"{path} does not exist")
+    try:
+        with Image.open(path) as img:
+            gray = img.convert("L")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError("mask.image", f"{path} is not a readable image ({exc})") from None
+    if gray.size != (width, height):
+        raise InputError("mask.image", f"{path} is {gray.size[0]}x{gray.size[1]}; the video is {width}x{height}")
+    pixels = torch.frombuffer(bytearray(gray.tobytes()), dtype=torch.uint8).view(height, width) > 127
+    if not pixels.any():
+        raise InputError("mask.image", f"{path} marks nothing (white = edit; the image is all dark)")
+    # Any marked pixel marks its latent cell.
+    return pixels.view(height // s, s, width // s, s).any(dim=3).any(dim=1)

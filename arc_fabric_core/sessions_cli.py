@@ -1,0 +1,332 @@
+"""`python -m arc_fabric_core sessions ...`: the session store from the command line.
+
+    sessions list                         the lineage tree of every session
+    sessions show ID                      params, progress, files, lineage
+    sessions resume ID [--until K]        continue from the last good checkpoint
+    sessions fork ID --step K [k=v ...]   branch at a checkpoint, with overrides
+    sessions edit ID --step K | --strength S [--rect x0,y0,x1,y1] [--mask-image PNG]
+                     [--frames A:B] [k=v ...]
+    sessions decode ID [--frames A:B]     to mp4 (an unfinished session: its preview)
+    sessions delete ID                    children keep the checkpoints they share
+    sessions gc [--dry-run]               remove files no session names
+
+An ID may be abbreviated to any unique prefix or suffix. The store is --store,
+else $ARC_FABRIC_STORE, else outputs/sessions (where generation writes too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from arc_fabric_core.errors import ArcFabricError, InputError, SessionError
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m arc_fabric_core sessions",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "--store", type=Path, default=None, help="session store (default: $ARC_FABRIC_STORE or outputs/sessions)"
+    )
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    ap.add_argument("--dtype", default="auto")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="every session as a lineage tree")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("show", help="one session: params, progress, files, lineage")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true")
+
+    def running(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--out", type=Path, default=None, help="mp4 to write (default: <session dir>/video.mp4)")
+        p.add_argument("--no-video", action="store_true", help="do not decode when finished")
+        p.add_argument("--checkpoint-every", type=int, default=1)
+        p.add_argument("--checkpoint-keep", type=int, default=0, help="newest n checkpoints to keep (0 = all)")
+
+    p = sub.add_parser("resume", help="continue a session from its last good checkpoint")
+    p.add_argument("id")
+    p.add_argument("--until", type=int, default=None, help="stop after this step (default: the end)")
+    running(p)
+
+    p = sub.add_parser("fork", help="branch a session at a checkpointed step, with overrides")
+    p.add_argument("id")
+    p.add_argument("--step", type=int, required=True)
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. prompt='a cat' guidance=6 seed=3")
+    p.add_argument("--no-run", action="store_true", help="create the fork only; run it later with resume")
+    running(p)
+
+    p = sub.add_parser("edit", help="re-noise to a step and re-denoise from there, optionally in a mask")
+    p.add_argument("id")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--step", type=int, help="re-denoise from this step (runs N - step steps)")
+    what.add_argument("--strength", type=float, help="share of the schedule re-run, as in diffusers (0, 1]")
+    p.add_argument("--rect", default=None, help="x0,y0,x1,y1 in pixels (end exclusive)")
+    p.add_argument("--mask-image", default=None, help="mask the video's size; white = edit")
+    p.add_argument("--frames", default=None, help="pixel frames A:B to edit (B exclusive)")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--no-run", action="store_true")
+    running(p)
+
+    p = sub.add_parser("decode", help="decode to mp4 (all frames or a range)")
+    p.add_argument("id")
+    p.add_argument("--frames", default=None, help="pixel frames A:B (B exclusive)")
+    p.add_argument("--out", type=Path, default=None)
+
+    p = sub.add_parser("delete", help="delete a session; its children keep what they share")
+    p.add_argument("id")
+
+    p = sub.add_parser("gc", help="remove files that no session names")
+    p.add_argument("--dry-run", action="store_true")
+    return ap
+
+
+def main(argv: list[str]) -> None:
+    from arc_fabric_core.cli import fail
+
+    parser = _parser()
+    # argparse cannot take key=value positionals after options (fork ID --step 3 prompt=...):
+    # collect the leftovers, which must then all be overrides of fork or edit.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "overrides", None) is None or any(e.startswith("-") or "=" not in e for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
+    try:
+        _dispatch(args)
+    except ArcFabricError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted; the session is paused at its last checkpoint", code=130)
+
+
+def _dispatch(args: argparse.Namespace) -> None:
+    from arc_fabric_core.store import SessionStore, default_store_dir
+
+    store = SessionStore(args.store if args.store is not None else default_store_dir())
+    command = args.command
+    if command == "list":
+        return _list(store, args)
+    if command == "gc":
+        return _gc(store, args)
+    session_id = resolve_id(store, args.id)
+    if command == "show":
+        return _show(store, session_id, args)
+    if command == "delete":
+        freed = store.delete(session_id)
+        print(f"deleted {session_id} ({_size(freed)} freed)")
+        return None
+    engine = _engine(store, args)
+    if command == "decode":
+        return _decode(engine, session_id, args.frames, args.out)
+    if command == "resume":
+        session = engine.open(session_id)
+        if session.doc.final is not None:
+            raise SessionError(f"session {session_id} is already finished; fork or edit it instead")
+    elif command == "fork":
+        session = engine.fork(session_id, args.step, parse_overrides(args.overrides))
+        print(f"fork: {session.id} from {session_id}@{args.step}, runs {session.doc.total_steps - args.step} steps")
+    else:
+        session = engine.edit(
+            session_id,
+            step=args.step,
+            strength=args.strength,
+            overrides=parse_overrides(args.overrides),
+            mask=_mask(args),
+        )
+        info = session.doc.edit
+        assert info is not None
+        print(
+            f"edit: {session.id} from {session_id} ({info.source} latents), re-denoising steps "
+            f"{info.start_step}..{session.doc.total_steps} over {info.coverage:.0%} of the video"
+        )
+    if getattr(args, "no_run", False):
+        print(f"created {session.id}; run it with: sessions resume {session.id}")
+        return None
+    until = getattr(args, "until", None)
+    _run(engine, session, until)
+    if session.done and not args.no_video:
+        _decode(engine, session.id, None, args.out)
+
+
+def resolve_id(store: Any, given: str) -> str:
+    """An exact id, or a unique prefix or suffix of one."""
+    if store.exists(given):
+        return given
+    ids = store.list_ids()
+    matches = [i for i in ids if i.startswith(given) or i.endswith(given)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        latest = ", ".join(ids[-3:]) or "none"
+        raise InputError("id", f"no session {given!r} in {store.root} (latest: {latest})")
+    raise InputError("id", f"{given!r} matches {len(matches)} sessions: {', '.join(matches[:5])}; give more of it")
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """key=value pairs; values stay strings and are typed by the model's parameter schema."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError("overrides", f"expected key=value, got {item!r}")
+        out[key.strip()] = value
+    return out
+
+
+def _pair(text: str, field: str, sep: str, count: int) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(sep))
+    except ValueError:
+        values = ()
+    if len(values) != count:
+        shape = sep.join(["N"] * count)
+        raise InputError(field, f"expected {shape} (integers), got {text!r}")
+    return values
+
+
+def _mask(args: argparse.Namespace) -> Any:
+    from arc_fabric_core.edit_mask import EditMask
+
+    return EditMask(
+        rect=_pair(args.rect, "mask.rect", ",", 4) if args.rect else None,
+        image=args.mask_image,
+        frames=_pair(args.frames, "mask.frames", ":", 2) if args.frames else None,
+    )
+
+
+def _engine(store: Any, args: argparse.Namespace) -> Any:
+    from arc_fabric_core.engine import Engine
+
+    return Engine(
+        store,
+        device=args.device,
+        dtype=args.dtype,
+        checkpoint_every=getattr(args, "checkpoint_every", 1),
+        checkpoint_keep=getattr(args, "checkpoint_keep", 0),
+    )
+
+
+def _run(engine: Any, session: Any, until: int | None) -> None:
+    from arc_fabric_core.cli import progress_listeners
+
+    start = session.step_index
+    total = until if until is not None else session.doc.total_steps
+    listeners, close = progress_listeners(total, start)
+    try:
+        engine.run(session, until=until, listeners=listeners)
+    finally:
+        close()
+    print(f"session {session.id}: {session.doc.status.value} at step {session.step_index}/{session.doc.total_steps}")
+
+
+def _decode(engine: Any, session_id: str, frames: str | None, out: Path | None) -> None:
+    from arc_fabric_core.video import write_mp4
+
+    session = engine.open(session_id)
+    count = session.params.num_frames
+    a, b = _pair(frames, "frames", ":", 2) if frames is not None else (0, count)
+    if not 0 <= a < b <= count:  # checked before anything loads
+        raise InputError("frames", f"{frames} must satisfy 0 <= A < B <= {count} (pixel frames, B exclusive)")
+    latents, step = engine.preview_latents(session_id)
+    # The whole video is decoded: a video VAE's frames depend on the frames before them.
+    video = engine.decode(session, latents)[a:b]
+    path = out or engine.store.session_dir(session_id) / "video.mp4"
+    write_mp4(video, path, fps=session.params.fps)
+    total = session.doc.total_steps
+    what = "final" if step == total else f"preview: clean estimate at step {step}/{total}"
+    print(f"video:    {path} ({video.shape[0]} frames, {what})")
+
+
+def _list(store: Any, args: argparse.Namespace) -> None:
+    from arc_fabric_core.lineage import render_tree
+
+    docs = store.load_all()
+    if args.json:
+        print(json.dumps([d.model_dump(mode="json") for d in docs], indent=2))
+        return
+    if not docs:
+        print(f"no sessions in {store.root}")
+        return
+    print("\n".join(render_tree(docs)))
+
+
+def _show(store: Any, session_id: str, args: argparse.Namespace) -> None:
+    from arc_fabric_core.lineage import ancestors, children_of, edge
+    from arc_fabric_core.store import session_bytes
+
+    docs = store.load_all()
+    by_id = {d.id: d for d in docs}
+    doc = by_id.get(session_id) or store.load_doc(session_id)
+    kids = [d.id for d in children_of(docs).get(doc.id, [])]
+    chain = ancestors(doc, by_id)
+    total, own = session_bytes(store, doc)
+    if args.json:
+        data = doc.model_dump(mode="json")
+        data["lineage"] = {"ancestors": chain, "children": kids}
+        data["bytes"] = {"total": total, "own": own}
+        print(json.dumps(data, indent=2))
+        return
+    weights = f"  weights {doc.model.weights}" if doc.model.weights else ""
+    error = f"  error: {doc.error}" if doc.error else ""
+    parent = ""
+    if doc.parent:
+        parent = f" of {doc.parent}" + ("" if doc.parent in by_id else " (deleted)")
+    lines = [
+        f"session   {doc.id}  ({store.session_dir(doc.id)})",
+        f"model     {doc.model.name}/{doc.model.variant}{weights}",
+        f"status    {doc.status.value}, step {doc.step_index}/{doc.total_steps}{error}",
+        f"created   {doc.created_at}   updated {doc.updated_at}",
+        f"origin    {edge(doc)}{parent}",
+        f"lineage   {' > '.join([*chain, doc.id])}",
+        f"children  {', '.join(kids) or 'none'}",
+        f"checkpoints at steps {_ranges([c.step for c in doc.checkpoints]) or 'none'}",
+        f"disk      {_size(total)} ({_size(own)} not shared with other sessions)",
+        "params",
+    ]
+    lines += [f"  {k} = {v!r}" for k, v in doc.params.items()]
+    if doc.edit is not None:
+        e = doc.edit
+        lines.append(
+            f"edit      from step {e.start_step} of the {e.source} latents (step {e.source_step}); "
+            f"mask rect={e.rect} frames={e.frames} image={e.mask_image} covers {e.coverage:.0%}"
+        )
+    print("\n".join(lines))
+
+
+def _gc(store: Any, args: argparse.Namespace) -> None:
+    garbage = store.gc(dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for g in garbage:
+        print(f"{verb} {g.session}/{g.file} ({g.reason}, {_size(g.bytes)})")
+    print(f"{verb} {len(garbage)} files, {_size(sum(g.bytes for g in garbage))}")
+
+
+def _ranges(steps: list[int]) -> str:
+    """[0, 1, 2, 5, 6] -> '0-2, 5-6'."""
+    out: list[str] = []
+    for s in sorted(steps):
+        if out and s == int(out[-1].split("-")[-1]) + 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{s}"
+        else:
+            out.append(str(s))
+    return ", ".join(out)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
