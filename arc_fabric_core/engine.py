@@ -106,8 +106,9 @@ class Engine:
     """Creates, runs, resumes, forks and edits sessions.
 
     Checkpoint policy: ``checkpoint_every`` k steps (the first and last step always
-    are); ``checkpoint_keep`` the newest n (0 = all, the default: any step can be
-    forked); ``checkpoint_keep_steps`` are kept whatever n says.
+    are; 0 = none at all: a batch run that cannot be resumed or forked);
+    ``checkpoint_keep`` the newest n (0 = all, the default: any step can be forked);
+    ``checkpoint_keep_steps`` are kept whatever n says.
     """
 
     def __init__(
@@ -121,8 +122,8 @@ class Engine:
         checkpoint_keep: int = 0,
         checkpoint_keep_steps: Iterable[int] = (),
     ) -> None:
-        if checkpoint_every < 1:
-            raise InputError("checkpoint_every", f"must be >= 1, got {checkpoint_every}")
+        if checkpoint_every < 0:
+            raise InputError("checkpoint_every", f"must be >= 1 (or 0: no checkpoints at all), got {checkpoint_every}")
         if checkpoint_keep < 0:
             raise InputError("checkpoint_keep", f"must be >= 0 (0 keeps all), got {checkpoint_keep}")
         keep_steps = frozenset(int(s) for s in checkpoint_keep_steps)
@@ -374,7 +375,7 @@ class Engine:
             raise InputError("until", f"must be between 0 and {total} steps, got {stop}")
         listeners = list(listeners)
         with self.store.lock(session.id):
-            writer = CheckpointWriter(self.store)
+            writer = CheckpointWriter(self.store, session.doc)
             try:
                 with torch.no_grad():
                     components = self.pool.get(session.ref, self.device, self.dtype)
@@ -418,7 +419,6 @@ class Engine:
 
         def write() -> None:
             doc.conditioning = self.store.write_tensors(doc.id, CONDITIONING_FILE, cond)
-            self.store.save_doc(doc)
 
         writer.submit(write)
 
@@ -467,7 +467,6 @@ class Engine:
 
         def write() -> None:
             doc.timesteps = timesteps
-            self.store.save_doc(doc)
 
         writer.submit(write)
 
@@ -520,7 +519,7 @@ class Engine:
             if session.blend is not None:
                 session.latents = session.blend.apply(session.latents, schedule, i + 1)
             session.step_index = i + 1
-            if session.step_index % self.checkpoint_every == 0 or session.done:
+            if self.checkpoint_every and (session.step_index % self.checkpoint_every == 0 or session.done):
                 self._checkpoint(session, writer)
             now = time.perf_counter()
             event = StepEvent(
@@ -538,6 +537,8 @@ class Engine:
     def _checkpoint(self, session: Session, writer: CheckpointWriter) -> None:
         """Snapshot the loop state now; serialise and write it on the writer thread."""
         assert session.latents is not None and session.schedule is not None
+        if not self.checkpoint_every:
+            return
         sched_tensors, sched_json = capture(session.schedule.scheduler)
         tensors = {
             "latents": session.latents.detach().to("cpu", torch.float32, copy=True),
@@ -555,13 +556,10 @@ class Engine:
         # A fork or edit always keeps its first own checkpoint: it is where the branch starts.
         keep_steps = keep_steps | {doc.parent_step or 0}
 
-        def write() -> None:
+        def write() -> list[str]:
             record = self.store.write_tensors(doc.id, checkpoint_name(step), tensors, metadata)
-            dropped = add_checkpoint(doc, record, step, keep, keep_steps)
             doc.step_index = step
-            self.store.save_doc(doc)
-            for name in dropped:
-                self.store.remove_file(doc.id, name)
+            return add_checkpoint(doc, record, step, keep, keep_steps)  # removed once the doc is saved
 
         writer.submit(write)
 
@@ -602,7 +600,6 @@ class Engine:
             doc.final = self.store.write_tensors(doc.id, LATENTS_FILE, {LATENTS_KEY: latents})
             doc.status = SessionStatus.COMPLETED
             doc.error = None
-            self.store.save_doc(doc)
 
         writer.submit(write)
 
@@ -614,7 +611,6 @@ class Engine:
         def write() -> None:
             doc.status = status
             doc.error = error
-            self.store.save_doc(doc)
 
         writer.submit(write)
 

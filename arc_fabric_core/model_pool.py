@@ -59,5 +59,9 @@ class ModelPool:
             )
         return self._warm[key]
 
+    def adopt(self, ref: ModelRef, device: torch.device, dtype: str, components: Any) -> None:
+        """Hold ``components`` built elsewhere as the warm copy of ``ref`` (benchmarks, notebooks)."""
+        self._warm[(*ref.key, str(device), dtype)] = components
+
     def is_warm(self, ref: ModelRef, device: torch.device, dtype: str) -> bool:
         return (*ref.key, str(device), dtype) in self._warm

@@ -267,20 +267,28 @@ class SessionStore:
 
 
 class CheckpointWriter:
-    """Writes checkpoints on a background thread, in order, off the compute path.
+    """Writes one session's checkpoints on a background thread, in order, off the compute path.
 
-    The engine snapshots tensors to CPU synchronously (cheap) and hands them over;
-    serialisation, hashing, fsync and the session.json update happen here.
+    The engine snapshots tensors to CPU synchronously (cheap) and hands over jobs that
+    write tensor files and update ``doc`` in memory; a job may return files that the
+    update made obsolete. Whenever the queue runs empty, session.json is saved once for
+    all the jobs before it, and only then are those files removed: so the document
+    never names a missing file, and a writer that falls behind saves it less often.
     ``flush()`` waits for everything queued; an error in the thread resurfaces there.
-    At most ``max_pending`` writes wait while one is being written, so after a SIGKILL
-    the store is at most ``max_pending + 1`` writes behind the loop.
+    At most ``max_pending`` jobs wait while one runs, and session.json is saved at least
+    every ``max_pending + 1`` jobs, so after a SIGKILL the store is at most about
+    ``2 * (max_pending + 1)`` jobs behind the loop.
     """
 
-    def __init__(self, store: SessionStore, max_pending: int = 2) -> None:
+    def __init__(self, store: SessionStore, doc: SessionDoc, max_pending: int = 2) -> None:
         self.store = store
+        self.doc = doc
         # Bounded: when the writer falls behind, the loop waits; a crash loses at most a few writes.
-        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=max_pending)
+        self._queue: queue.Queue[Callable[[], list[str] | None] | None] = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
+        self._max_pending = max_pending
+        self._dirty = 0  # jobs done since session.json was last saved
+        self._obsolete: list[str] = []
         self._thread = threading.Thread(target=self._work, name="arc-checkpoint-writer", daemon=True)
         self._thread.start()
 
@@ -289,15 +297,29 @@ class CheckpointWriter:
             job = self._queue.get()
             try:
                 if job is None:
+                    self._commit()
                     return
                 if self._error is None:
-                    job()
+                    self._obsolete.extend(job() or ())
+                    self._dirty += 1
+                    # Also when it never runs empty: the document stays at most a few jobs behind.
+                    if self._queue.empty() or self._dirty > self._max_pending:
+                        self._commit()
             except BaseException as exc:
                 self._error = exc
             finally:
                 self._queue.task_done()
 
-    def submit(self, job: Callable[[], None]) -> None:
+    def _commit(self) -> None:
+        if not self._dirty or self._error is not None:
+            return
+        self.store.save_doc(self.doc)
+        self._dirty = 0
+        for name in self._obsolete:
+            self.store.remove_file(self.doc.id, name)
+        self._obsolete.clear()
+
+    def submit(self, job: Callable[[], list[str] | None]) -> None:
         self._raise_pending()
         self._queue.put(job)
 

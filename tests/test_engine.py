@@ -69,6 +69,16 @@ def test_device_and_dtype_are_validated(toy_engine: Engine, kwargs: dict, field:
 
 def test_checkpoint_policy_is_validated(toy_engine: Engine) -> None:
     with pytest.raises(InputError, match="checkpoint_every"):
-        Engine(toy_engine.store, plugins=toy_engine.plugins, checkpoint_every=0)
+        Engine(toy_engine.store, plugins=toy_engine.plugins, checkpoint_every=-1)
     with pytest.raises(InputError, match="checkpoint_keep"):
         Engine(toy_engine.store, plugins=toy_engine.plugins, checkpoint_keep=-1)
+
+
+def test_checkpoint_every_zero_writes_no_checkpoint(toy_engine: Engine) -> None:
+    engine = Engine(toy_engine.store, plugins=toy_engine.plugins, device="cpu", checkpoint_every=0)
+    session = engine.create("toy", PARAMS)
+    engine.run(session)
+    doc = engine.store.load_doc(session.id)
+    assert doc.checkpoints == [] and doc.status == "completed"
+    assert not (engine.store.session_dir(session.id) / "checkpoints").exists()
+    assert torch.equal(engine.final_latents(session), session.latents)

@@ -107,6 +107,34 @@ class PluginConformance:
             assert resumed.doc.status == "completed"
             assert torch.equal(fresh.final_latents(resumed), full), f"resume at step {k} differs"
 
+    def test_fork_without_overrides_equals_parent(self, engine: Engine) -> None:
+        parent = engine.create(self.model, self.params, variant=self.variant)
+        engine.run(parent)
+        child = engine.fork(parent.id, step=parent.doc.total_steps // 2)
+        engine.run(child)
+        assert torch.equal(engine.final_latents(child), engine.final_latents(parent)), (
+            "a plain fork must equal its parent"
+        )
+
+    def test_masked_edit_keeps_the_outside(self, engine: Engine) -> None:
+        from arc_fabric_core.edit_mask import EditMask
+
+        parent = engine.create(self.model, self.params, variant=self.variant)
+        engine.run(parent)
+        p = parent.params
+        # The left half of the frame, in every frame: outside it the source must survive bit for bit.
+        edit = engine.edit(
+            parent.id,
+            step=p.steps // 2,
+            overrides={"prompt": p.prompt + " at night", "seed": p.seed + 1},
+            mask=EditMask(rect=(0, 0, p.width // 2, p.height)),
+        )
+        engine.run(edit)
+        before, after = engine.final_latents(parent), engine.final_latents(edit)
+        half = before.shape[-1] // 2
+        assert torch.equal(after[..., half:], before[..., half:]), "outside the mask the source must stay"
+        assert not torch.equal(after[..., :half], before[..., :half]), "inside the mask the edit must change it"
+
     def test_bad_input(self, engine: Engine) -> None:
         loads = engine.pool.loads
         before = engine.store.list_ids()

@@ -54,8 +54,9 @@ def test_sigkill_mid_run_then_resume_in_a_new_process(tmp_path: Path, small: dic
 
     engine = Engine(SessionStore(store), device="cpu")
     doc = engine.store.load_doc(session_id)  # never half-written
-    # The writer runs at most 3 writes behind the loop (2 queued + 1 in progress); those die with it.
-    assert kill_at - 3 <= doc.step_index <= kill_at
+    # The store runs at most 5 jobs behind the loop (2 queued, 1 in progress, 2 done but not yet
+    # in session.json); those die with it.
+    assert max(0, kill_at - 5) <= doc.step_index <= kill_at
     steps_run: list[int] = []
     resumed = engine.resume(session_id, listeners=[lambda ev: steps_run.append(ev.step)])
     assert resumed.doc.status == "completed"
