@@ -29,6 +29,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine_vs_diffusers.py
+	$(BIN)/python benchmarks/sessions.py
 
 clean:
 	rm -rf $(VENV) .nox outputs multirun .pytest_cache .ruff_cache

@@ -312,6 +312,7 @@ class Engine:
             device=str(self.device),
             dtype=self.dtype,
             total_steps=total,
+            timesteps=parent.timesteps,
             step_index=step,
             operation=Operation.EDIT,
             parent=parent.id,

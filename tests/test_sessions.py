@@ -61,6 +61,22 @@ def test_fork_without_overrides_equals_its_parent_and_shares_its_checkpoints(toy
     assert conditioning.stat().st_nlink == 2
 
 
+def test_fork_copies_where_the_filesystem_has_no_hard_links(
+    toy_engine: Engine, parent: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    def no_links(src: object, dst: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_links)
+    child = toy_engine.fork(parent, step=5)
+    shared = toy_engine.store.session_dir(child.id) / "checkpoints" / "step_00005.safetensors"
+    assert shared.stat().st_nlink == 1 and not list(shared.parent.glob(".*tmp*"))
+    toy_engine.run(child)
+    assert torch.equal(toy_engine.final_latents(child.id), toy_engine.final_latents(parent))
+
+
 def test_fork_with_a_new_prompt_changes_only_what_follows(toy_engine: Engine, parent: str) -> None:
     child = toy_engine.fork(parent, step=4, overrides={"prompt": "moonrise", "guidance": "1.5"})
     assert child.params.prompt == "moonrise" and child.params.guidance == 1.5
