@@ -1,0 +1,47 @@
+"""On a GPU (bf16 transformer): resume, fork and masked edit stay exact. Skipped without CUDA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from arc_fabric_core.edit_mask import EditMask
+from arc_fabric_core.engine import Engine
+from arc_fabric_core.plugins import Plugins, get_plugins
+from arc_fabric_core.store import SessionStore
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def wan_plugins() -> Plugins:
+    """Installed plugins, or the Wan plugin by hand where it is only on the path (a bare GPU image)."""
+    plugins = get_plugins()
+    if "wan21" not in plugins.model_names():
+        from arc_wan21 import plugin
+
+        plugins = Plugins(load_entrypoints=False)
+        plugins.register(plugin, name="wan21")
+    return plugins
+
+
+def test_resume_fork_and_masked_edit_are_exact_on_cuda(tmp_path: Path, small: dict) -> None:
+    params = {**small, "steps": 6}
+    engine = Engine(SessionStore(tmp_path), plugins=wan_plugins(), device="cuda")
+    full = engine.create("wan21", params, variant="tiny")
+    engine.run(full)
+    expected = engine.final_latents(full)
+    assert full.latents is not None and full.latents.device.type == "cuda"
+
+    partial = engine.create("wan21", params, variant="tiny")
+    engine.run(partial, until=3)
+    fresh = Engine(engine.store, plugins=engine.plugins, device="cuda", pool=engine.pool)
+    assert torch.equal(fresh.final_latents(fresh.resume(partial.id)), expected)
+
+    fork = engine.run(engine.fork(full.id, step=2))
+    assert torch.equal(engine.final_latents(fork), expected)
+
+    edit = engine.edit(full.id, step=3, overrides={"prompt": "a city"}, mask=EditMask(rect=(0, 0, 16, 32)))
+    after = engine.final_latents(engine.run(edit))
+    assert torch.equal(after[..., 2:], expected[..., 2:]) and not torch.equal(after[..., :2], expected[..., :2])
