@@ -251,6 +251,11 @@ class Engine:
             tensors["rng.generator"] = torch.Generator("cpu").manual_seed(params.seed).get_state()
             record = self.store.write_tensors(doc.id, at.file, tensors, metadata)
             doc.checkpoints.append(CheckpointRecord(step=step, **record.model_dump()))
+        if parent.edit is not None and parent.edit.tensors is not None:
+            # A fork of a masked edit goes on blending the same source back outside the mask.
+            doc.edit = parent.edit.model_copy(
+                update={"tensors": self.store.share_file(parent.id, parent.edit.tensors, doc.id)}
+            )
         changed = {k for k, v in params.model_dump().items() if parent.params.get(k) != v}
         if parent.conditioning is not None and not changed - NON_CONDITIONING:
             doc.conditioning = self.store.share_file(parent.id, parent.conditioning, doc.id)

@@ -189,6 +189,16 @@ def test_edit_resumes_exactly_after_an_interruption(toy_engine: Engine, toy_plug
     assert torch.equal(toy_engine.final_latents(split.id), toy_engine.final_latents(whole.id))
 
 
+def test_a_fork_of_a_masked_edit_keeps_its_mask(toy_engine: Engine, parent: str) -> None:
+    edit = toy_engine.edit(parent, step=2, overrides={"prompt": "snow"}, mask=EditMask(rect=(0, 0, 8, 16)))
+    toy_engine.run(edit)
+    same = toy_engine.run(toy_engine.fork(edit.id, step=4))
+    assert torch.equal(toy_engine.final_latents(same), toy_engine.final_latents(edit.id))
+    other = toy_engine.run(toy_engine.fork(edit.id, step=4, overrides={"prompt": "hail"}))
+    before, after = toy_engine.final_latents(parent), toy_engine.final_latents(other)
+    assert torch.equal(after[..., 8:], before[..., 8:]) and not torch.equal(after[..., :8], before[..., :8])
+
+
 def test_strength_means_what_it_means_in_diffusers(toy_engine: Engine, parent: str) -> None:
     assert toy_engine.edit(parent, strength=0.25).step_index == 6  # the last quarter of 8 steps
     assert toy_engine.edit(parent, strength=1.0).step_index == 0

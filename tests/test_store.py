@@ -106,14 +106,21 @@ def test_failure_keeps_the_last_checkpoint(tmp_path: Path, toy_plugins) -> None:
                 raise RuntimeError("device lost")
             return (yield)
 
-    toy_plugins.register(Boom(), name="boom")
     engine = Engine(SessionStore(tmp_path), plugins=toy_plugins, device="cpu")
+    full = engine.create("toy", PARAMS)
+    engine.run(full)
+    boom = Boom()
+    toy_plugins.register(boom, name="boom")
     session = engine.create("toy", PARAMS)
     with pytest.raises(RuntimeError, match="device lost"):
         engine.run(session)
     doc = engine.store.load_doc(session.id)
     assert doc.status == "failed" and "device lost" in doc.error
     assert doc.step_index == 3 and doc.checkpoints[-1].step == 3
+    toy_plugins.unregister(boom)
+    resumed = Engine(engine.store, plugins=toy_plugins, device="cpu").resume(session.id)
+    assert resumed.doc.status == "completed" and resumed.doc.error is None
+    assert torch.equal(engine.final_latents(resumed), engine.final_latents(full))
 
 
 def test_failed_write_leaves_the_old_file_and_no_debris(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
