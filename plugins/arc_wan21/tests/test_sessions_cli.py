@@ -85,7 +85,13 @@ def test_every_session_operation_from_the_command_line(tmp_path: Path) -> None:
     ok("sessions", "fork", fork, "--step", "2", "--no-run", cwd=tmp_path)
     paused = new_id(before, tmp_path)
     assert "paused at step 3/4" in ok("sessions", "resume", paused, "--until", "3", "--no-video", cwd=tmp_path)
-    assert "completed at step 4/4" in ok("sessions", "resume", paused, cwd=tmp_path)
+    # A damaged newest checkpoint is named, and the resume falls back to the one before it.
+    newest = tmp_path / "store" / paused / "checkpoints" / "step_00003.safetensors"
+    newest.write_bytes(newest.read_bytes()[:-5])
+    res = cli("sessions", "resume", paused, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert f"session {paused}: checkpoints/step_00003.safetensors is corrupt" in res.stderr
+    assert "completed at step 4/4" in res.stdout
     assert torch.equal(latents(tmp_path, paused), latents(tmp_path, fork)), "a fork without overrides equals its source"
 
     # decode a frame range; an unfinished session decodes as a preview
