@@ -200,6 +200,24 @@ class Engine:
         self._check_stages(ref)
         return ref, params, checked
 
+    def _child_doc(
+        self, parent: SessionDoc, params: Any, operation: Operation, step: int, overrides: dict[str, Any]
+    ) -> SessionDoc:
+        """The document of a session branching from ``parent`` at ``step``: same model and schedule."""
+        return SessionDoc(
+            model=parent.model,
+            params=params.model_dump(),
+            device=str(self.device),
+            dtype=self.dtype,
+            total_steps=parent.total_steps,
+            timesteps=parent.timesteps,
+            step_index=step,
+            operation=operation,
+            parent=parent.id,
+            parent_step=step,
+            overrides=overrides,
+        )
+
     def fork(self, parent_id: str, step: int, overrides: dict[str, Any] | None = None) -> Session:
         """A new session that continues ``parent_id`` from its checkpoint at ``step``.
 
@@ -227,19 +245,7 @@ class Engine:
                 f"session {parent.id} has no checkpoint at step {step} (it has: {have}); fork at one of those, "
                 "or keep more with checkpoint_every=1 checkpoint_keep=0",
             )
-        doc = SessionDoc(
-            model=parent.model,
-            params=params.model_dump(),
-            device=str(self.device),
-            dtype=self.dtype,
-            total_steps=total,
-            timesteps=parent.timesteps,
-            step_index=step,
-            operation=Operation.FORK,
-            parent=parent.id,
-            parent_step=step,
-            overrides=overrides,
-        )
+        doc = self._child_doc(parent, params, Operation.FORK, step, overrides)
         # Only the fork point is shared: the parent's earlier checkpoints were reached with the
         # parent's parameters, so a fork of this fork before step k could not reproduce it.
         reseed = "seed" in overrides and overrides["seed"] != parent.params.get("seed")
@@ -311,19 +317,7 @@ class Engine:
         tensors = {"x0": x0, "noise": noise, "rng.generator": generator.get_state()}
         if region is not None:
             tensors["mask"] = region
-        doc = SessionDoc(
-            model=parent.model,
-            params=params.model_dump(),
-            device=str(self.device),
-            dtype=self.dtype,
-            total_steps=total,
-            timesteps=parent.timesteps,
-            step_index=step,
-            operation=Operation.EDIT,
-            parent=parent.id,
-            parent_step=step,
-            overrides=overrides,
-        )
+        doc = self._child_doc(parent, params, Operation.EDIT, step, overrides)
         doc.edit = EditInfo(
             start_step=step,
             source=source,

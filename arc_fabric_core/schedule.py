@@ -64,7 +64,7 @@ class Schedule:
     def predict_x0(self, model_output: torch.Tensor, index: int, latents: torch.Tensor) -> torch.Tensor:
         """The clean video the model sees in ``latents`` at step ``index`` (flow schedules)."""
         if not self.is_flow:
-            raise NotImplementedError(f"{type(self.scheduler).__name__}: clean estimates need a flow schedule")
+            raise ValueError(f"{type(self.scheduler).__name__}: clean estimates need a flow-matching schedule")
         assert self.sigmas is not None
         sigma = self.sigmas[index].to(latents.device, latents.dtype)
         return latents - sigma * model_output.to(latents.dtype)

@@ -1,18 +1,16 @@
-"""diffusers' own WanPipeline over a loaded model: the reference our sessions must equal."""
+"""diffusers' own Wan pipelines over a loaded model: the references our sessions must equal."""
 
 from __future__ import annotations
 
 from typing import Any
 
 
-def reference_pipeline(components: Any, shift: float = 5.0) -> Any:
-    """A ``WanPipeline`` sharing ``components``' modules, with a fresh scheduler at ``shift``
+def _over(pipeline_class: Any, components: Any, shift: float) -> Any:
+    """``pipeline_class`` sharing ``components``' modules, with a fresh scheduler at ``shift``
     (the same scheduler a session of ours builds), progress bar off."""
-    from diffusers import WanPipeline
-
     pipe = components.pipe
     scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, flow_shift=shift)
-    ref = WanPipeline(
+    ref = pipeline_class(
         tokenizer=pipe.tokenizer,
         text_encoder=pipe.text_encoder,
         vae=pipe.vae,
@@ -21,6 +19,20 @@ def reference_pipeline(components: Any, shift: float = 5.0) -> Any:
     )
     ref.set_progress_bar_config(disable=True)
     return ref
+
+
+def reference_pipeline(components: Any, shift: float = 5.0) -> Any:
+    """``WanPipeline``: the reference for generation."""
+    from diffusers import WanPipeline
+
+    return _over(WanPipeline, components, shift)
+
+
+def reference_video2video(components: Any, shift: float = 5.0) -> Any:
+    """``WanVideoToVideoPipeline``: the reference for edits."""
+    from diffusers import WanVideoToVideoPipeline
+
+    return _over(WanVideoToVideoPipeline, components, shift)
 
 
 def reference_call_kwargs(params: dict[str, Any]) -> dict[str, Any]:
@@ -37,20 +49,3 @@ def reference_call_kwargs(params: dict[str, Any]) -> dict[str, Any]:
         guidance_scale=params["guidance"],
         generator=torch.Generator("cpu").manual_seed(params["seed"]),
     )
-
-
-def reference_video2video(components: Any, shift: float = 5.0) -> Any:
-    """diffusers' ``WanVideoToVideoPipeline`` over the same modules: the reference for edits."""
-    from diffusers import WanVideoToVideoPipeline
-
-    pipe = components.pipe
-    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, flow_shift=shift)
-    ref = WanVideoToVideoPipeline(
-        tokenizer=pipe.tokenizer,
-        text_encoder=pipe.text_encoder,
-        vae=pipe.vae,
-        transformer=pipe.transformer,
-        scheduler=scheduler,
-    )
-    ref.set_progress_bar_config(disable=True)
-    return ref
