@@ -48,11 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     def running(p: argparse.ArgumentParser) -> None:
         p.add_argument("--out", type=Path, default=None, help="mp4 to write (default: <session dir>/video.mp4)")
         p.add_argument("--no-video", action="store_true", help="do not decode when finished")
-        p.add_argument("--checkpoint-every", type=int, default=1)
+        p.add_argument("--checkpoint-every", type=int, default=1, help="checkpoint every k steps (0 = none)")
         p.add_argument("--checkpoint-keep", type=int, default=0, help="newest n checkpoints to keep (0 = all)")
 
     p = sub.add_parser("resume", help="continue a session from its last good checkpoint")
-    p.add_argument("id")
+    p.add_argument("id", help="session id, or a unique prefix or suffix of one")
     p.add_argument("--until", type=int, default=None, help="stop after this step (default: the end)")
     running(p)
 
@@ -71,8 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rect", default=None, help="x0,y0,x1,y1 in pixels (end exclusive)")
     p.add_argument("--mask-image", default=None, help="mask the video's size; white = edit")
     p.add_argument("--frames", default=None, help="pixel frames A:B to edit (B exclusive)")
-    p.add_argument("overrides", nargs="*", metavar="key=value")
-    p.add_argument("--no-run", action="store_true")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. prompt='a lantern' seed=3")
+    p.add_argument("--no-run", action="store_true", help="create the edit only; run it later with resume")
     running(p)
 
     p = sub.add_parser("decode", help="decode to mp4 (all frames or a range)")
