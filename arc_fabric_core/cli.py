@@ -3,6 +3,7 @@
     python -m arc_fabric_core +model=wan21 [prompt=...] [steps=...] [-m seed=0,1,2]
     python -m arc_fabric_core plugins        # installed plugins and their models, as JSON
     python -m arc_fabric_core sessions ...   # list, show, resume, fork, edit, decode, delete, gc
+    python -m arc_fabric_core devices        # GPUs (NVML) or the CPU, with memory, as JSON
 
 Generation runs through Hydra: the primary config is configs/config.yaml, and each
 installed plugin puts its own model/<name>.yaml on the search path.
@@ -66,6 +67,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if argv and argv[0] == "plugins":
             print(json.dumps(get_plugins().describe(), indent=2))
+            return
+        if argv and argv[0] == "devices":
+            from arc_fabric_core.devices import detect
+
+            provider = detect()
+            print(
+                json.dumps({"provider": provider.name, "devices": [d.as_dict() for d in provider.devices()]}, indent=2)
+            )
             return
         if argv and argv[0] == "sessions":
             from arc_fabric_core.sessions_cli import main as sessions_main

@@ -69,3 +69,19 @@ def test_tiny_checkpoint_is_built_once_and_reused(tiny_folder: Path) -> None:
     assert (tiny_folder / "model_index.json").stat().st_mtime_ns == stamp
     for component in ("scheduler", "text_encoder", "tokenizer", "transformer", "vae"):
         assert (tiny_folder / component).is_dir()
+
+
+def test_checkpoint_size_is_known_before_loading(tiny_folder: Path, tmp_path: Path) -> None:
+    from arc_fabric_core.engine import Engine
+    from arc_fabric_core.store import SessionStore
+    from arc_fabric_core.weights_size import folder_bytes
+
+    sizes = folder_bytes(tiny_folder)
+    assert set(sizes) == {"transformer", "vae", "text_encoder"}
+    engine = Engine(SessionStore(tmp_path), device="cpu")
+    pipe = engine.pool.get(engine.resolve("wan21", "tiny"), engine.device, "auto").pipe
+    for component in sizes:
+        module = getattr(pipe, component)
+        # What the checkpoint stores (non-persistent buffers such as RoPE tables come on top).
+        stored = {t.data_ptr(): t.numel() * t.element_size() for t in module.state_dict().values()}
+        assert sizes[component] == sum(stored.values()), component
