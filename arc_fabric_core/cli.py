@@ -4,6 +4,7 @@
     python -m arc_fabric_core plugins        # installed plugins and their models, as JSON
     python -m arc_fabric_core sessions ...   # list, show, resume, fork, edit, decode, delete, gc
     python -m arc_fabric_core devices        # GPUs (NVML) or the CPU, with memory, as JSON
+    python -m arc_fabric_core jobs ...       # the persisted job queue: submit, list, cancel, work
 
 Generation runs through Hydra: the primary config is configs/config.yaml, and each
 installed plugin puts its own model/<name>.yaml on the search path.
@@ -75,6 +76,11 @@ def main(argv: list[str] | None = None) -> None:
             print(
                 json.dumps({"provider": provider.name, "devices": [d.as_dict() for d in provider.devices()]}, indent=2)
             )
+            return
+        if argv and argv[0] == "jobs":
+            from arc_fabric_core.jobs_cli import main as jobs_main
+
+            jobs_main(argv[1:])
             return
         if argv and argv[0] == "sessions":
             from arc_fabric_core.sessions_cli import main as sessions_main

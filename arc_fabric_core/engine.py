@@ -362,17 +362,26 @@ class Engine:
 
     # ------------------------------------------------------------ running
 
-    def run(self, session: Session, until: int | None = None, listeners: Iterable[Listener] = ()) -> Session:
+    def run(
+        self,
+        session: Session,
+        until: int | None = None,
+        listeners: Iterable[Listener] = (),
+        stop: Callable[[], bool] | None = None,
+    ) -> Session:
         """Run ``session`` to step ``until`` (default: the end), checkpointing as it goes.
+
+        ``stop`` is asked after every step; when it says yes the session pauses there,
+        checkpointed (how a queued job is cancelled mid-run).
 
         One writer per session: another process (or thread) running the same session
         is refused. On Ctrl-C the session is left paused at its last checkpoint; on an
         error, failed with the error recorded — its checkpoints stay loadable either way.
         """
         total = session.doc.total_steps
-        stop = total if until is None else until
-        if not 0 <= stop <= total:
-            raise InputError("until", f"must be between 0 and {total} steps, got {stop}")
+        until_step = total if until is None else until
+        if not 0 <= until_step <= total:
+            raise InputError("until", f"must be between 0 and {total} steps, got {until_step}")
         listeners = list(listeners)
         with self.store.lock(session.id):
             writer = CheckpointWriter(self.store, session.doc)
@@ -387,7 +396,7 @@ class Engine:
                         else:
                             self._start(session, components, writer)
                     self._set_status(session, writer, SessionStatus.RUNNING)
-                    self._loop(session, components, max(stop, session.step_index), writer, listeners)
+                    self._loop(session, components, max(until_step, session.step_index), writer, listeners, stop)
                     if session.done:
                         self._finish(session, writer)
                     else:
@@ -497,13 +506,19 @@ class Engine:
         )
 
     def _loop(
-        self, session: Session, components: Any, stop: int, writer: CheckpointWriter, listeners: list[Listener]
+        self,
+        session: Session,
+        components: Any,
+        until: int,
+        writer: CheckpointWriter,
+        listeners: list[Listener],
+        stop: Callable[[], bool] | None = None,
     ) -> None:
         schedule, ref, params = session.schedule, session.ref, session.params
         assert schedule is not None and session.latents is not None and session.conditioning is not None
         denoise = self._stage("arc_denoise_step", session)
         started, done_before = time.perf_counter(), session.step_index
-        while session.step_index < stop:
+        while session.step_index < until:
             i = session.step_index
             t0 = time.perf_counter()
             ctx = self._context(session, i)
@@ -533,6 +548,10 @@ class Engine:
             )
             for listener in listeners:
                 listener(event)
+            if stop is not None and not session.done and stop():
+                if self.checkpoint_every and session.step_index % self.checkpoint_every:
+                    self._checkpoint(session, writer)  # pause exactly here, not at the last checkpoint
+                return
 
     def _checkpoint(self, session: Session, writer: CheckpointWriter) -> None:
         """Snapshot the loop state now; serialise and write it on the writer thread."""
@@ -616,9 +635,15 @@ class Engine:
 
     # ------------------------------------------------------------ results
 
-    def resume(self, session_id: str, until: int | None = None, listeners: Iterable[Listener] = ()) -> Session:
+    def resume(
+        self,
+        session_id: str,
+        until: int | None = None,
+        listeners: Iterable[Listener] = (),
+        stop: Callable[[], bool] | None = None,
+    ) -> Session:
         """Continue a stored session from its newest good checkpoint (also in a new process)."""
-        return self.run(self.open(session_id), until=until, listeners=listeners)
+        return self.run(self.open(session_id), until=until, listeners=listeners, stop=stop)
 
     def final_latents(self, session: Session | str) -> torch.Tensor:
         """The finished session's latents; its last checkpoint stands in if the file is corrupt."""

@@ -82,3 +82,16 @@ def test_checkpoint_every_zero_writes_no_checkpoint(toy_engine: Engine) -> None:
     assert doc.checkpoints == [] and doc.status == "completed"
     assert not (engine.store.session_dir(session.id) / "checkpoints").exists()
     assert torch.equal(engine.final_latents(session), session.latents)
+
+
+def test_stop_pauses_exactly_at_the_step_even_between_checkpoints(toy_engine: Engine) -> None:
+    engine = Engine(toy_engine.store, plugins=toy_engine.plugins, device="cpu", checkpoint_every=4)
+    session = engine.create("toy", PARAMS)
+    engine.run(session, stop=lambda: session.step_index >= 2)
+    doc = engine.store.load_doc(session.id)
+    assert doc.status == "paused" and doc.step_index == 2
+    assert [c.step for c in doc.checkpoints] == [0, 2]
+    engine.resume(session.id)
+    full = toy_engine.create("toy", PARAMS)
+    toy_engine.run(full)
+    assert torch.equal(engine.final_latents(session), toy_engine.final_latents(full))

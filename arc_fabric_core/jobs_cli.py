@@ -1,0 +1,162 @@
+"""`python -m arc_fabric_core jobs ...`: the persisted queue from the command line.
+
+    jobs submit generate model=wan21 [variant=tiny] [prompt=... steps=...] [--priority N]
+    jobs submit resume session=ID
+    jobs submit fork session=ID step=K [prompt=...]
+    jobs submit edit session=ID step=K|strength=S [rect=x0,y0,x1,y1] [frames=A:B] [prompt=...]
+    jobs list [--json]
+    jobs cancel ID | requeue ID
+    jobs pause | unpause
+    jobs work                  run queued jobs in this process until none is left
+
+The queue is --db, else $ARC_FABRIC_QUEUE, else outputs/jobs.sqlite; sessions go to the
+store (--store, $ARC_FABRIC_STORE, else outputs/sessions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from arc_fabric_core.errors import ArcFabricError, InputError
+
+# Keys that address the job itself; every other key=value is a parameter (or an override).
+TOP_LEVEL = {
+    "generate": {"model", "variant", "weights"},
+    "resume": {"session", "until"},
+    "fork": {"session", "step"},
+    "edit": {"session", "step", "strength"},
+}
+INTS = {"step", "until"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m arc_fabric_core jobs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--db", type=Path, default=None, help="queue file (default: $ARC_FABRIC_QUEUE or outputs/jobs.sqlite)"
+    )
+    ap.add_argument("--store", type=Path, default=None, help="session store")
+    ap.add_argument("--device", default="auto")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("submit", help="queue a job")
+    p.add_argument("kind", choices=sorted(TOP_LEVEL))
+    p.add_argument("items", nargs="*", metavar="key=value")
+    p.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    p = sub.add_parser("list", help="every job with its state")
+    p.add_argument("--json", action="store_true")
+    for name, text in (("cancel", "cancel a queued or running job"), ("requeue", "run an interrupted job again")):
+        sub.add_parser(name, help=text).add_argument("id", type=int)
+    sub.add_parser("pause", help="start no new job")
+    sub.add_parser("unpause", help="start jobs again")
+    sub.add_parser("work", help="run queued jobs until none is left")
+    return ap
+
+
+def main(argv: list[str]) -> None:
+    from arc_fabric_core.cli import fail
+
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command != "submit" or any(e.startswith("-") or "=" not in e for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.items = [*args.items, *extra]
+    try:
+        _dispatch(args)
+    except ArcFabricError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted; a running job is marked interrupted when the queue next opens", code=130)
+
+
+def payload_from(kind: str, items: list[str]) -> dict[str, Any]:
+    """key=value pairs to a job payload: job keys at the top, the rest as params/overrides."""
+    from arc_fabric_core.sessions_cli import parse_overrides
+
+    values = parse_overrides(items)
+    top = {k: v for k, v in values.items() if k in TOP_LEVEL[kind]}
+    for key in INTS & set(top):
+        try:
+            top[key] = int(top[key])
+        except ValueError:
+            raise InputError(key, f"must be a whole number, got {top[key]!r}") from None
+    if "strength" in top:
+        top["strength"] = float(top["strength"])
+    rest = {k: v for k, v in values.items() if k not in TOP_LEVEL[kind]}
+    if kind == "edit":
+        mask = {}
+        if "rect" in rest:
+            mask["rect"] = [int(v) for v in rest.pop("rect").split(",")]
+        if "frames" in rest:
+            mask["frames"] = [int(v) for v in rest.pop("frames").split(":")]
+        if "mask_image" in rest:
+            mask["image"] = rest.pop("mask_image")
+        if mask:
+            top["mask"] = mask
+    if kind == "generate":
+        top["params"] = rest
+    elif rest and kind in ("fork", "edit"):
+        top["overrides"] = rest
+    elif rest:
+        raise InputError(next(iter(rest)), f"unknown for a {kind} job; allowed: {', '.join(sorted(TOP_LEVEL[kind]))}")
+    return top
+
+
+def _dispatch(args: argparse.Namespace) -> None:
+    from arc_fabric_core.jobs import JobQueue
+
+    db = args.db or Path(os.environ.get("ARC_FABRIC_QUEUE") or "outputs/jobs.sqlite")
+    queue = JobQueue(db)
+    for job_id in queue.recovered:
+        print(f"job {job_id}: interrupted (the queue was not closed cleanly); `jobs requeue {job_id}` resumes it")
+    if args.command == "submit":
+        payload = payload_from(args.kind, args.items)
+        if args.kind == "generate":  # bad parameters are refused now, not when the job runs
+            from arc_fabric_core.plugins import get_plugins
+
+            ref = get_plugins().model(str(payload["model"])).resolve(payload.get("variant"), payload.get("weights"))
+            ref.params(payload["params"])
+        job = queue.submit(args.kind, payload, priority=args.priority)
+        print(f"job {job.id}: queued ({job.kind}, priority {job.priority})")
+    elif args.command == "list":
+        jobs = queue.list()
+        if args.json:
+            print(json.dumps([{**j.__dict__, "state": j.state.value} for j in jobs], indent=2))
+        else:
+            print(f"queue {db}{' (paused)' if queue.paused else ''}")
+            for j in jobs:
+                extra = f"  {j.error}" if j.error else ""
+                print(f"{j.id:>4}  {j.state.value:<11} {j.kind:<8} p{j.priority:<3} {j.session_id or '-'}{extra}")
+    elif args.command == "cancel":
+        job = queue.cancel(args.id)
+        print(f"job {job.id}: {'stopping at the next step' if job.state == 'running' else job.state.value}")
+    elif args.command == "requeue":
+        job = queue.requeue(args.id)
+        print(f"job {job.id}: queued again ({job.kind})")
+    elif args.command == "pause":
+        queue.pause()
+        print("queue paused: running jobs finish, no new one starts")
+    elif args.command == "unpause":
+        queue.unpause()
+        print("queue running")
+    else:
+        _work(queue, args)
+
+
+def _work(queue: Any, args: argparse.Namespace) -> None:
+    from arc_fabric_core.engine import Engine
+    from arc_fabric_core.jobs import JobRunner
+    from arc_fabric_core.store import SessionStore, default_store_dir
+
+    engine = Engine(SessionStore(args.store or default_store_dir()), device=args.device)
+    runner = JobRunner(queue, engine)
+    count = 0
+    while (job := runner.run_next()) is not None:
+        count += 1
+        print(f"job {job.id}: {job.state.value}{f' ({job.error})' if job.error else ''} session {job.session_id}")
+    print(f"{count} jobs run; queue {'paused' if queue.paused else 'empty'}")

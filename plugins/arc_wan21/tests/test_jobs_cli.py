@@ -1,0 +1,63 @@
+"""`python -m arc_fabric_core jobs ...` end to end: submit, cancel, work, list, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SMALL = ["num_frames=9", "height=32", "width=32", "steps=3"]
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ARC_FABRIC_STORE": str(cwd / "store"), "ARC_FABRIC_QUEUE": str(cwd / "jobs.sqlite")}
+    env.pop("ARC_WAN21_1_3B_WEIGHTS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "arc_fabric_core", "jobs", *args], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+
+
+def test_queue_from_the_command_line(tmp_path: Path) -> None:
+    assert "job 1: queued" in cli("submit", "generate", "model=wan21", *SMALL, cwd=tmp_path).stdout
+    assert (
+        "priority 5"
+        in cli("submit", "generate", "model=wan21", *SMALL, "seed=3", "--priority", "5", cwd=tmp_path).stdout
+    )
+    cli("submit", "generate", "model=wan21", *SMALL, cwd=tmp_path)
+    assert "job 3: cancelled" in cli("cancel", "3", cwd=tmp_path).stdout
+    assert "queue paused" in cli("pause", cwd=tmp_path).stdout
+    assert "0 jobs run; queue paused" in cli("work", cwd=tmp_path).stdout
+    cli("unpause", cwd=tmp_path)
+    out = cli("work", cwd=tmp_path).stdout
+    assert out.index("job 2: succeeded") < out.index("job 1: succeeded")  # priority first
+    jobs = {j["id"]: j for j in json.loads(cli("list", "--json", cwd=tmp_path).stdout)}
+    assert [jobs[i]["state"] for i in (1, 2, 3)] == ["succeeded", "succeeded", "cancelled"]
+    assert (tmp_path / "store" / jobs[1]["session_id"] / "latents.safetensors").is_file()
+
+    # A fork of the first job's session, queued and run.
+    cli("submit", "fork", f"session={jobs[1]['session_id']}", "step=1", "prompt=a wolf", cwd=tmp_path)
+    assert "job 4: succeeded" in cli("work", cwd=tmp_path).stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["submit", "generate", "model=wan21", "num_frames=10"], "num_frames"),
+        (["submit", "generate", "model=nope"], "model"),
+        (["submit", "resume", "session=x", "colour=red"], "colour"),
+        (["submit", "fork", "session=x", "step=two"], "step"),
+        (["cancel", "7"], "job"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path: Path, args: list[str], field: str) -> None:
+    res = cli(*args, cwd=tmp_path)
+    assert res.returncode == 2
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {field}:"), res.stderr

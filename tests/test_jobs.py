@@ -1,0 +1,130 @@
+"""The persisted job queue: order, cancel, pause, restart, and the runner on real sessions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from arc_fabric_core.engine import Engine
+from arc_fabric_core.errors import InputError
+from arc_fabric_core.jobs import JobQueue, JobRunner, JobState
+
+PARAMS = {"num_frames": 2, "height": 8, "width": 8, "steps": 6}
+
+
+def generate(priority: int = 0, **params) -> tuple[str, dict, int]:
+    return "generate", {"model": "toy", "params": {**PARAMS, **params}}, priority
+
+
+@pytest.fixture
+def queue(tmp_path: Path) -> JobQueue:
+    return JobQueue(tmp_path / "jobs.sqlite")
+
+
+def test_priority_first_then_submission_order(queue: JobQueue) -> None:
+    low = queue.submit(*generate(0))
+    high = queue.submit(*generate(5))
+    low2 = queue.submit(*generate(0))
+    assert [queue.claim().id for _ in range(3)] == [high.id, low.id, low2.id]
+    assert queue.claim() is None
+
+
+def test_states_and_timestamps(queue: JobQueue, toy_engine: Engine) -> None:
+    job = queue.submit(*generate(prompt="a"))
+    assert job.state == "queued" and job.created_at and job.started_at is None
+    done = JobRunner(queue, toy_engine).run_next()
+    assert done is not None and done.state == "succeeded" and done.error is None
+    assert done.created_at <= done.started_at <= done.finished_at
+    assert toy_engine.store.load_doc(done.session_id).status == "completed"
+    with pytest.raises(InputError, match="succeeded, not running"):
+        queue.finish(job.id, JobState.FAILED)
+
+
+def test_bad_jobs_are_refused_on_submit(queue: JobQueue) -> None:
+    with pytest.raises(InputError, match="unknown job kind 'paint'"):
+        queue.submit("paint", {})
+    with pytest.raises(InputError) as info:
+        queue.submit("fork", {"session": "x"})
+    assert info.value.field == "payload.step"
+    with pytest.raises(InputError) as info:
+        queue.submit("resume", {"session": "x", "colour": 1})
+    assert info.value.field == "payload.colour"
+    assert queue.list() == []
+
+
+def test_a_failing_job_records_why_and_the_runner_goes_on(queue: JobQueue, toy_engine: Engine) -> None:
+    bad = queue.submit("resume", {"session": "no-such-session"})
+    good = queue.submit(*generate())
+    runner = JobRunner(queue, toy_engine)
+    assert [j.id for j in runner.run_all()] == [bad.id, good.id]
+    assert queue.get(bad.id).state == "failed" and "no-such-session" in queue.get(bad.id).error
+    assert queue.get(good.id).state == "succeeded"
+
+
+def test_cancel_a_queued_job(queue: JobQueue) -> None:
+    job = queue.submit(*generate())
+    assert queue.cancel(job.id).state == "cancelled"
+    assert queue.claim() is None
+    with pytest.raises(InputError, match="already cancelled"):
+        queue.cancel(job.id)
+    with pytest.raises(InputError, match="no job 99"):
+        queue.cancel(99)
+
+
+def test_cancel_a_running_job_stops_at_a_step_with_its_session_checkpointed(
+    queue: JobQueue, toy_engine: Engine
+) -> None:
+    job = queue.submit(*generate())
+
+    def cancel_after_step_2(event) -> None:
+        if event.step == 2:
+            queue.cancel(job.id)
+
+    done = JobRunner(queue, toy_engine).run_next(listeners=[cancel_after_step_2])
+    assert done.state == "cancelled" and "cancelled at step 2/6" in done.error
+    doc = toy_engine.store.load_doc(done.session_id)
+    assert doc.status == "paused" and doc.step_index == 2  # stopped at the boundary right after the request
+    # The session resumes from there to the same result as an uninterrupted run.
+    resumed = queue.submit("resume", {"session": done.session_id})
+    assert JobRunner(queue, toy_engine).run_next().id == resumed.id
+    full = toy_engine.create("toy", PARAMS)
+    toy_engine.run(full)
+    assert torch.equal(toy_engine.final_latents(done.session_id), toy_engine.final_latents(full))
+
+
+def test_pausing_the_queue(queue: JobQueue, toy_engine: Engine) -> None:
+    queue.submit(*generate())
+    queue.pause()
+    assert queue.paused and JobRunner(queue, toy_engine).run_next() is None
+    queue.unpause()
+    assert JobRunner(queue, toy_engine).run_next().state == "succeeded"
+
+
+def test_the_queue_survives_a_restart(tmp_path: Path, toy_engine: Engine, toy_plugins) -> None:
+    path = tmp_path / "jobs.sqlite"
+    first = JobQueue(path)
+    running = first.submit(*generate(priority=1))
+    waiting = first.submit(*generate(seed=4))
+    claimed = first.claim()
+    assert claimed.id == running.id
+    session = toy_engine.create("toy", PARAMS)
+    first.attach_session(running.id, session.id)
+    toy_engine.run(session, until=2)  # ... and then the orchestrator dies mid-job
+    first.close()
+
+    again = JobQueue(path)
+    assert again.recovered == [running.id]
+    interrupted = again.get(running.id)
+    assert interrupted.state == "interrupted" and "last checkpoint" in interrupted.error
+    assert again.get(waiting.id).state == "queued"
+    runner = JobRunner(again, Engine(toy_engine.store, plugins=toy_plugins, device="cpu"))
+    assert runner.run_next().id == waiting.id  # queued jobs run after the restart
+
+    requeued = again.requeue(running.id)
+    assert requeued.kind == "resume" and requeued.payload == {"session": session.id}
+    assert runner.run_next().state == "succeeded"
+    full = toy_engine.create("toy", PARAMS)
+    toy_engine.run(full)
+    assert torch.equal(toy_engine.final_latents(session.id), toy_engine.final_latents(full))
