@@ -1,7 +1,8 @@
 """A persisted job queue (SQLite) and the runner that works through it.
 
 States: queued -> running -> succeeded | failed | cancelled, and running -> interrupted
-when the orchestrator stopped (or crashed) while the job ran. An interrupted job's
+when the process running the job stopped (or crashed) meanwhile; the queue notices when
+it is next opened. An interrupted job's
 session is at its last checkpoint: ``requeue`` runs it again from there.
 
 Higher priority runs first; equal priorities run in order of submission. Cancelling a
@@ -13,6 +14,8 @@ jobs finish, nothing new starts.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -34,6 +37,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     session_id TEXT,
     error TEXT,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
+    worker TEXT,
     created_at TEXT NOT NULL,
     started_at TEXT,
     finished_at TEXT
@@ -73,6 +77,7 @@ class Job:
     session_id: str | None
     error: str | None
     cancel_requested: bool
+    worker: str | None  # host:pid of the process running it
     created_at: str
     started_at: str | None
     finished_at: str | None
@@ -99,18 +104,24 @@ class JobQueue:
         self._db.close()
 
     def _recover(self) -> list[int]:
-        """Jobs left running by a previous orchestrator: it is gone, so they were interrupted."""
+        """Jobs left running by a worker process that is gone: they were interrupted.
+
+        A job another live process is running (``jobs list`` while ``jobs work`` runs)
+        is left alone.
+        """
         with self._tx() as db:
-            ids = [r["id"] for r in db.execute("SELECT id FROM jobs WHERE state = ?", (JobState.RUNNING,))]
-            db.execute(
-                "UPDATE jobs SET state = ?, error = ?, finished_at = ? WHERE state = ?",
-                (
-                    JobState.INTERRUPTED,
-                    "the orchestrator stopped while this job ran; its session is at its last checkpoint",
-                    _now(),
-                    JobState.RUNNING,
-                ),
-            )
+            rows = db.execute("SELECT id, worker FROM jobs WHERE state = ?", (JobState.RUNNING,)).fetchall()
+            ids = [r["id"] for r in rows if not _alive(r["worker"])]
+            for job_id in ids:
+                db.execute(
+                    "UPDATE jobs SET state = ?, error = ?, finished_at = ? WHERE id = ?",
+                    (
+                        JobState.INTERRUPTED,
+                        "its worker stopped while this job ran; its session is at its last checkpoint",
+                        _now(),
+                        job_id,
+                    ),
+                )
         return ids
 
     class _Tx:
@@ -184,7 +195,10 @@ class JobQueue:
             ).fetchone()
             if row is None:
                 return None
-            db.execute("UPDATE jobs SET state = ?, started_at = ? WHERE id = ?", (JobState.RUNNING, _now(), row["id"]))
+            db.execute(
+                "UPDATE jobs SET state = ?, started_at = ?, worker = ? WHERE id = ?",
+                (JobState.RUNNING, _now(), _worker(), row["id"]),
+            )
         return self.get(row["id"])
 
     def attach_session(self, job_id: int, session_id: str) -> None:
@@ -234,7 +248,7 @@ class JobQueue:
                 kind, payload = "resume", {"session": job.session_id}
             db.execute(
                 "UPDATE jobs SET state = ?, kind = ?, payload = ?, error = NULL, cancel_requested = 0, "
-                "started_at = NULL, finished_at = NULL WHERE id = ?",
+                "worker = NULL, started_at = NULL, finished_at = NULL WHERE id = ?",
                 (JobState.QUEUED, kind, json.dumps(payload), job_id),
             )
         return self.get(job_id)
@@ -266,6 +280,26 @@ class JobQueue:
         return JobState(row["state"])
 
 
+def _worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(worker: str | None) -> bool:
+    """Whether the process that claimed a job still runs (only knowable on this host)."""
+    if not worker:
+        return False
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname():
+        return True  # another machine's worker: never declared dead from here
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
 def _missing(job_id: int) -> Any:
     raise InputError("job", f"no job {job_id}")
 
@@ -280,6 +314,7 @@ def _job(row: sqlite3.Row) -> Job:
         session_id=row["session_id"],
         error=row["error"],
         cancel_requested=bool(row["cancel_requested"]),
+        worker=row["worker"],
         created_at=row["created_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -102,16 +105,26 @@ def test_pausing_the_queue(queue: JobQueue, toy_engine: Engine) -> None:
     assert JobRunner(queue, toy_engine).run_next().state == "succeeded"
 
 
+WORKER = textwrap.dedent(
+    """
+    import sys
+    from arc_fabric_core.jobs import JobQueue
+    queue = JobQueue(sys.argv[1])
+    job = queue.claim()
+    queue.attach_session(job.id, sys.argv[2])
+    # ... and the worker dies mid-job, without a word
+    """
+)
+
+
 def test_the_queue_survives_a_restart(tmp_path: Path, toy_engine: Engine, toy_plugins) -> None:
     path = tmp_path / "jobs.sqlite"
     first = JobQueue(path)
     running = first.submit(*generate(priority=1))
     waiting = first.submit(*generate(seed=4))
-    claimed = first.claim()
-    assert claimed.id == running.id
     session = toy_engine.create("toy", PARAMS)
-    first.attach_session(running.id, session.id)
-    toy_engine.run(session, until=2)  # ... and then the orchestrator dies mid-job
+    toy_engine.run(session, until=2)
+    subprocess.run([sys.executable, "-c", WORKER, str(path), session.id], check=True, timeout=60)
     first.close()
 
     again = JobQueue(path)
@@ -128,3 +141,10 @@ def test_the_queue_survives_a_restart(tmp_path: Path, toy_engine: Engine, toy_pl
     full = toy_engine.create("toy", PARAMS)
     toy_engine.run(full)
     assert torch.equal(toy_engine.final_latents(session.id), toy_engine.final_latents(full))
+
+
+def test_opening_the_queue_leaves_a_live_workers_job_running(queue: JobQueue) -> None:
+    job = queue.submit(*generate())
+    queue.claim()  # claimed by this very process, which is alive
+    other = JobQueue(queue.path)  # e.g. `jobs list` in another terminal
+    assert other.recovered == [] and other.get(job.id).state == "running"
