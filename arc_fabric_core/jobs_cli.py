@@ -86,14 +86,19 @@ def payload_from(kind: str, items: list[str]) -> dict[str, Any]:
         except ValueError:
             raise InputError(key, f"must be a whole number, got {top[key]!r}") from None
     if "strength" in top:
-        top["strength"] = float(top["strength"])
+        try:
+            top["strength"] = float(top["strength"])
+        except ValueError:
+            raise InputError("strength", f"must be a number in (0, 1], got {top['strength']!r}") from None
     rest = {k: v for k, v in values.items() if k not in TOP_LEVEL[kind]}
     if kind == "edit":
-        mask = {}
+        from arc_fabric_core.sessions_cli import parse_ints
+
+        mask: dict[str, Any] = {}
         if "rect" in rest:
-            mask["rect"] = [int(v) for v in rest.pop("rect").split(",")]
+            mask["rect"] = list(parse_ints(rest.pop("rect"), "mask.rect", ",", 4))
         if "frames" in rest:
-            mask["frames"] = [int(v) for v in rest.pop("frames").split(":")]
+            mask["frames"] = list(parse_ints(rest.pop("frames"), "mask.frames", ":", 2))
         if "mask_image" in rest:
             mask["image"] = rest.pop("mask_image")
         if mask:

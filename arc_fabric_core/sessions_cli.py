@@ -181,7 +181,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _pair(text: str, field: str, sep: str, count: int) -> tuple[int, ...]:
+def parse_ints(text: str, field: str, sep: str, count: int) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(sep))
     except ValueError:
@@ -196,9 +196,9 @@ def _mask(args: argparse.Namespace) -> Any:
     from arc_fabric_core.edit_mask import EditMask
 
     return EditMask(
-        rect=_pair(args.rect, "mask.rect", ",", 4) if args.rect else None,
+        rect=parse_ints(args.rect, "mask.rect", ",", 4) if args.rect else None,
         image=args.mask_image,
-        frames=_pair(args.frames, "mask.frames", ":", 2) if args.frames else None,
+        frames=parse_ints(args.frames, "mask.frames", ":", 2) if args.frames else None,
     )
 
 
@@ -232,7 +232,7 @@ def _decode(engine: Any, session_id: str, frames: str | None, out: Path | None) 
 
     session = engine.open(session_id)
     count = session.params.num_frames
-    a, b = _pair(frames, "frames", ":", 2) if frames is not None else (0, count)
+    a, b = parse_ints(frames, "frames", ":", 2) if frames is not None else (0, count)
     if not 0 <= a < b <= count:  # checked before anything loads
         raise InputError("frames", f"{frames} must satisfy 0 <= A < B <= {count} (pixel frames, B exclusive)")
     latents, step = engine.preview_latents(session_id)

@@ -53,6 +53,8 @@ def test_queue_from_the_command_line(tmp_path: Path) -> None:
         (["submit", "generate", "model=nope"], "model"),
         (["submit", "resume", "session=x", "colour=red"], "colour"),
         (["submit", "fork", "session=x", "step=two"], "step"),
+        (["submit", "edit", "session=x", "step=1", "rect=0,0,a,8"], "mask.rect"),
+        (["submit", "edit", "session=x", "strength=most"], "strength"),
         (["cancel", "7"], "job"),
     ],
 )
