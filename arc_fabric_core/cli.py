@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,26 @@ def fail(message: str, code: int = 2) -> None:
     sys.stderr.write(f"error: {message}\n")
     sys.stderr.flush()
     raise SystemExit(code)
+
+
+def run_subcommand(parser: Any, argv: list[str], pairs: str, dispatch: Callable[[Any], None], interrupted: str) -> None:
+    """Parse ``argv`` and run ``dispatch``; errors become one ``error: field: ...`` line.
+
+    argparse cannot take key=value positionals after options (``fork ID --step 3
+    prompt=...``): the leftovers are folded into ``args.<pairs>`` when the chosen
+    subcommand has that positional, and refused otherwise.
+    """
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, pairs, None) is None or any(e.startswith("-") or "=" not in e for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        setattr(args, pairs, [*getattr(args, pairs), *extra])
+    try:
+        dispatch(args)
+    except ArcFabricError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail(interrupted, code=130)
 
 
 def _requested_models(argv: list[str]) -> list[str] | None:

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from arc_fabric_core.errors import ArcFabricError, InputError
+from arc_fabric_core.errors import InputError
 
 # Keys that address the job itself; every other key=value is a parameter (or an override).
 TOP_LEVEL = {
@@ -58,20 +58,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> None:
-    from arc_fabric_core.cli import fail
+    from arc_fabric_core.cli import run_subcommand
 
-    parser = _parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        if args.command != "submit" or any(e.startswith("-") or "=" not in e for e in extra):
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.items = [*args.items, *extra]
-    try:
-        _dispatch(args)
-    except ArcFabricError as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        fail("interrupted; a running job is marked interrupted when the queue next opens", code=130)
+    run_subcommand(
+        _parser(),
+        argv,
+        "items",
+        _dispatch,
+        "interrupted; a running job is marked interrupted when the queue next opens",
+    )
 
 
 def payload_from(kind: str, items: list[str]) -> dict[str, Any]:

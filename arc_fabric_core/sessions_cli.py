@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from arc_fabric_core.errors import ArcFabricError, InputError, SessionError
+from arc_fabric_core.errors import InputError, SessionError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,22 +89,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> None:
-    from arc_fabric_core.cli import fail
+    from arc_fabric_core.cli import run_subcommand
 
-    parser = _parser()
-    # argparse cannot take key=value positionals after options (fork ID --step 3 prompt=...):
-    # collect the leftovers, which must then all be overrides of fork or edit.
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        if getattr(args, "overrides", None) is None or any(e.startswith("-") or "=" not in e for e in extra):
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.overrides = [*args.overrides, *extra]
-    try:
-        _dispatch(args)
-    except ArcFabricError as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        fail("interrupted; the session is paused at its last checkpoint", code=130)
+    run_subcommand(_parser(), argv, "overrides", _dispatch, "interrupted; the session is paused at its last checkpoint")
 
 
 def _dispatch(args: argparse.Namespace) -> None:

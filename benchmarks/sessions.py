@@ -94,20 +94,6 @@ def build_components(preset: dict[str, Any]) -> Any:
     return WanComponents(pipe=pipe, device=device)
 
 
-def plugins_with_wan() -> Any:
-    """The installed plugins, or the Wan plugin registered by hand where it is only on the path."""
-    from arc_fabric_core.plugins import Plugins, get_plugins
-
-    plugins = get_plugins()
-    if "wan21" in plugins.model_names():
-        return plugins
-    from arc_wan21 import plugin
-
-    plugins = Plugins(load_entrypoints=False)
-    plugins.register(plugin, name="wan21")
-    return plugins
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu-mid")
@@ -121,6 +107,8 @@ def main() -> None:
     from arc_fabric_core.store import SessionStore
 
     with tempfile.TemporaryDirectory(dir=args.store) as tmp:
+        from arc_wan21.plugin import plugins_with_wan
+
         plugins = plugins_with_wan()
         store = SessionStore(Path(tmp) / "store")
         engine = Engine(store, plugins=plugins, device=preset["device"])

@@ -170,3 +170,17 @@ def arc_decode(components: WanComponents, latents: torch.Tensor, params: WanPara
     video = vae.decode(z / inv_std + mean, return_dict=False)[0]
     frames = components.pipe.video_processor.postprocess_video(video, output_type="pt")  # (B, F, C, H, W) in [0, 1]
     return frames[0].permute(0, 2, 3, 1).float()
+
+
+def plugins_with_wan() -> Any:
+    """The installed plugins, or this plugin registered by hand where it is only on the
+    path (a bare GPU image without entry points)."""
+    import sys
+
+    from arc_fabric_core.plugins import Plugins, get_plugins
+
+    plugins = get_plugins()
+    if "wan21" not in plugins.model_names():
+        plugins = Plugins(load_entrypoints=False)
+        plugins.register(sys.modules[__name__], name="wan21")
+    return plugins

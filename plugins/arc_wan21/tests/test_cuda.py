@@ -9,26 +9,15 @@ import torch
 
 from arc_fabric_core.edit_mask import EditMask
 from arc_fabric_core.engine import Engine
-from arc_fabric_core.plugins import Plugins, get_plugins
 from arc_fabric_core.store import SessionStore
+from arc_wan21.plugin import plugins_with_wan
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
-def wan_plugins() -> Plugins:
-    """Installed plugins, or the Wan plugin by hand where it is only on the path (a bare GPU image)."""
-    plugins = get_plugins()
-    if "wan21" not in plugins.model_names():
-        from arc_wan21 import plugin
-
-        plugins = Plugins(load_entrypoints=False)
-        plugins.register(plugin, name="wan21")
-    return plugins
-
-
 def test_resume_fork_and_masked_edit_are_exact_on_cuda(tmp_path: Path, small: dict) -> None:
     params = {**small, "steps": 6}
-    engine = Engine(SessionStore(tmp_path), plugins=wan_plugins(), device="cuda")
+    engine = Engine(SessionStore(tmp_path), plugins=plugins_with_wan(), device="cuda")
     full = engine.create("wan21", params, variant="tiny")
     engine.run(full)
     expected = engine.final_latents(full)
