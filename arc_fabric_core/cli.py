@@ -120,14 +120,25 @@ def main(argv: list[str] | None = None) -> None:
     hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(generate)()
 
 
-def _engine(store_dir: Path, device: str, dtype: str, every: int, keep: int, keep_steps: tuple[int, ...]) -> Any:
+def _engine(
+    store_dir: Path,
+    device: str,
+    dtype: str,
+    every: int,
+    keep: int,
+    keep_steps: tuple[int, ...],
+    model_memory: str | None = None,
+) -> Any:
+    from arc_fabric_core.devices import parse_bytes
     from arc_fabric_core.engine import Engine
     from arc_fabric_core.model_pool import ModelPool
     from arc_fabric_core.store import SessionStore
 
     global _pool
+    budget = parse_bytes(str(model_memory), "model_memory") if model_memory is not None else None
     if _pool is None:
-        _pool = ModelPool(get_plugins())
+        _pool = ModelPool(get_plugins(), budget_bytes=budget)
+    _pool.budget_bytes = budget
     key = (str(store_dir), device, dtype, every, keep, keep_steps)
     if key not in _engines:
         _engines[key] = Engine(
@@ -204,32 +215,57 @@ def _generate(cfg: Any) -> None:
         int(cfg.checkpoint_every),
         int(cfg.checkpoint_keep),
         tuple(int(s) for s in cfg.get("checkpoint_keep_steps") or ()),
+        cfg.get("model_memory"),
     )
-    ref = engine.resolve(str(model_cfg.name), model_cfg.get("variant"), model_cfg.get("weights"))
-    session = engine.create(ref, values)  # every check happens here, before any model loads
+    hybrid = None
+    if cfg.get("schedule") is not None:
+        from omegaconf import OmegaConf
+
+        from arc_fabric_core.hybrid import parse_hybrid
+
+        hybrid = parse_hybrid(OmegaConf.to_container(cfg.schedule, resolve=True))  # type: ignore[arg-type]
+    # Every check happens here, before any model loads.
+    session = engine.create(
+        str(model_cfg.name), values, variant=model_cfg.get("variant"), weights=model_cfg.get("weights"), hybrid=hybrid
+    )
     p = session.params
-    if ref.variant.tiny:
-        print(
-            f"{ref.spec.name}: no weights configured, running the '{ref.variant.name}' variant with RANDOM weights "
-            "- the video is noise (set model.weights=PATH for real weights)"
-        )
-    warm = engine.pool.is_warm(ref, engine.device, engine.dtype)
+    for stage in session.stages:
+        ref = stage.ref
+        if stage.stand_in:
+            print(
+                f"{ref.spec.name}: no weights configured for a real stage variant, running its tiny stand-in "
+                f"'{ref.variant.name}' with RANDOM weights - the video is noise (schedule.tiny=false refuses)"
+            )
+        elif ref.variant.tiny and hybrid is None:
+            print(
+                f"{ref.spec.name}: no weights configured, running the '{ref.variant.name}' variant with RANDOM "
+                "weights - the video is noise (set model.weights=PATH for real weights)"
+            )
+    labels = " > ".join(st.ref.label for st in session.stages)
     print(
-        f"{ref.spec.name}/{ref.variant.name} on {engine.device}: {p.num_frames} frames {p.width}x{p.height}, "
-        f"{p.steps} steps, guidance {p.guidance}, seed {p.seed}"
+        f"{labels} on {engine.device}: {p.num_frames} frames {p.width}x{p.height}, "
+        f"{session.doc.total_steps} steps, guidance {p.guidance}, seed {p.seed}"
     )
     start = time.perf_counter()
-    if not warm:
-        engine.pool.get(ref, engine.device, engine.dtype)
-        print(f"loaded {ref.spec.name}/{ref.variant.name} in {time.perf_counter() - start:.1f}s")
-    else:
-        print(f"{ref.spec.name}/{ref.variant.name} already warm")
+    if hybrid is None:
+        ref = session.ref
+        if not engine.pool.is_warm(ref, engine.device, engine.dtype):
+            engine.pool.get(ref, engine.device, engine.dtype)
+            print(f"loaded {ref.label} in {time.perf_counter() - start:.1f}s")
+        else:
+            print(f"{ref.label} already warm")
 
-    listeners, close = progress_listeners(p.steps) if cfg.get("progress", True) else ([], lambda: None)
+    total = session.doc.total_steps
+    listeners, close = progress_listeners(total) if cfg.get("progress", True) else ([], lambda: None)
     try:
         engine.run(session, listeners=listeners)
     finally:
         close()
+    if hybrid is not None:
+        begin = 0
+        for i, stage in enumerate(session.stages):
+            print(f"stage {i}: {stage.ref.label} steps {begin}..{stage.end} (guidance {stage.params.guidance})")
+            begin = stage.end or begin
     frames = engine.decode(session)
     from arc_fabric_core.video import write_mp4
 

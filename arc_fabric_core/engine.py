@@ -6,7 +6,9 @@ checkpoints, resume, per-step events, and (later) fork, edit and hand-off.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -17,10 +19,11 @@ import torch
 
 from arc_fabric_core.edit_mask import EditMask, latent_mask
 from arc_fabric_core.errors import InputError, SessionError
+from arc_fabric_core.hybrid import HybridSpec, check_latent_spaces, end_steps, resolve_stage
 from arc_fabric_core.model_pool import ModelPool, check_dtype, resolve_device
 from arc_fabric_core.models import ModelRef
 from arc_fabric_core.params import GenerationParams
-from arc_fabric_core.plugins import STAGE_HOOKS, Plugins, get_plugins
+from arc_fabric_core.plugins import OPTIONAL_STAGE_HOOKS, STAGE_HOOKS, Plugins, get_plugins
 from arc_fabric_core.schedule import Schedule, StepContext
 from arc_fabric_core.scheduler_state import capture, restore
 from arc_fabric_core.session import (
@@ -31,6 +34,7 @@ from arc_fabric_core.session import (
     Operation,
     SessionDoc,
     SessionStatus,
+    StageInfo,
 )
 from arc_fabric_core.store import CheckpointWriter, SessionStore, add_checkpoint, checkpoint_name
 
@@ -79,19 +83,42 @@ class Blend:
 
 
 @dataclass
+class Stage:
+    """A stage in memory: the model that runs it, its parameters, and where it ends."""
+
+    ref: ModelRef
+    params: GenerationParams
+    end: int | None = None  # None until a timestep boundary meets the schedule
+    # A real variant whose weights are absent, replaced by its tiny stand-in.
+    stand_in: bool = False
+
+
+@dataclass
 class Session:
-    """A session in memory: its document plus the live tensors the loop works on."""
+    """A session in memory: its document plus the live tensors the loop works on.
+
+    ``ref`` and ``params`` are stage 0's: the model that draws the first latents and
+    makes the schedule. A plain session has one stage running every step.
+    """
 
     doc: SessionDoc
     ref: ModelRef
     params: GenerationParams
     step_index: int = 0
     latents: torch.Tensor | None = None
-    conditioning: dict[str, torch.Tensor] | None = None
-    schedule: Schedule | None = None
+    conditioning: dict[str, torch.Tensor] | None = None  # stage 0's
+    schedule: Schedule | None = None  # the current pass's
     generator: torch.Generator = field(default_factory=torch.Generator)
     # An edit inside a mask: outside it, the source re-noised to each step's level is put back.
     blend: Blend | None = None
+    stages: list[Stage] = field(default_factory=list)
+    pass_index: int = 0
+    # Conditioning of each stage model (by ModelRef.key): stages of one model share it.
+    stage_conditioning: dict[tuple[str, str, str], dict[str, torch.Tensor]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            self.stages = [Stage(self.ref, self.params, self.doc.total_steps)]
 
     @property
     def id(self) -> str:
@@ -100,6 +127,32 @@ class Session:
     @property
     def done(self) -> bool:
         return self.step_index >= self.doc.total_steps
+
+    @property
+    def passes(self) -> list[int]:
+        return self.doc.passes or [self.doc.total_steps]
+
+    def pass_start(self, index: int) -> int:
+        return sum(self.passes[:index])
+
+    def pass_of(self, step: int) -> int:
+        """The pass that runs ``step`` (the last pass for the final step count)."""
+        starts = [self.pass_start(i) for i in range(len(self.passes))]
+        return max(0, bisect.bisect_right(starts, min(step, self.doc.total_steps - 1)) - 1)
+
+    def stage_of(self, step: int) -> int:
+        """The stage that runs ``step`` (steps past the end: the last stage)."""
+        for i, stage in enumerate(self.stages):
+            if stage.end is None:
+                raise SessionError(f"session {self.id}: stage {i} has no end step yet (the schedule is unknown)")
+            if step < stage.end:
+                return i
+        return len(self.stages) - 1
+
+    def boundaries(self) -> set[int]:
+        """Steps where a stage or a pass hands over: always checkpointed."""
+        steps = {st.end for st in self.stages[:-1] if st.end is not None}
+        return steps | {self.pass_start(i) for i in range(1, len(self.passes))}
 
 
 class Engine:
@@ -144,34 +197,120 @@ class Engine:
         return self.plugins.model(model).resolve(variant, weights)
 
     def create(
-        self, model: str | ModelRef, params: dict[str, Any], variant: str | None = "auto", weights: str | None = None
+        self,
+        model: str | ModelRef,
+        params: dict[str, Any],
+        variant: str | None = "auto",
+        weights: str | None = None,
+        hybrid: HybridSpec | None = None,
     ) -> Session:
-        """Validate everything and write the session's document. No model loads here."""
-        ref = model if isinstance(model, ModelRef) else self.resolve(model, variant, weights)
+        """Validate everything and write the session's document. No model loads here.
+
+        With ``hybrid`` the stages of the schedule run the steps; a stage naming no
+        model runs ``model`` and one naming no variant runs ``variant``.
+        """
+        if hybrid is None:
+            ref = model if isinstance(model, ModelRef) else self.resolve(model, variant, weights)
+            resolved = [(ref, False)]
+        else:
+            name = model.spec.name if isinstance(model, ModelRef) else model
+            default_variant = model.variant.name if isinstance(model, ModelRef) else variant
+            resolved = [resolve_stage(self.plugins, st, name, default_variant, hybrid.tiny) for st in hybrid.stages]
+            ref = resolved[0][0]
+            check_latent_spaces([r for r, _ in resolved])
         checked = ref.params(params)
-        self._check_stages(ref)
+        passes = self._passes(ref, checked)
+        total = sum(passes)
+        stages = []
+        for i, (stage_ref, stand_in) in enumerate(resolved):
+            guidance = hybrid.stages[i].guidance if hybrid is not None else None
+            stage_params = self._stage_params(stage_ref, checked, guidance) if hybrid is not None else checked
+            self._check_stages(stage_ref)
+            if i and self._passes(stage_ref, stage_params) != passes:
+                raise InputError(
+                    "schedule.stages",
+                    f"stage {i} ({stage_ref.label}) denoises in passes {self._passes(stage_ref, stage_params)}, "
+                    f"stage 0 ({ref.label}) in {passes}: the stages of one schedule must share its steps",
+                )
+            stages.append(Stage(stage_ref, stage_params, end=None if hybrid else total, stand_in=stand_in))
         doc = SessionDoc(
-            model=ModelInfo(
-                name=ref.spec.name, variant=ref.variant.name, weights=str(ref.weights) if ref.weights else None
-            ),
+            model=self._model_info(ref),
             params=checked.model_dump(),
             device=str(self.device),
             dtype=self.dtype,
-            total_steps=checked.steps,
+            total_steps=total,
+            passes=passes if len(passes) > 1 else [],
         )
+        if hybrid is not None:
+            ends = end_steps(hybrid.unit, hybrid.boundaries, total, None)
+            doc.schedule_name = hybrid.name
+            doc.boundary_unit = hybrid.unit
+            doc.stages = [
+                StageInfo(
+                    model=self._model_info(st.ref),
+                    guidance=hybrid.stages[i].guidance,
+                    boundary=hybrid.boundaries[i] if i < len(hybrid.boundaries) else None,
+                    end_step=ends[i] if ends is not None else None,
+                )
+                for i, st in enumerate(stages)
+            ]
+            for st, info in zip(stages, doc.stages, strict=True):
+                st.end = info.end_step
         self.store.save_doc(doc)
-        return Session(doc=doc, ref=ref, params=checked)
+        return Session(doc=doc, ref=ref, params=checked, stages=stages)
+
+    @staticmethod
+    def _model_info(ref: ModelRef) -> ModelInfo:
+        weights = str(ref.weights) if ref.weights else None
+        return ModelInfo(name=ref.spec.name, variant=ref.variant.name, weights=weights)
+
+    def _stage_params(self, ref: ModelRef, params: GenerationParams, guidance: float | None) -> GenerationParams:
+        """A stage's parameters: the session's (those its model knows), its own guidance."""
+        fields = ref.spec.params.model_fields
+        values = {k: v for k, v in params.model_dump().items() if k in fields}
+        if guidance is not None:
+            values["guidance"] = guidance
+        try:
+            return ref.params(values)
+        except InputError as exc:
+            raise InputError(f"schedule.stages ({ref.label}): {exc.field}", exc.message) from None
+
+    def _passes(self, ref: ModelRef, params: GenerationParams) -> list[int]:
+        hook = self.plugins.optional_stage("arc_passes", ref.spec.name)
+        passes = hook(model=ref, params=params) if hook is not None else None
+        if not passes:
+            return [params.steps]
+        if any(int(n) < 1 for n in passes):
+            raise SessionError(f"{ref.label}: arc_passes gave a pass without steps: {passes}")
+        return [int(n) for n in passes]
 
     def _check_stages(self, ref: ModelRef) -> None:
         for stage in STAGE_HOOKS:
             self.plugins.stage(stage, ref.spec.name)  # a plugin missing a stage fails here, not mid-run
+        for optional, needs in OPTIONAL_STAGE_HOOKS.items():
+            if self.plugins.optional_stage(optional, ref.spec.name) is not None:
+                for hook in needs:
+                    self.plugins.stage(hook, ref.spec.name)
+
+    def _stages_of(self, doc: SessionDoc, params: GenerationParams) -> list[Stage]:
+        """The stages a stored document describes (one for a plain session)."""
+        if not doc.stages:
+            ref = self.resolve(doc.model.name, doc.model.variant, doc.model.weights)
+            return [Stage(ref, params, doc.total_steps)]
+        stages = []
+        for info in doc.stages:
+            ref = self.resolve(info.model.name, info.model.variant, info.model.weights)
+            stages.append(Stage(ref, self._stage_params(ref, params, info.guidance), info.end_step))
+        if stages[-1].end is None and all(st.end is not None for st in stages[:-1]):
+            stages[-1].end = doc.total_steps
+        return stages
 
     def open(self, session_id: str) -> Session:
         """Load a session from the store; its tensors are restored when it next runs."""
         doc = self.store.load_doc(session_id)
         ref = self.resolve(doc.model.name, doc.model.variant, doc.model.weights)
         params = ref.params(doc.params)
-        session = Session(doc=doc, ref=ref, params=params)
+        session = Session(doc=doc, ref=ref, params=params, stages=self._stages_of(doc, params))
         session.step_index = doc.checkpoints[-1].step if doc.checkpoints else 0
         return session
 
@@ -216,15 +355,64 @@ class Engine:
             parent=parent.id,
             parent_step=step,
             overrides=overrides,
+            schedule_name=parent.schedule_name,
+            boundary_unit=parent.boundary_unit,
+            stages=[st.model_copy(update={"conditioning": None}) for st in parent.stages],
+            passes=parent.passes,
         )
 
-    def fork(self, parent_id: str, step: int, overrides: dict[str, Any] | None = None) -> Session:
+    def _restage(self, parent: SessionDoc, step: int, hybrid: HybridSpec) -> list[StageInfo]:
+        """The stages of a fork that changes the hybrid schedule from ``step`` on.
+
+        The steps before ``step`` are the parent's history: the new stages must run them
+        with the same models and guidance.
+        """
+        resolved = [
+            resolve_stage(self.plugins, st, parent.model.name, parent.model.variant, hybrid.tiny)
+            for st in hybrid.stages
+        ]
+        refs = [r for r, _ in resolved]
+        check_latent_spaces([self.resolve(parent.model.name, parent.model.variant, parent.model.weights), *refs])
+        for ref in refs:
+            self._check_stages(ref)
+        ends = end_steps(hybrid.unit, hybrid.boundaries, parent.total_steps, parent.timesteps or None)
+        if ends is None:
+            raise InputError("schedule", f"session {parent.id} has not started: its timesteps are not known yet")
+        new = [
+            StageInfo(
+                model=self._model_info(ref),
+                guidance=hybrid.stages[i].guidance,
+                boundary=hybrid.boundaries[i] if i < len(hybrid.boundaries) else None,
+                end_step=ends[i],
+            )
+            for i, ref in enumerate(refs)
+        ]
+        old = parent.stages or [StageInfo(model=parent.model, end_step=parent.total_steps)]
+
+        def runner(stages: list[StageInfo], i: int) -> tuple[Any, ...]:
+            st = next(st for st in stages if i < (st.end_step or 0))
+            return (st.model.name, st.model.variant, st.model.weights, st.guidance)
+
+        for i in range(step):
+            if runner(new, i) != runner(old, i):
+                raise InputError(
+                    "schedule",
+                    f"step {i} ran {'/'.join(map(str, runner(old, i)[:2]))} in session {parent.id}; a fork at step "
+                    f"{step} may change only the stages from there on (the steps before it are its history)",
+                )
+        return new
+
+    def fork(
+        self, parent_id: str, step: int, overrides: dict[str, Any] | None = None, hybrid: HybridSpec | None = None
+    ) -> Session:
         """A new session that continues ``parent_id`` from its checkpoint at ``step``.
 
         ``overrides`` may change any parameter but those fixing the schedule or the
         latent shape (``fixed_fields``); a new seed reseeds the noise drawn from then on.
-        The child shares the parent's checkpoint at ``step`` (a hard link, no copy)
-        and runs only the remaining steps. Nothing is computed here.
+        ``hybrid`` hands the steps from ``step`` on to other stage models (a fork at a
+        hand-off with another second-stage model). The child shares the parent's
+        checkpoint at ``step`` (a hard link, no copy) and runs only the remaining
+        steps. Nothing is computed here.
         """
         parent = self.store.load_doc(parent_id)
         ref, params, overrides = self._with_overrides(parent, overrides)
@@ -246,6 +434,10 @@ class Engine:
                 "or keep more with checkpoint_every=1 checkpoint_keep=0",
             )
         doc = self._child_doc(parent, params, Operation.FORK, step, overrides)
+        if hybrid is not None:
+            doc.stages = self._restage(parent, step, hybrid)
+            doc.schedule_name, doc.boundary_unit = hybrid.name, hybrid.unit
+            doc.overrides = {**overrides, "stages": " > ".join(f"{s.model.name}/{s.model.variant}" for s in doc.stages)}
         # Only the fork point is shared: the parent's earlier checkpoints were reached with the
         # parent's parameters, so a fork of this fork before step k could not reproduce it.
         reseed = "seed" in overrides and overrides["seed"] != parent.params.get("seed")
@@ -263,10 +455,23 @@ class Engine:
                 update={"tensors": self.store.share_file(parent.id, parent.edit.tensors, doc.id)}
             )
         changed = {k for k, v in params.model_dump().items() if parent.params.get(k) != v}
-        if parent.conditioning is not None and not changed - NON_CONDITIONING:
-            doc.conditioning = self.store.share_file(parent.id, parent.conditioning, doc.id)
+        if not changed - NON_CONDITIONING:
+            self._share_conditioning(parent, doc)
         self.store.save_doc(doc)
-        return Session(doc=doc, ref=ref, params=params, step_index=step)
+        return Session(doc=doc, ref=ref, params=params, step_index=step, stages=self._stages_of(doc, params))
+
+    def _share_conditioning(self, parent: SessionDoc, doc: SessionDoc) -> None:
+        """Link the parent's encoded prompts into ``doc`` for every stage model both run."""
+        if parent.conditioning is not None:
+            doc.conditioning = self.store.share_file(parent.id, parent.conditioning, doc.id)
+        encoded: dict[tuple[Any, ...], Any] = {}
+        for st in parent.stages:
+            if st.conditioning is not None:
+                encoded.setdefault((st.model.name, st.model.variant, st.model.weights), st.conditioning)
+        for st in doc.stages:
+            record = encoded.pop((st.model.name, st.model.variant, st.model.weights), None)
+            if record is not None:
+                st.conditioning = self.store.share_file(parent.id, record, doc.id)
 
     def edit(
         self,
@@ -299,8 +504,15 @@ class Engine:
         assert step is not None
         if not 0 <= step < total:
             raise InputError("step", f"an edit of session {parent.id} starts at a step in 0..{total - 1}, got {step}")
+        last_pass = sum(parent.passes[:-1])
+        if step < last_pass:
+            raise InputError(
+                "step",
+                f"session {parent.id} denoises in passes of {parent.passes} steps; an edit re-runs part of its last "
+                f"pass (the one at the video's size): start at a step in {last_pass}..{total - 1}",
+            )
         mask = mask or EditMask()
-        region = latent_mask(mask, params, ref.spec.latent_space)
+        region = latent_mask(mask, params, ref.latent_space)
         if parent.final is None and not parent.checkpoints:
             raise InputError("session", f"session {parent.id} has not run a step yet: there is nothing to edit")
 
@@ -329,36 +541,32 @@ class Engine:
             tensors=self.store.write_tensors(doc.id, EDIT_FILE, tensors),
         )
         self.store.save_doc(doc)
-        return Session(doc=doc, ref=ref, params=params, step_index=step)
+        return Session(doc=doc, ref=ref, params=params, step_index=step, stages=self._stages_of(doc, params))
 
     def clean_estimate(self, session_id: str) -> torch.Tensor:
         """The clean video an unfinished session is heading for, from its last checkpoint.
 
-        One model call: x0 = x_t - sigma_t * v for flow-matching schedules.
+        One model call: x0 = x_t - sigma_t * v for flow-matching schedules. At the end of
+        a pass (a multi-scale model's low-resolution result) the latents are clean already.
         """
         session = self.open(session_id)
         if not session.doc.checkpoints:
             raise SessionError(f"session {session_id} has no checkpoint yet")
         with torch.no_grad():
-            components = self.pool.get(session.ref, self.device, self.dtype)
-            self._restore(session, components, writer=None)
-            assert session.schedule is not None and session.latents is not None
-            if session.done:
+            self._restore(session, writer=None)
+            schedule = session.schedule
+            assert schedule is not None and session.latents is not None
+            index = session.step_index - session.pass_start(session.pass_index)
+            if session.done or index >= len(schedule):
                 return session.latents
-            if not session.schedule.is_flow:
+            if not schedule.is_flow:
                 raise SessionError(
                     f"session {session_id}: a clean estimate needs a flow-matching schedule; finish the session first"
                 )
-            i = session.step_index
-            output = self._stage("arc_denoise_step", session)(
-                model=session.ref,
-                components=components,
-                latents=session.latents,
-                step=self._context(session, i),
-                conditioning=session.conditioning,
-                params=session.params,
-            )
-            return session.schedule.predict_x0(output, i, session.latents)
+            stage_index = session.stage_of(session.step_index)
+            components = self._components(session, stage_index)
+            output = self._denoise(session, stage_index, components, writer=None)
+            return schedule.predict_x0(output, index, session.latents)
 
     # ------------------------------------------------------------ running
 
@@ -387,16 +595,15 @@ class Engine:
             writer = CheckpointWriter(self.store, session.doc)
             try:
                 with torch.no_grad():
-                    components = self.pool.get(session.ref, self.device, self.dtype)
                     if session.latents is None:
                         if session.doc.checkpoints:
-                            self._restore(session, components, writer)
+                            self._restore(session, writer)
                         elif session.doc.operation is Operation.EDIT:
-                            self._start_edit(session, components, writer)
+                            self._start_edit(session, writer)
                         else:
-                            self._start(session, components, writer)
+                            self._start(session, writer)
                     self._set_status(session, writer, SessionStatus.RUNNING)
-                    self._loop(session, components, max(until_step, session.step_index), writer, listeners, stop)
+                    self._loop(session, max(until_step, session.step_index), writer, listeners, stop)
                     if session.done:
                         self._finish(session, writer)
                     else:
@@ -414,47 +621,115 @@ class Engine:
                 writer.close()
         return session
 
-    def _stage(self, name: str, session: Session) -> Any:
-        return self.plugins.stage(name, session.ref.spec.name)
+    def _hook(self, name: str, ref: ModelRef) -> Any:
+        return self.plugins.stage(name, ref.spec.name)
 
-    def _encode(self, session: Session, components: Any, writer: CheckpointWriter | None) -> None:
-        """Encode the prompt; write it so that a resume need not (if a writer is given)."""
-        ref, params = session.ref, session.params
-        session.conditioning = self._stage("arc_encode", session)(model=ref, components=components, params=params)
-        if writer is None:
-            return
-        cond = {k: v.detach().to("cpu", copy=True) for k, v in session.conditioning.items()}
+    def _components(self, session: Session, stage_index: int) -> Any:
+        """The warm components of a stage's model. Only this stage's model is held, so
+        under a memory budget the model of a finished stage may go before this one loads."""
+        ref = session.stages[stage_index].ref
+        return self.pool.get(ref, self.device, self.dtype, hold=[ref])
+
+    def _conditioning(
+        self, session: Session, stage_index: int, components: Any, writer: CheckpointWriter | None
+    ) -> dict[str, torch.Tensor]:
+        """A stage's encoded prompt: in memory, else from the store, else encoded now (and
+        written, if a writer is given, so that a resume need not encode again)."""
+        stage = session.stages[stage_index]
+        key = stage.ref.key
+        if key in session.stage_conditioning:
+            return session.stage_conditioning[key]
         doc = session.doc
+        # Stage 0's model keeps its prompt in doc.conditioning; another model in its first stage's record.
+        first = next(i for i, st in enumerate(session.stages) if st.ref.key == key)
+        owner_is_doc = key == session.stages[0].ref.key
+        record = doc.conditioning if owner_is_doc else (doc.stages[first].conditioning if doc.stages else None)
+        if record is not None:
+            stored, _ = self.store.read_tensors(doc.id, record)
+            cond = {k: v.to(self.device) for k, v in stored.items()}
+        else:
+            cond = self._hook("arc_encode", stage.ref)(model=stage.ref, components=components, params=stage.params)
+            if writer is not None:
+                cpu = {k: v.detach().to("cpu", copy=True) for k, v in cond.items()}
+                name = CONDITIONING_FILE if owner_is_doc else f"conditioning_stage{first}.safetensors"
+
+                def write() -> None:
+                    written = self.store.write_tensors(doc.id, name, cpu)
+                    if owner_is_doc:
+                        doc.conditioning = written
+                    else:
+                        doc.stages[first].conditioning = written
+
+                writer.submit(write)
+        session.stage_conditioning[key] = cond
+        if owner_is_doc:
+            session.conditioning = cond
+        return cond
+
+    def _denoise(
+        self, session: Session, stage_index: int, components: Any, writer: CheckpointWriter | None
+    ) -> torch.Tensor:
+        """One model call at the current step by the stage's model."""
+        stage = session.stages[stage_index]
+        assert session.latents is not None
+        return self._hook("arc_denoise_step", stage.ref)(
+            model=stage.ref,
+            components=components,
+            latents=session.latents,
+            step=self._context(session),
+            conditioning=self._conditioning(session, stage_index, components, writer),
+            params=stage.params,
+        )
+
+    def _start(self, session: Session, writer: CheckpointWriter) -> None:
+        components = self._components(session, 0)
+        self._conditioning(session, 0, components, writer)
+        self._plan_schedule(session, components, writer)
+        session.generator = torch.Generator("cpu").manual_seed(session.params.seed)
+        session.latents = self._hook("arc_prepare_latents", session.ref)(
+            model=session.ref, components=components, params=session.params, generator=session.generator
+        ).to(torch.float32)
+        self._checkpoint(session, writer)
+
+    def _plan_schedule(self, session: Session, components: Any, writer: CheckpointWriter, first_pass: int = 0) -> None:
+        """Build every pass's schedule once: record the timesteps, place the stage
+        boundaries that wait for them, and keep ``first_pass``'s fresh schedule."""
+        first = session.stages[0].ref
+        schedules = [self._new_schedule(session, components, first, p) for p in range(len(session.passes))]
+        timesteps = [float(t) for sch in schedules for t in sch.timesteps]
+        session.schedule, session.pass_index = schedules[first_pass], first_pass
+        doc = session.doc
+        ends = None
+        if doc.stages and any(st.end is None for st in session.stages):
+            bounds = [st.boundary for st in doc.stages[:-1] if st.boundary is not None]
+            ends = end_steps(doc.boundary_unit, bounds, doc.total_steps, timesteps)
+            assert ends is not None
+            for stage, end in zip(session.stages, ends, strict=True):
+                stage.end = end
 
         def write() -> None:
-            doc.conditioning = self.store.write_tensors(doc.id, CONDITIONING_FILE, cond)
+            doc.timesteps = timesteps
+            if ends is not None:
+                for info, end in zip(doc.stages, ends, strict=True):
+                    info.end_step = end
 
         writer.submit(write)
 
-    def _start(self, session: Session, components: Any, writer: CheckpointWriter) -> None:
-        self._encode(session, components, writer)
-        session.schedule = self._new_schedule(session, components)
-        session.generator = torch.Generator("cpu").manual_seed(session.params.seed)
-        session.latents = self._stage("arc_prepare_latents", session)(
-            model=session.ref, components=components, params=session.params, generator=session.generator
-        ).to(torch.float32)
-        self._record_timesteps(session, writer)
-        self._checkpoint(session, writer)
-
-    def _start_edit(self, session: Session, components: Any, writer: CheckpointWriter) -> None:
+    def _start_edit(self, session: Session, writer: CheckpointWriter) -> None:
         """The edit's first state: the source re-noised to the level of its start step."""
         info = session.doc.edit
         assert info is not None and info.tensors is not None
-        self._encode(session, components, writer)
-        session.schedule = self._new_schedule(session, components)
-        session.schedule.start_at(info.start_step)
+        components = self._components(session, 0)
+        self._plan_schedule(session, components, writer, first_pass=session.pass_of(info.start_step))
+        assert session.schedule is not None
+        index = info.start_step - session.pass_start(session.pass_index)
+        session.schedule.start_at(index)
         tensors = self._load_edit(session)
         session.generator = torch.Generator("cpu")
         session.generator.set_state(tensors["rng.generator"])
         x0, noise = tensors["x0"].to(self.device), tensors["noise"].to(self.device)
-        session.latents = session.schedule.add_noise(x0, noise, info.start_step).to(torch.float32)
+        session.latents = session.schedule.add_noise(x0, noise, index).to(torch.float32)
         session.step_index = info.start_step
-        self._record_timesteps(session, writer)
         self._checkpoint(session, writer)
 
     def _load_edit(self, session: Session) -> dict[str, torch.Tensor]:
@@ -469,77 +744,95 @@ class Engine:
             )
         return tensors
 
-    def _record_timesteps(self, session: Session, writer: CheckpointWriter) -> None:
-        assert session.schedule is not None
-        timesteps = [float(t) for t in session.schedule.timesteps]
-        doc = session.doc
-
-        def write() -> None:
-            doc.timesteps = timesteps
-
-        writer.submit(write)
-
-    def _new_schedule(self, session: Session, components: Any) -> Schedule:
-        schedule = self._stage("arc_schedule", session)(model=session.ref, components=components, params=session.params)
-        if len(schedule) != session.doc.total_steps:
+    def _new_schedule(self, session: Session, components: Any, ref: ModelRef, pass_index: int) -> Schedule:
+        schedule = self._hook("arc_schedule", ref)(
+            model=ref, components=components, params=session.params, pass_index=pass_index
+        )
+        expected = session.passes[pass_index]
+        if len(schedule) != expected:
             raise SessionError(
-                f"{session.ref.spec.name}: arc_schedule gave {len(schedule)} timesteps for "
-                f"{session.doc.total_steps} steps"
+                f"{ref.label}: arc_schedule gave {len(schedule)} timesteps for the {expected} steps "
+                f"of pass {pass_index}"
             )
-        if session.doc.timesteps and [float(t) for t in schedule.timesteps] != session.doc.timesteps:
+        start = session.pass_start(pass_index)
+        stored = session.doc.timesteps[start : start + expected]
+        if stored and [float(t) for t in schedule.timesteps] != stored:
             raise SessionError(
-                f"session {session.id}: the schedule no longer matches the stored one (a parameter or the "
-                "plugin changed how timesteps are made); the session cannot continue exactly"
+                f"session {session.id}: the schedule of {ref.label} does not match the stored one (a parameter, "
+                "the plugin or the stage model changed how timesteps are made); the session cannot continue exactly"
             )
         return schedule
 
     @staticmethod
-    def _context(session: Session, index: int) -> StepContext:
+    def _context(session: Session) -> StepContext:
         schedule = session.schedule
         assert schedule is not None
+        index = session.step_index - session.pass_start(session.pass_index)
         sigmas = schedule.sigmas
         return StepContext(
             index=index,
-            total=session.doc.total_steps,
+            total=len(schedule),
             timestep=schedule.timesteps[index],
             sigma=float(sigmas[index]) if sigmas is not None else None,
+            pass_index=session.pass_index,
         )
+
+    def _enter_next_pass(self, session: Session) -> None:
+        """At the end of a pass, make the next pass's first latents (the model of the
+        stage that runs the next step does it: upsample, re-noise, ...)."""
+        stage_index = session.stage_of(session.step_index)
+        ref = session.stages[stage_index].ref
+        components = self._components(session, stage_index)
+        next_pass = session.pass_index + 1
+        schedule = self._new_schedule(session, components, ref, next_pass)
+        session.latents = (
+            self._hook("arc_next_pass", ref)(
+                model=ref,
+                components=components,
+                latents=session.latents,
+                pass_index=next_pass,
+                schedule=schedule,
+                params=session.stages[stage_index].params,
+                generator=session.generator,
+            )
+            .to(self.device)
+            .to(torch.float32)
+        )
+        session.schedule, session.pass_index = schedule, next_pass
 
     def _loop(
         self,
         session: Session,
-        components: Any,
         until: int,
         writer: CheckpointWriter,
         listeners: list[Listener],
         stop: Callable[[], bool] | None = None,
     ) -> None:
-        schedule, ref, params = session.schedule, session.ref, session.params
-        assert schedule is not None and session.latents is not None and session.conditioning is not None
-        denoise = self._stage("arc_denoise_step", session)
+        assert session.latents is not None
         started, done_before = time.perf_counter(), session.step_index
+        boundaries = session.boundaries()
         while session.step_index < until:
             i = session.step_index
             t0 = time.perf_counter()
-            ctx = self._context(session, i)
-            output = denoise(
-                model=ref,
-                components=components,
-                latents=session.latents,
-                step=ctx,
-                conditioning=session.conditioning,
-                params=params,
-            )
-            session.latents = schedule.step(output, i, session.latents, session.generator)
+            assert session.schedule is not None
+            if i - session.pass_start(session.pass_index) >= len(session.schedule):
+                self._enter_next_pass(session)
+            schedule = session.schedule
+            stage_index = session.stage_of(i)
+            components = self._components(session, stage_index)
+            ctx = self._context(session)
+            output = self._denoise(session, stage_index, components, writer)
+            session.latents = schedule.step(output, ctx.index, session.latents, session.generator)
             if session.blend is not None:
-                session.latents = session.blend.apply(session.latents, schedule, i + 1)
+                session.latents = session.blend.apply(session.latents, schedule, ctx.index + 1)
             session.step_index = i + 1
-            if self.checkpoint_every and (session.step_index % self.checkpoint_every == 0 or session.done):
+            step = session.step_index
+            if self.checkpoint_every and (step % self.checkpoint_every == 0 or session.done or step in boundaries):
                 self._checkpoint(session, writer)
             now = time.perf_counter()
             event = StepEvent(
                 session_id=session.id,
-                step=session.step_index,
+                step=step,
                 total=session.doc.total_steps,
                 timestep=float(ctx.timestep),
                 step_seconds=now - t0,
@@ -549,7 +842,7 @@ class Engine:
             for listener in listeners:
                 listener(event)
             if stop is not None and not session.done and stop():
-                if self.checkpoint_every and session.step_index % self.checkpoint_every:
+                if self.checkpoint_every and step % self.checkpoint_every and step not in boundaries:
                     self._checkpoint(session, writer)  # pause exactly here, not at the last checkpoint
                 return
 
@@ -568,12 +861,15 @@ class Engine:
         step = session.step_index
         metadata = {
             "step": str(step),
+            "pass": str(session.pass_index),
             "scheduler_state": sched_json,
             "scheduler_class": type(session.schedule.scheduler).__name__,
+            "scheduler_config": _config_json(session.schedule.scheduler),
         }
         doc, keep, keep_steps = session.doc, self.checkpoint_keep, self.checkpoint_keep_steps
-        # A fork or edit always keeps its first own checkpoint: it is where the branch starts.
-        keep_steps = keep_steps | {doc.parent_step or 0}
+        # A fork or edit always keeps its first own checkpoint: it is where the branch starts;
+        # hand-offs are kept too, so that a fork can give the rest to another model.
+        keep_steps = keep_steps | {doc.parent_step or 0} | session.boundaries()
 
         def write() -> list[str]:
             record = self.store.write_tensors(doc.id, checkpoint_name(step), tensors, metadata)
@@ -582,14 +878,9 @@ class Engine:
 
         writer.submit(write)
 
-    def _restore(self, session: Session, components: Any, writer: CheckpointWriter | None) -> None:
+    def _restore(self, session: Session, writer: CheckpointWriter | None) -> None:
         """Rebuild the loop state from the newest checkpoint whose checksum holds."""
         doc = session.doc
-        if doc.conditioning is None:
-            self._encode(session, components, writer)  # a fork that changed the prompt
-        else:
-            cond, _ = self.store.read_tensors(doc.id, doc.conditioning)
-            session.conditioning = {k: v.to(self.device) for k, v in cond.items()}
         errors = []
         for record in reversed(doc.checkpoints):
             try:
@@ -600,13 +891,27 @@ class Engine:
                 log.warning("%s; falling back to an earlier checkpoint", exc)
         else:
             raise SessionError("; ".join(errors) or f"session {doc.id}: no readable checkpoint")
-        session.schedule = self._new_schedule(session, components)
+        step = int(metadata["step"])
+        pass_index = int(metadata.get("pass", "0"))
+        # The model of the stage at this step rebuilds the schedule: a resume after a
+        # hand-off never loads the models of finished stages.
+        stage_index = session.stage_of(min(step, doc.total_steps - 1))
+        ref = session.stages[stage_index].ref
+        components = self._components(session, stage_index)
+        session.schedule = self._new_schedule(session, components, ref, pass_index)
+        config = metadata.get("scheduler_config")
+        if config is not None and config != _config_json(session.schedule.scheduler):
+            raise SessionError(
+                f"session {doc.id}: {ref.label} builds its scheduler with another configuration than the one "
+                f"checkpointed at step {step}; the session cannot continue exactly"
+            )
         restore(session.schedule.scheduler, tensors, metadata["scheduler_state"], self.device)
+        session.pass_index = pass_index
         session.latents = tensors["latents"].to(self.device)
         session.generator = torch.Generator("cpu")
         session.generator.set_state(tensors["rng.generator"])
         torch.set_rng_state(tensors["rng.torch_cpu"])
-        session.step_index = int(metadata["step"])
+        session.step_index = step
         if doc.edit is not None:
             self._load_edit(session)
 
@@ -671,18 +976,30 @@ class Engine:
             raise SessionError(f"session {session_id} has not run a step yet: there is nothing to decode")
         return self.clean_estimate(session_id), doc.checkpoints[-1].step
 
-    def decode(self, session: Session, latents: torch.Tensor | None = None) -> torch.Tensor:
-        """Decode the session's latents (or ``latents``) to (F, H, W, 3) frames in [0, 1]."""
+    def decode(self, session: Session, latents: torch.Tensor | None = None, step: int | None = None) -> torch.Tensor:
+        """Decode the session's latents (or ``latents``, reached at ``step``) to (F, H, W, 3)
+        frames in [0, 1], with the model of the stage that made them."""
         latents = latents if latents is not None else session.latents
         if latents is None:
             latents = self.final_latents(session)
-        components = self.pool.get(session.ref, self.device, self.dtype)
+        made_at = (step if step is not None else session.doc.total_steps) - 1
+        try:
+            stage = session.stages[session.stage_of(max(made_at, 0))]
+        except SessionError:
+            stage = session.stages[0]
+        components = self.pool.get(stage.ref, self.device, self.dtype, hold=[stage.ref])
         with torch.no_grad():
-            frames = self._stage("arc_decode", session)(
-                model=session.ref, components=components, latents=latents.to(self.device), params=session.params
+            frames = self._hook("arc_decode", stage.ref)(
+                model=stage.ref, components=components, latents=latents.to(self.device), params=stage.params
             )
         return frames.detach().to("cpu", torch.float32)
 
     def delete(self, session_id: str) -> int:
         """Delete a session (refused while it runs); children keep the files they share."""
         return self.store.delete(session_id)
+
+
+def _config_json(scheduler: Any) -> str:
+    """A scheduler's configuration as canonical JSON (what a stage model must agree on)."""
+    config = getattr(scheduler, "config", None)
+    return json.dumps(dict(config) if config is not None else {}, sort_keys=True, default=str)

@@ -73,11 +73,47 @@ def arc_encode(model: ModelRef, components: Any, params: GenerationParams) -> di
 
 
 @hookspec(firstresult=True)
-def arc_schedule(model: ModelRef, components: Any, params: GenerationParams) -> Schedule:
-    """Build a fresh schedule: the timesteps and a scheduler with ``step()``.
+def arc_schedule(model: ModelRef, components: Any, params: GenerationParams, pass_index: int) -> Schedule:
+    """Build a fresh schedule for pass ``pass_index`` (0 unless ``arc_passes`` says
+    there are more): the timesteps and a scheduler with ``step()``. A plugin may
+    return a subclass of :class:`Schedule` whose ``step`` calls its scheduler its own way.
 
     Called when a session starts and again on resume, before the scheduler's
     saved internals are restored onto it. Must be deterministic in ``params``.
+    """
+
+
+@hookspec(firstresult=True)
+def arc_passes(model: ModelRef, params: GenerationParams) -> list[int]:
+    """Optional. The number of steps of each pass, for a model that denoises in
+    several passes one after the other, each with its own schedule and possibly its
+    own latent size (LTX's multi-scale: a low-resolution pass, then an upsampled
+    refinement). Without it a model has one pass of ``params.steps`` steps.
+
+    Called when a session is created (no model is loaded: it must depend on
+    ``params`` alone). The engine numbers steps across passes: pass 1 starts at
+    step ``passes[0]``.
+    """
+
+
+@hookspec(firstresult=True)
+def arc_next_pass(
+    model: ModelRef,
+    components: Any,
+    latents: torch.Tensor,
+    pass_index: int,
+    schedule: Schedule,
+    params: GenerationParams,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Required with ``arc_passes``. The latents that start pass ``pass_index``, made
+    from the finished latents of the pass before (e.g. upsample, match statistics,
+    re-noise to ``schedule``'s first level with noise drawn from ``generator``).
+
+    Called by the engine at a pass boundary, after the checkpoint that holds the
+    finished pass (so a user can decode it as a preview, or fork there). It must be
+    deterministic in its inputs and ``generator``: a resume from that checkpoint
+    calls it again and must get the same latents.
     """
 
 

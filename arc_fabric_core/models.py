@@ -59,6 +59,11 @@ class VariantSpec:
     required_components: tuple[str, ...] = ()
     # Parameter defaults that differ from the model's (a tiny variant runs small).
     param_defaults: dict[str, Any] = field(default_factory=dict)
+    # The real variants a tiny variant stands in for when their weights are absent
+    # (a hybrid of 1.3b and 14b runs on two tiny models of different sizes).
+    stands_in_for: tuple[str, ...] = ()
+    # A variant whose latent space differs from the model's (a tiny VAE with fewer channels).
+    latent_space: LatentSpace | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,12 @@ class ModelSpec:
     @property
     def tiny_variant(self) -> VariantSpec | None:
         return next((v for v in self.variants if v.tiny), None)
+
+    def tiny_for(self, variant: str) -> VariantSpec | None:
+        """The tiny variant that stands in for ``variant`` (the first tiny one otherwise)."""
+        if self.variant(variant).tiny:
+            return self.variant(variant)
+        return next((v for v in self.variants if v.tiny and variant in v.stands_in_for), self.tiny_variant)
 
     def resolve(self, variant: str | None, weights: str | os.PathLike[str] | None) -> ModelRef:
         """Pick the variant and weights folder, checking the folder before any load.
@@ -136,6 +147,7 @@ class ModelSpec:
                     "tiny": v.tiny,
                     "weights_env": v.weights_env,
                     "param_defaults": v.param_defaults,
+                    "stands_in_for": list(v.stands_in_for),
                 }
                 for v in self.variants
             ],
@@ -161,6 +173,14 @@ class ModelRef:
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.spec.name, self.variant.name, str(self.weights or ""))
+
+    @property
+    def latent_space(self) -> LatentSpace:
+        return self.variant.latent_space or self.spec.latent_space
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec.name}/{self.variant.name}"
 
     def params(self, values: dict[str, Any]) -> GenerationParams:
         """Validate user values over the variant's and the model's defaults."""

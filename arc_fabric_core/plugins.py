@@ -21,6 +21,8 @@ from arc_fabric_core.models import ModelSpec
 
 ENTRY_POINT_GROUP = "arc_fabric"
 STAGE_HOOKS = ("arc_load", "arc_encode", "arc_schedule", "arc_prepare_latents", "arc_denoise_step", "arc_decode")
+# Stage hooks a model may leave out; some come in pairs (passes need a way between them).
+OPTIONAL_STAGE_HOOKS = {"arc_passes": ("arc_next_pass",)}
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,14 @@ class Plugins:
         if not others:
             return caller
         return self.pm.subset_hook_caller(hook_name, remove_plugins=others)
+
+    def optional_stage(self, hook_name: str, model_name: str) -> Any | None:
+        """Like :meth:`stage`, or None when the owning plugin does not implement the hook."""
+        owner = self.owner(model_name)
+        impls = getattr(self.hook, hook_name).get_hookimpls()
+        if not any(impl.plugin is owner and not (impl.wrapper or impl.hookwrapper) for impl in impls):
+            return None
+        return self.stage(hook_name, model_name)
 
     def config_searchpath(self) -> list[str]:
         paths: list[str] = []

@@ -74,7 +74,8 @@ class Schedule:
 class StepContext:
     """Where the loop stands when it calls ``arc_denoise_step``."""
 
-    index: int
-    total: int
+    index: int  # into this pass's schedule
+    total: int  # steps of this pass
     timestep: torch.Tensor
     sigma: float | None
+    pass_index: int = 0

@@ -10,8 +10,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 # Major.minor. A reader refuses a newer major version.
-# 1.1 added lineage (operation, overrides, edit).
-FORMAT_VERSION = "1.1"
+# 1.1 added lineage (operation, overrides, edit); 1.2 hybrid stages and passes.
+FORMAT_VERSION = "1.2"
 
 # Key of the final latents in latents.safetensors: (B, C, F, H, W) float32, the
 # layout diffusers returns with output_type="latent".
@@ -77,6 +77,19 @@ class EditInfo(BaseModel):
     tensors: FileRecord | None = None
 
 
+class StageInfo(BaseModel):
+    """One stage of a hybrid schedule: the model that runs it, and where it hands over."""
+
+    model: ModelInfo
+    guidance: float | None = None
+    # The boundary as configured (unit in SessionDoc.boundary_unit); None for the last stage.
+    boundary: float | None = None
+    # The step it hands over at, once the schedule is known (a timestep boundary needs it).
+    end_step: int | None = None
+    # Stages whose model differs from stage 0's encode the prompt with their own encoder.
+    conditioning: FileRecord | None = None
+
+
 class SessionDoc(BaseModel):
     """session.json: a versioned description of the session and its files."""
 
@@ -101,6 +114,12 @@ class SessionDoc(BaseModel):
     parent_step: int | None = None
     overrides: dict[str, Any] = Field(default_factory=dict)
     edit: EditInfo | None = None
+    # A hybrid schedule: the stages over the steps (empty: ``model`` runs every step).
+    schedule_name: str | None = None
+    boundary_unit: str = "fraction"
+    stages: list[StageInfo] = Field(default_factory=list)
+    # Steps of each pass of a multi-pass model (empty: one pass of total_steps).
+    passes: list[int] = Field(default_factory=list)
     error: str | None = None
 
     def touch(self) -> None:

@@ -29,7 +29,7 @@ def test_session_files_and_final_latents(toy_engine: Engine) -> None:
     toy_engine.run(session)
     folder = toy_engine.store.session_dir(session.id)
     doc = json.loads((folder / "session.json").read_text())
-    assert doc["format_version"] == FORMAT_VERSION == "1.1" and doc["status"] == "completed"
+    assert doc["format_version"] == FORMAT_VERSION == "1.2" and doc["status"] == "completed"
     assert [c["step"] for c in doc["checkpoints"]] == list(range(7))  # by default every step, all kept
     assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == [f"step_{i:05d}.safetensors" for i in range(7)]
     from safetensors.torch import load_file

@@ -74,8 +74,8 @@ class PluginConformance:
         engine.run(session)
         p = session.params
         latents = engine.final_latents(session)
-        spec = session.ref.spec
-        assert tuple(latents.shape) == (1, *spec.latent_space.latent_shape(p.num_frames, p.height, p.width))
+        space = session.ref.latent_space
+        assert tuple(latents.shape) == (1, *space.latent_shape(p.num_frames, p.height, p.width))
         assert latents.dtype == torch.float32
         frames = engine.decode(session)
         assert tuple(frames.shape) == (p.num_frames, p.height, p.width, 3)

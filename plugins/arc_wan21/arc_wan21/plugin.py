@@ -16,7 +16,7 @@ import torch
 from arc_fabric_core.hookspecs import hookimpl
 from arc_fabric_core.models import ModelRef, ModelSpec
 from arc_fabric_core.schedule import Schedule, StepContext
-from arc_wan21.spec import WAN21, WanParams
+from arc_wan21.spec import TINY_LARGE, WAN21, WanParams
 
 
 @dataclass
@@ -77,7 +77,8 @@ def arc_load(model: ModelRef, device: torch.device, dtype: str) -> WanComponents
     else:
         # The tiny checkpoint loads through the very same call; its progress bars are only noise.
         with _quiet_loading():
-            pipe = WanPipeline.from_pretrained(str(ensure_tiny_checkpoint()), dtype=_dtypes(device, dtype))
+            folder = ensure_tiny_checkpoint(large=model.variant.name == TINY_LARGE)
+            pipe = WanPipeline.from_pretrained(str(folder), dtype=_dtypes(device, dtype))
     pipe.set_progress_bar_config(disable=True)
     pipe.to(device)
     for module in (pipe.transformer, pipe.text_encoder, pipe.vae):

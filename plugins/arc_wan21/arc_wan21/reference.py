@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def _over(pipeline_class: Any, components: Any, shift: float) -> Any:
+def _over(pipeline_class: Any, components: Any, shift: float, **extra: Any) -> Any:
     """``pipeline_class`` sharing ``components``' modules, with a fresh scheduler at ``shift``
     (the same scheduler a session of ours builds), progress bar off."""
     pipe = components.pipe
@@ -16,6 +16,7 @@ def _over(pipeline_class: Any, components: Any, shift: float) -> Any:
         vae=pipe.vae,
         transformer=pipe.transformer,
         scheduler=scheduler,
+        **extra,
     )
     ref.set_progress_bar_config(disable=True)
     return ref
@@ -26,6 +27,16 @@ def reference_pipeline(components: Any, shift: float = 5.0) -> Any:
     from diffusers import WanPipeline
 
     return _over(WanPipeline, components, shift)
+
+
+def reference_two_stage(components: Any, components_2: Any, boundary_ratio: float, shift: float = 5.0) -> Any:
+    """``WanPipeline`` with ``transformer_2`` and ``boundary_ratio`` (Wan 2.2's two experts):
+    the reference for a two-stage hybrid with a timestep boundary."""
+    from diffusers import WanPipeline
+
+    return _over(
+        WanPipeline, components, shift, transformer_2=components_2.pipe.transformer, boundary_ratio=boundary_ratio
+    )
 
 
 def reference_video2video(components: Any, shift: float = 5.0) -> Any:

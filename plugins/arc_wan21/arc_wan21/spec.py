@@ -52,6 +52,7 @@ class WanParams(GenerationParams):
         return v
 
 
+TINY_LARGE = "tiny-14b"
 TINY_DEFAULTS = {"num_frames": 33, "height": 256, "width": 256, "steps": 20}
 
 WAN21 = ModelSpec(
@@ -77,6 +78,14 @@ WAN21 = ModelSpec(
             description="The same classes at tiny sizes with random weights: output is noise; for trying every path.",
             tiny=True,
             param_defaults=TINY_DEFAULTS,
+            stands_in_for=("1.3b",),
+        ),
+        VariantSpec(
+            name=TINY_LARGE,
+            description="A bigger tiny transformer over the same tiny text encoder and VAE: 14B's stand-in in hybrids.",
+            tiny=True,
+            param_defaults=TINY_DEFAULTS,
+            stands_in_for=("14b",),
         ),
     ),
 )

@@ -30,6 +30,10 @@ TRANSFORMER_CONFIG = dict(
     qk_norm="rms_norm_across_heads",
     rope_max_seq_len=32,
 )
+# The stand-in for 14B: a bigger transformer (about 3x the per-step cost) over the same
+# tiny text encoder and VAE, so that the two hand latents to each other in a hybrid
+# schedule, as 1.3B and 14B do.
+LARGE_TRANSFORMER_CONFIG = {**TRANSFORMER_CONFIG, "num_attention_heads": 4, "num_layers": 4, "ffn_dim": 64}
 VAE_CONFIG = dict(
     base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
 )
@@ -73,8 +77,9 @@ def build_tokenizer():
     return T5TokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", extra_ids=0)
 
 
-def build_tiny_pipeline(seed: int = 0):
-    """Build the tiny components with random weights drawn from ``seed``."""
+def build_tiny_pipeline(seed: int = 0, large: bool = False):
+    """Build the tiny components with random weights drawn from ``seed``; ``large``
+    swaps in the bigger transformer (its weights drawn from their own seed)."""
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
@@ -83,8 +88,8 @@ def build_tiny_pipeline(seed: int = 0):
     text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(tokenizer), **TEXT_ENCODER_CONFIG)).eval()
     torch.manual_seed(seed + 1)
     vae = AutoencoderKLWan(**VAE_CONFIG).eval()
-    torch.manual_seed(seed + 2)
-    transformer = WanTransformer3DModel(**TRANSFORMER_CONFIG).eval()
+    torch.manual_seed(seed + 3 if large else seed + 2)
+    transformer = WanTransformer3DModel(**(LARGE_TRANSFORMER_CONFIG if large else TRANSFORMER_CONFIG)).eval()
     return WanPipeline(
         tokenizer=tokenizer,
         text_encoder=text_encoder,
@@ -94,9 +99,10 @@ def build_tiny_pipeline(seed: int = 0):
     )
 
 
-def ensure_tiny_checkpoint(root: Path | None = None) -> Path:
-    """Return the tiny checkpoint folder, building it once (atomically) if missing."""
-    folder = (root or cache_root()) / "tiny" / f"wan21-{TINY_FORMAT}"
+def ensure_tiny_checkpoint(root: Path | None = None, large: bool = False) -> Path:
+    """Return the tiny checkpoint folder (``large``: the 14B stand-in), building it once
+    (atomically) if missing."""
+    folder = (root or cache_root()) / "tiny" / f"wan21{'-large' if large else ''}-{TINY_FORMAT}"
     if (folder / "model_index.json").is_file():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -106,7 +112,7 @@ def ensure_tiny_checkpoint(root: Path | None = None) -> Path:
     try:
         # Build under a fixed seed without disturbing the caller's RNG.
         with torch.random.fork_rng(devices=[]):
-            build_tiny_pipeline().save_pretrained(tmp)
+            build_tiny_pipeline(large=large).save_pretrained(tmp)
         try:
             os.replace(tmp, folder)
         except OSError:
