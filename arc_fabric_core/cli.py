@@ -112,7 +112,11 @@ def main(argv: list[str] | None = None) -> None:
     except ArcFabricError as exc:
         fail(str(exc))
     import hydra
+    from omegaconf import OmegaConf
 
+    # output_dir (null by default) is also Hydra's run dir when given; oc.select keeps a null.
+    if not OmegaConf.has_resolver("arc_or"):
+        OmegaConf.register_new_resolver("arc_or", lambda value, default: value if value not in (None, "") else default)
     # The primary config has no model in its defaults list, so Hydra needs "+model=";
     # accept the plain "model=" too rather than failing with Hydra's defaults-list error.
     argv = ["+" + a if a.startswith("model=") else a for a in argv]

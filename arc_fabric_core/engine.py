@@ -543,8 +543,9 @@ class Engine:
         self.store.save_doc(doc)
         return Session(doc=doc, ref=ref, params=params, step_index=step, stages=self._stages_of(doc, params))
 
-    def clean_estimate(self, session_id: str) -> torch.Tensor:
-        """The clean video an unfinished session is heading for, from its last checkpoint.
+    def clean_estimate(self, session_id: str, step: int | None = None) -> torch.Tensor:
+        """The clean video a session is heading for at its checkpoint at ``step`` (default:
+        its last checkpoint).
 
         One model call: x0 = x_t - sigma_t * v for flow-matching schedules. At the end of
         a pass (a multi-scale model's low-resolution result) the latents are clean already.
@@ -552,8 +553,11 @@ class Engine:
         session = self.open(session_id)
         if not session.doc.checkpoints:
             raise SessionError(f"session {session_id} has no checkpoint yet")
+        if step is not None and not any(c.step == step for c in session.doc.checkpoints):
+            have = ", ".join(str(c.step) for c in session.doc.checkpoints)
+            raise InputError("step", f"session {session_id} has no checkpoint at step {step} (it has: {have})")
         with torch.no_grad():
-            self._restore(session, writer=None)
+            self._restore(session, writer=None, at=step)
             schedule = session.schedule
             assert schedule is not None and session.latents is not None
             index = session.step_index - session.pass_start(session.pass_index)
@@ -878,11 +882,12 @@ class Engine:
 
         writer.submit(write)
 
-    def _restore(self, session: Session, writer: CheckpointWriter | None) -> None:
-        """Rebuild the loop state from the newest checkpoint whose checksum holds."""
+    def _restore(self, session: Session, writer: CheckpointWriter | None, at: int | None = None) -> None:
+        """Rebuild the loop state from the newest checkpoint whose checksum holds (or the one at step ``at``)."""
         doc = session.doc
         errors = []
-        for record in reversed(doc.checkpoints):
+        records = doc.checkpoints if at is None else [c for c in doc.checkpoints if c.step == at]
+        for record in reversed(records):
             try:
                 tensors, metadata = self.store.read_tensors(doc.id, record)
                 break
@@ -967,14 +972,15 @@ class Engine:
             tensors, _ = self.store.read_tensors(session_id, last)
             return tensors["latents"]
 
-    def preview_latents(self, session_id: str) -> tuple[torch.Tensor, int]:
-        """(latents to decode, step they show): final latents, or the clean estimate so far."""
+    def preview_latents(self, session_id: str, step: int | None = None) -> tuple[torch.Tensor, int]:
+        """(latents to decode, step they show): final latents, or the clean estimate so far
+        (or at the checkpoint at ``step``: a multi-pass model's low-resolution pass)."""
         doc = self.store.load_doc(session_id)
-        if doc.final is not None:
+        if doc.final is not None and step in (None, doc.total_steps):
             return self.final_latents(session_id), doc.total_steps
         if not doc.checkpoints:
             raise SessionError(f"session {session_id} has not run a step yet: there is nothing to decode")
-        return self.clean_estimate(session_id), doc.checkpoints[-1].step
+        return self.clean_estimate(session_id, step), step if step is not None else doc.checkpoints[-1].step
 
     def decode(self, session: Session, latents: torch.Tensor | None = None, step: int | None = None) -> torch.Tensor:
         """Decode the session's latents (or ``latents``, reached at ``step``) to (F, H, W, 3)

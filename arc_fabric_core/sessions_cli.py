@@ -4,9 +4,11 @@
     sessions show ID                      params, progress, files, lineage
     sessions resume ID [--until K]        continue from the last good checkpoint
     sessions fork ID --step K [k=v ...]   branch at a checkpoint, with overrides
+                     [--stage N=MODEL/VARIANT] [--hand-off MODEL/VARIANT]
     sessions edit ID --step K | --strength S [--rect x0,y0,x1,y1] [--mask-image PNG]
                      [--frames A:B] [k=v ...]
-    sessions decode ID [--frames A:B]     to mp4 (an unfinished session: its preview)
+    sessions decode ID [--frames A:B] [--step K]
+                                          to mp4 (an unfinished session: its preview)
     sessions delete ID                    children keep the checkpoints they share
     sessions gc [--dry-run]               remove files no session names
 
@@ -60,6 +62,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.add_argument("--step", type=int, required=True)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. prompt='a cat' guidance=6 seed=3")
+    p.add_argument(
+        "--stage",
+        action="append",
+        default=[],
+        metavar="N=MODEL/VARIANT",
+        help="hybrid: run stage N (from the fork step on) with another model, e.g. --stage 1=wan21/14b",
+    )
+    p.add_argument(
+        "--hand-off",
+        default=None,
+        metavar="MODEL/VARIANT",
+        help="run the steps from the fork step on with another model (same latent space)",
+    )
     p.add_argument("--no-run", action="store_true", help="create the fork only; run it later with resume")
     running(p)
 
@@ -78,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("decode", help="decode to mp4 (all frames or a range)")
     p.add_argument("id")
     p.add_argument("--frames", default=None, help="pixel frames A:B (B exclusive)")
+    p.add_argument("--step", type=int, default=None, help="the checkpoint at this step (e.g. a pass's end)")
     p.add_argument("--out", type=Path, default=None)
 
     p = sub.add_parser("delete", help="delete a session; its children keep what they share")
@@ -112,13 +128,14 @@ def _dispatch(args: argparse.Namespace) -> None:
         return None
     engine = _engine(store, args)
     if command == "decode":
-        return _decode(engine, session_id, args.frames, args.out)
+        return _decode(engine, session_id, args.frames, args.out, args.step)
     if command == "resume":
         session = engine.open(session_id)
         if session.doc.final is not None:
             raise SessionError(f"session {session_id} is already finished; fork or edit it instead")
     elif command == "fork":
-        session = engine.fork(session_id, args.step, parse_overrides(args.overrides))
+        hybrid = restage(store.load_doc(session_id), args.step, args.stage, args.hand_off)
+        session = engine.fork(session_id, args.step, parse_overrides(args.overrides), hybrid=hybrid)
         print(f"fork: {session.id} from {session_id}@{args.step}, runs {session.doc.total_steps - args.step} steps")
     else:
         session = engine.edit(
@@ -155,6 +172,47 @@ def resolve_id(store: Any, given: str) -> str:
         latest = ", ".join(ids[-3:]) or "none"
         raise InputError("id", f"no session {given!r} in {store.root} (latest: {latest})")
     raise InputError("id", f"{given!r} matches {len(matches)} sessions: {', '.join(matches[:5])}; give more of it")
+
+
+def _model_variant(text: str, field: str) -> tuple[str, str | None]:
+    model, _, variant = text.partition("/")
+    if not model:
+        raise InputError(field, f"expected MODEL or MODEL/VARIANT, got {text!r}")
+    return model, variant or None
+
+
+def restage(doc: Any, step: int, stages: list[str], hand_off: str | None) -> Any:
+    """The hybrid schedule of a fork from ``--stage N=MODEL/VARIANT`` and ``--hand-off``
+    (None when neither is given): the parent's stages, at the steps they ran."""
+    from arc_fabric_core.hybrid import HybridSpec
+
+    if not stages and hand_off is None:
+        return None
+    if stages and hand_off is not None:
+        raise InputError("stage", "give --stage or --hand-off, not both")
+    current = doc.stages or []
+    specs = [
+        {"model": st.model.name, "variant": st.model.variant, "weights": st.model.weights, "guidance": st.guidance}
+        for st in current
+    ] or [{"model": doc.model.name, "variant": doc.model.variant, "weights": doc.model.weights}]
+    ends = [st.end_step for st in current[:-1]]
+    if any(e is None for e in ends):
+        raise InputError("stage", f"session {doc.id} has not started: where its stages hand over is not known yet")
+    if hand_off is not None:
+        model, variant = _model_variant(hand_off, "hand-off")
+        keep = [i for i, e in enumerate([*ends, doc.total_steps]) if step > (ends[i - 1] if i else 0)]
+        specs = [specs[i] for i in keep] + [{"model": model, "variant": variant}]
+        ends = [*[ends[i] for i in keep[:-1]], step]
+    for item in stages:
+        index, sep, target = item.partition("=")
+        if not sep or not index.strip().isdigit():
+            raise InputError("stage", f"expected N=MODEL/VARIANT, got {item!r}")
+        n = int(index)
+        if not 0 <= n < len(specs):
+            raise InputError("stage", f"session {doc.id} has stages 0..{len(specs) - 1}, got {n}")
+        model, variant = _model_variant(target, "stage")
+        specs[n] = {"model": model, "variant": variant, "guidance": specs[n].get("guidance")}
+    return HybridSpec(stages=specs, boundaries=ends, unit="step", tiny="false", name=doc.schedule_name)
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -214,7 +272,7 @@ def _run(engine: Any, session: Any, until: int | None) -> None:
     print(f"session {session.id}: {session.doc.status.value} at step {session.step_index}/{session.doc.total_steps}")
 
 
-def _decode(engine: Any, session_id: str, frames: str | None, out: Path | None) -> None:
+def _decode(engine: Any, session_id: str, frames: str | None, out: Path | None, step: int | None = None) -> None:
     from arc_fabric_core.video import write_mp4
 
     session = engine.open(session_id)
@@ -222,9 +280,9 @@ def _decode(engine: Any, session_id: str, frames: str | None, out: Path | None) 
     a, b = parse_ints(frames, "frames", ":", 2) if frames is not None else (0, count)
     if not 0 <= a < b <= count:  # checked before anything loads
         raise InputError("frames", f"{frames} must satisfy 0 <= A < B <= {count} (pixel frames, B exclusive)")
-    latents, step = engine.preview_latents(session_id)
+    latents, step = engine.preview_latents(session_id, step)
     # The whole video is decoded: a video VAE's frames depend on the frames before them.
-    video = engine.decode(session, latents)[a:b]
+    video = engine.decode(session, latents, step=step)[a:b]
     path = out or engine.store.session_dir(session_id) / "video.mp4"
     write_mp4(video, path, fps=session.params.fps)
     total = session.doc.total_steps
@@ -275,6 +333,7 @@ def _show(store: Any, session_id: str, args: argparse.Namespace) -> None:
         f"lineage   {' > '.join([*chain, doc.id])}",
         f"children  {', '.join(kids) or 'none'}",
         f"checkpoints at steps {_ranges([c.step for c in doc.checkpoints]) or 'none'}",
+        *_plan_lines(doc),
         f"disk      {_size(total)} ({_size(own)} not shared with other sessions)",
         "params",
     ]
@@ -286,6 +345,22 @@ def _show(store: Any, session_id: str, args: argparse.Namespace) -> None:
             f"mask rect={e.rect} frames={e.frames} image={e.mask_image} covers {e.coverage:.0%}"
         )
     print("\n".join(lines))
+
+
+def _plan_lines(doc: Any) -> list[str]:
+    """Passes and hybrid stages, when the session has them."""
+    lines = []
+    if doc.passes:
+        starts = [sum(doc.passes[:i]) for i in range(len(doc.passes))]
+        lines.append("passes    " + ", ".join(f"{s}..{s + n}" for s, n in zip(starts, doc.passes, strict=True)))
+    begin = 0
+    for i, st in enumerate(doc.stages):
+        end = st.end_step if st.end_step is not None else "?"
+        guidance = f", guidance {st.guidance}" if st.guidance is not None else ""
+        name = f" ({doc.schedule_name})" if i == 0 and doc.schedule_name else ""
+        lines.append(f"stage {i}   {st.model.name}/{st.model.variant} steps {begin}..{end}{guidance}{name}")
+        begin = st.end_step if st.end_step is not None else begin
+    return lines
 
 
 def _gc(store: Any, args: argparse.Namespace) -> None:

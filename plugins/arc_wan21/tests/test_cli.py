@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
+from arc_fabric_core.testing.cli import run_cli
 from arc_fabric_core.video import read_video
 
 pytestmark = pytest.mark.slow
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    env.pop("ARC_WAN21_1_3B_WEIGHTS", None)
-    env.pop("ARC_WAN21_14B_WEIGHTS", None)
-    env.pop("ARC_FABRIC_STORE", None)  # the default store: outputs/sessions under cwd
-    return subprocess.run(
-        [sys.executable, "-m", "arc_fabric_core", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
+    return run_cli(*args, cwd=cwd)
 
 
 def only_session(cwd: Path) -> Path:

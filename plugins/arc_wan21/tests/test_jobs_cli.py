@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from arc_fabric_core.testing.cli import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -16,12 +16,8 @@ SMALL = ["num_frames=9", "height=32", "width=32", "steps=3"]
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ARC_FABRIC_STORE": str(cwd / "store"), "ARC_FABRIC_QUEUE": str(cwd / "jobs.sqlite")}
-    env.pop("ARC_WAN21_1_3B_WEIGHTS", None)
-    return subprocess.run(
-        [sys.executable, "-m", "arc_fabric_core", "jobs", *args], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
+    env = {"ARC_FABRIC_STORE": str(cwd / "store"), "ARC_FABRIC_QUEUE": str(cwd / "jobs.sqlite")}
+    return run_cli("jobs", *args, cwd=cwd, env=env)
 
 
 def test_queue_from_the_command_line(tmp_path: Path) -> None:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from arc_fabric_core.testing.cli import run_cli
 from arc_fabric_core.video import read_video
 
 pytestmark = pytest.mark.slow
@@ -20,11 +19,7 @@ SMALL = ["num_frames=9", "height=32", "width=32", "steps=4"]
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ARC_FABRIC_STORE": str(cwd / "store")}
-    env.pop("ARC_WAN21_1_3B_WEIGHTS", None)
-    return subprocess.run(
-        [sys.executable, "-m", "arc_fabric_core", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
+    return run_cli(*args, cwd=cwd, env={"ARC_FABRIC_STORE": str(cwd / "store")})
 
 
 def ok(*args: str, cwd: Path) -> str:
