@@ -29,13 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from wan_random import CPU_MID, WAN_1_3B, build_components
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The tiny Wan, widened until one CFG step takes ~100 ms on a 2-core CPU.
     "cpu-mid": dict(
-        transformer=dict(
-            num_attention_heads=4, attention_head_dim=32, text_dim=64, ffn_dim=512, num_layers=6, rope_max_seq_len=64
-        ),
+        transformer=CPU_MID,
         text_dim=64,
         params=dict(num_frames=17, height=128, width=128),
         device="cpu",
@@ -43,55 +42,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     # Wan2.1-T2V-1.3B's transformer configuration, at its native 480p.
     "wan-1.3b": dict(
-        transformer=dict(
-            num_attention_heads=12,
-            attention_head_dim=128,
-            text_dim=4096,
-            freq_dim=256,
-            ffn_dim=8960,
-            num_layers=30,
-            rope_max_seq_len=1024,
-            eps=1e-6,
-        ),
+        transformer=WAN_1_3B,
         text_dim=4096,
         params=dict(num_frames=81, height=480, width=832),
         device="cuda",
         dtype=torch.bfloat16,
     ),
 }
-
-
-def build_components(preset: dict[str, Any]) -> Any:
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
-    from transformers import UMT5Config, UMT5EncoderModel
-
-    from arc_wan21.plugin import WanComponents
-    from arc_wan21.tiny import SCHEDULER_CONFIG, TEXT_ENCODER_CONFIG, TRANSFORMER_CONFIG, VAE_CONFIG, build_tokenizer
-
-    device, dtype = torch.device(preset["device"]), preset["dtype"]
-    torch.manual_seed(0)
-    tokenizer = build_tokenizer()
-    text_cfg = {**TEXT_ENCODER_CONFIG, "d_model": preset["text_dim"]}
-    text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(tokenizer), **text_cfg)).eval()
-    with torch.device(device):
-        transformer = WanTransformer3DModel(**{**TRANSFORMER_CONFIG, **preset["transformer"]}).eval()
-    # As from_pretrained(torch_dtype=...) does: the model's float32-only modules stay float32.
-    keep = tuple(getattr(transformer, "_keep_in_fp32_modules", None) or ())
-    for name, module in transformer.named_modules():
-        if not any(k in name.split(".") for k in keep):
-            for param in module.parameters(recurse=False):
-                param.data = param.data.to(dtype)
-    pipe = WanPipeline(
-        tokenizer=tokenizer,
-        text_encoder=text_encoder.to(device, dtype),
-        vae=AutoencoderKLWan(**VAE_CONFIG).eval().to(device),  # never called: nothing is decoded here
-        transformer=transformer,
-        scheduler=UniPCMultistepScheduler(**SCHEDULER_CONFIG),
-    )
-    pipe.set_progress_bar_config(disable=True)
-    for module in (pipe.transformer, pipe.text_encoder, pipe.vae):
-        module.requires_grad_(False)
-    return WanComponents(pipe=pipe, device=device)
 
 
 def main() -> None:

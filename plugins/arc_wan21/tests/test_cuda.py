@@ -34,3 +34,21 @@ def test_resume_fork_and_masked_edit_are_exact_on_cuda(tmp_path: Path, small: di
     edit = engine.edit(full.id, step=3, overrides={"prompt": "a city"}, mask=EditMask(rect=(0, 0, 16, 32)))
     after = engine.final_latents(engine.run(edit))
     assert torch.equal(after[..., 2:], expected[..., 2:]) and not torch.equal(after[..., :2], expected[..., :2])
+
+
+def test_hybrid_is_exact_on_cuda(tmp_path: Path, small: dict) -> None:
+    from arc_fabric_core.hybrid import HybridSpec
+    from arc_wan21.reference import reference_call_kwargs, reference_two_stage
+
+    params = {**small, "steps": 6}
+    engine = Engine(SessionStore(tmp_path), plugins=plugins_with_wan(), device="cuda")
+    single = engine.final_latents(engine.run(engine.create("wan21", params, variant="tiny")))
+    same = HybridSpec(stages=[{"variant": "tiny"}, {"variant": "tiny"}], boundary=0.5)
+    assert torch.equal(engine.final_latents(engine.run(engine.create("wan21", params, hybrid=same))), single)
+
+    two = HybridSpec(stages=[{"variant": "tiny"}, {"variant": "tiny-14b"}], boundary=0.9, unit="timestep")
+    session = engine.run(engine.create("wan21", params, hybrid=two))
+    small_model, large_model = (engine.pool.get(st.ref, engine.device, "auto") for st in session.stages)
+    ref = reference_two_stage(small_model, large_model, boundary_ratio=0.9)
+    theirs = ref(**reference_call_kwargs(params), output_type="latent").frames
+    assert torch.equal(engine.final_latents(session), theirs.cpu())
