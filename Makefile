@@ -30,6 +30,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine_vs_diffusers.py
 	$(BIN)/python benchmarks/sessions.py
+	$(BIN)/python benchmarks/hybrid.py
 
 clean:
 	rm -rf $(VENV) .nox outputs multirun .pytest_cache .ruff_cache
