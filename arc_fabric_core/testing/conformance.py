@@ -116,6 +116,17 @@ class PluginConformance:
             "a plain fork must equal its parent"
         )
 
+    def test_same_model_hybrid_equals_single_model(self, engine: Engine) -> None:
+        from arc_fabric_core.hybrid import HybridSpec
+
+        spec = HybridSpec(stages=[{"variant": self.variant}, {"variant": self.variant}], boundary=0.5)
+        hybrid = engine.create(self.model, self.params, variant=self.variant, hybrid=spec)
+        engine.run(hybrid)
+        assert [st.end for st in hybrid.stages][0] not in (0, hybrid.doc.total_steps), "both stages must run"
+        assert torch.equal(engine.final_latents(hybrid), self._run(engine)), (
+            "a hybrid of one model must equal the single-model run"
+        )
+
     def test_masked_edit_keeps_the_outside(self, engine: Engine) -> None:
         from arc_fabric_core.edit_mask import EditMask
 
