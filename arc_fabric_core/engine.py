@@ -688,18 +688,20 @@ class Engine:
     def _start(self, session: Session, writer: CheckpointWriter) -> None:
         components = self._components(session, 0)
         self._conditioning(session, 0, components, writer)
-        self._plan_schedule(session, components, writer)
+        self._plan_schedule(session, components, session.ref, writer)
         session.generator = torch.Generator("cpu").manual_seed(session.params.seed)
         session.latents = self._hook("arc_prepare_latents", session.ref)(
             model=session.ref, components=components, params=session.params, generator=session.generator
         ).to(torch.float32)
         self._checkpoint(session, writer)
 
-    def _plan_schedule(self, session: Session, components: Any, writer: CheckpointWriter, first_pass: int = 0) -> None:
-        """Build every pass's schedule once: record the timesteps, place the stage
-        boundaries that wait for them, and keep ``first_pass``'s fresh schedule."""
-        first = session.stages[0].ref
-        schedules = [self._new_schedule(session, components, first, p) for p in range(len(session.passes))]
+    def _plan_schedule(
+        self, session: Session, components: Any, ref: ModelRef, writer: CheckpointWriter, first_pass: int = 0
+    ) -> None:
+        """Build every pass's schedule once (with ``ref``'s components): record the
+        timesteps, place the stage boundaries that wait for them, and keep
+        ``first_pass``'s fresh schedule."""
+        schedules = [self._new_schedule(session, components, ref, p) for p in range(len(session.passes))]
         timesteps = [float(t) for sch in schedules for t in sch.timesteps]
         session.schedule, session.pass_index = schedules[first_pass], first_pass
         doc = session.doc
@@ -723,8 +725,11 @@ class Engine:
         """The edit's first state: the source re-noised to the level of its start step."""
         info = session.doc.edit
         assert info is not None and info.tensors is not None
-        components = self._components(session, 0)
-        self._plan_schedule(session, components, writer, first_pass=session.pass_of(info.start_step))
+        # The model of the stage the edit starts in: the models of earlier stages are not needed.
+        stage_index = session.stage_of(info.start_step)
+        components = self._components(session, stage_index)
+        ref = session.stages[stage_index].ref
+        self._plan_schedule(session, components, ref, writer, first_pass=session.pass_of(info.start_step))
         assert session.schedule is not None
         index = info.start_step - session.pass_start(session.pass_index)
         session.schedule.start_at(index)
