@@ -22,11 +22,13 @@ CHILD = textwrap.dedent(
     """
     import os, signal, sys, json
     from arc_fabric_core.engine import Engine
+    from arc_fabric_core.hybrid import HybridSpec
     from arc_fabric_core.store import SessionStore
 
     store, params, kill_at = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+    hybrid = HybridSpec(**json.loads(sys.argv[4])) if sys.argv[4] != "null" else None
     engine = Engine(SessionStore(store), device="cpu")
-    session = engine.create("wan21", params, variant="tiny")
+    session = engine.create("wan21", params, variant="tiny", hybrid=hybrid)
     print(session.id, flush=True)
 
     def die(event):
@@ -38,12 +40,24 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("kill_at", [1, 3, 5])
-def test_sigkill_mid_run_then_resume_in_a_new_process(tmp_path: Path, small: dict, kill_at: int) -> None:
+# A two-model hybrid handing over at step 3: killed before, at and after the hand-off.
+HYBRID = {"stages": [{"variant": "tiny"}, {"variant": "tiny-14b"}], "boundary": 3, "unit": "step"}
+
+
+@pytest.mark.parametrize(
+    ("kill_at", "hybrid"),
+    [(1, None), (3, None), (5, None), (2, HYBRID), (3, HYBRID), (4, HYBRID)],
+    ids=["1", "3", "5", "hybrid-2", "hybrid-3", "hybrid-4"],
+)
+def test_sigkill_mid_run_then_resume_in_a_new_process(
+    tmp_path: Path, small: dict, kill_at: int, hybrid: dict | None
+) -> None:
+    from arc_fabric_core.hybrid import HybridSpec
+
     params = {**small, "steps": 6}
     store = tmp_path / "store"
     child = subprocess.run(
-        [sys.executable, "-c", CHILD, str(store), json.dumps(params), str(kill_at)],
+        [sys.executable, "-c", CHILD, str(store), json.dumps(params), str(kill_at), json.dumps(hybrid)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -62,6 +76,7 @@ def test_sigkill_mid_run_then_resume_in_a_new_process(tmp_path: Path, small: dic
     assert resumed.doc.status == "completed"
     assert steps_run == list(range(doc.step_index + 1, 7)), "resume must start at the last checkpoint"
 
-    uninterrupted = engine.create("wan21", params, variant="tiny")
+    spec = HybridSpec(**hybrid) if hybrid is not None else None
+    uninterrupted = engine.create("wan21", params, variant="tiny", hybrid=spec)
     engine.run(uninterrupted)
     assert torch.equal(engine.final_latents(resumed), engine.final_latents(uninterrupted))
