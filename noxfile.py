@@ -1,7 +1,7 @@
 """Nox sessions: the suite, each plugin alone in its own venv, lint, benchmarks.
 
 nox -s tests          core + every plugin in this repo, the whole suite
-nox -s wan21 toy      one venv per plugin: the core and that plugin only
+nox -s wan21 ltx toy  one venv per plugin: the core and that plugin only
 nox -s lint           ruff
 nox -s bench          engine vs diffusers, what sessions cost, what hybrids save, on mid-size random Wans
 """
@@ -15,7 +15,7 @@ nox.options.reuse_existing_virtualenvs = True
 
 # torch from the pinned wheel (the cap in pyproject keeps pip off multi-GB downloads).
 CORE = ["-e", ".[test]"]
-PLUGINS = {"wan21": "plugins/arc_wan21", "toy": "examples/arc_toy"}
+PLUGINS = {"wan21": "plugins/arc_wan21", "ltx": "plugins/arc_ltx", "toy": "examples/arc_toy"}
 
 
 @nox.session(python="3.11")
@@ -29,6 +29,12 @@ def tests(session: nox.Session) -> None:
 def plugin_wan21(session: nox.Session) -> None:
     session.install(*CORE, PLUGINS["wan21"])  # a regular (not editable) install of the plugin
     session.run("pytest", "plugins/arc_wan21/tests", *session.posargs)
+
+
+@nox.session(python="3.11", name="ltx")
+def plugin_ltx(session: nox.Session) -> None:
+    session.install(*CORE, PLUGINS["ltx"])
+    session.run("pytest", "plugins/arc_ltx/tests", *session.posargs)
 
 
 @nox.session(python="3.11", name="toy")

@@ -31,8 +31,14 @@ class EditMask(BaseModel):
         return self.rect is None and self.image is None and self.frames is None
 
 
-def latent_mask(mask: EditMask, params: GenerationParams, space: LatentSpace) -> torch.Tensor | None:
+def latent_mask(
+    mask: EditMask, params: GenerationParams, space: LatentSpace, grid: tuple[int, int, int] | None = None
+) -> torch.Tensor | None:
     """The (1, 1, F, H, W) bool latent mask (True = edit), or None for "everywhere".
+
+    ``grid`` is the (F, H, W) of the latents edited, when it is not what the latent
+    space gives for the video's size (a multi-scale model's last pass runs at another
+    size and its decode resizes): pixels then map onto it proportionally.
 
     Every check happens here, before any compute: a mask outside the frame or an
     empty one is an InputError naming the field.
@@ -41,7 +47,8 @@ def latent_mask(mask: EditMask, params: GenerationParams, space: LatentSpace) ->
         return None
     width, height, frames = params.width, params.height, params.num_frames
     _, lf, lh, lw = space.latent_shape(frames, height, width)
-    s = space.spatial_compression
+    if grid is not None:
+        lf, lh, lw = grid
     if mask.rect is not None and mask.image is not None:
         raise InputError("mask", "give a rectangle or a mask image, not both")
 
@@ -55,9 +62,10 @@ def latent_mask(mask: EditMask, params: GenerationParams, space: LatentSpace) ->
                 "(pixels, end exclusive, inside the frame, not empty)",
             )
         spatial = torch.zeros(lh, lw, dtype=torch.bool)
-        spatial[y0 // s : -(-y1 // s), x0 // s : -(-x1 // s)] = True
+        # Every cell holding a marked pixel: floor of the start, ceiling of the end.
+        spatial[y0 * lh // height : -(-y1 * lh // height), x0 * lw // width : -(-x1 * lw // width)] = True
     if mask.image is not None:
-        spatial = _image_mask(Path(mask.image), width, height, s)
+        spatial = _image_mask(Path(mask.image), width, height, lh, lw)
 
     temporal = torch.ones(lf, dtype=torch.bool)
     if mask.frames is not None:
@@ -71,7 +79,7 @@ def latent_mask(mask: EditMask, params: GenerationParams, space: LatentSpace) ->
     return (temporal.view(lf, 1, 1) & spatial.view(1, lh, lw)).view(1, 1, lf, lh, lw)
 
 
-def _image_mask(path: Path, width: int, height: int, s: int) -> torch.Tensor:
+def _image_mask(path: Path, width: int, height: int, lh: int, lw: int) -> torch.Tensor:
     from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():
@@ -86,5 +94,8 @@ def _image_mask(path: Path, width: int, height: int, s: int) -> torch.Tensor:
     pixels = torch.frombuffer(bytearray(gray.tobytes()), dtype=torch.uint8).view(height, width) > 127
     if not pixels.any():
         raise InputError("mask.image", f"{path} marks nothing (white = edit; the image is all dark)")
-    # Any marked pixel marks its latent cell.
-    return pixels.view(height // s, s, width // s, s).any(dim=3).any(dim=1)
+    # Any marked pixel marks the latent cell it falls in.
+    ys, xs = pixels.nonzero(as_tuple=True)
+    cells = torch.zeros(lh, lw, dtype=torch.bool)
+    cells[ys * lh // height, xs * lw // width] = True
+    return cells

@@ -512,9 +512,13 @@ class Engine:
                 f"pass (the one at the video's size): start at a step in {last_pass}..{total - 1}",
             )
         mask = mask or EditMask()
-        region = latent_mask(mask, params, ref.latent_space)
         if parent.final is None and not parent.checkpoints:
             raise InputError("session", f"session {parent.id} has not run a step yet: there is nothing to edit")
+        # The grid of the latents edited, from the file's header (no compute): a multi-pass
+        # model's last pass may run at another size than the video's.
+        source_record = parent.final or parent.checkpoints[-1]
+        grid = self.store.tensor_shape(parent.id, source_record, "latents")[-3:]
+        region = latent_mask(mask, params, ref.latent_space, grid=(grid[0], grid[1], grid[2]))
 
         # Every check has passed: now the source latents (one model call for an unfinished source).
         if parent.final is not None:

@@ -171,6 +171,17 @@ class SessionStore:
         atomic_write(self.session_dir(session_id) / relpath, data, sync_dir=False)
         return FileRecord(file=relpath, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
 
+    def tensor_shape(self, session_id: str, record: FileRecord, key: str) -> tuple[int, ...]:
+        """The shape of one tensor of a session file, read from its header alone."""
+        from safetensors import safe_open
+
+        path = self.session_dir(session_id) / record.file
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                return tuple(fh.get_slice(key).get_shape())
+        except Exception as exc:  # a missing or corrupt file: say which
+            raise SessionError(f"session {session_id}: cannot read {record.file} ({exc})") from None
+
     def read_tensors(self, session_id: str, record: FileRecord) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         """Load a tensor file, verifying its checksum; raise SessionError naming it if corrupt."""
         path = self.session_dir(session_id) / record.file

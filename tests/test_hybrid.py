@@ -21,11 +21,12 @@ PARAMS = {"prompt": "bands", "steps": 6, "num_frames": 4, "height": 16, "width":
 
 
 class TwoPass:
-    """A closed-form model that denoises at half size, upsamples, then refines at full size."""
+    """A closed-form model that denoises at a quarter size, upsamples, refines at half
+    size, and decodes to the full size (as LTX's multi-scale does)."""
 
     SPEC = ModelSpec(
         name="twopass",
-        description="Half size for 3 steps, then full size for 2.",
+        description="Quarter size for 3 steps, then half size for 2.",
         params=ToyParams,
         latent_space=LatentSpace(family="rgb", channels=3, temporal_compression=1, spatial_compression=1),
         variants=(VariantSpec(name="default", description="No weights.", tiny=True),),
@@ -64,7 +65,7 @@ class TwoPass:
 
     @hookimpl
     def arc_prepare_latents(self, params, generator):
-        shape = (1, 3, params.num_frames, params.height // 2, params.width // 2)
+        shape = (1, 3, params.num_frames, params.height // 4, params.width // 4)
         return torch.randn(shape, generator=generator)
 
     @hookimpl
@@ -80,8 +81,10 @@ class TwoPass:
         return (latents - conditioning["tint"]) / max(step.sigma or 1.0, 1e-4) * 0.9
 
     @hookimpl
-    def arc_decode(self, latents):
-        return ((latents[0].permute(1, 2, 3, 0) + 1) / 2).clamp(0, 1)
+    def arc_decode(self, latents, params):
+        size = (latents.shape[2], params.height, params.width)
+        video = torch.nn.functional.interpolate(latents, size=size, mode="nearest")
+        return ((video[0].permute(1, 2, 3, 0) + 1) / 2).clamp(0, 1)
 
 
 class Other:
@@ -236,8 +239,9 @@ def test_passes_number_steps_across_passes(engine: Engine, twopass: TwoPass) -> 
     engine.run(session)
     assert twopass.calls == {"denoise": 5, "next_pass": 1}
     latents = engine.final_latents(session)
-    assert latents.shape == (1, 3, 4, 16, 16)
+    assert latents.shape == (1, 3, 4, 8, 8)
     assert len(session.doc.timesteps) == 5
+    assert engine.decode(session).shape == (4, 16, 16, 3)
 
 
 def test_resume_at_every_step_equals_uninterrupted(engine: Engine, plugins: Plugins) -> None:
@@ -256,9 +260,9 @@ def test_the_pass_boundary_is_a_preview_and_a_fork_point(tmp_path: Path, plugins
     calls = dict(twopass.calls)
     preview, step = engine.preview_latents(session.id)
     # The finished low-resolution pass, as it is: no model call for the preview.
-    assert step == 3 and preview.shape == (1, 3, 4, 8, 8) and twopass.calls == calls
+    assert step == 3 and preview.shape == (1, 3, 4, 4, 4) and twopass.calls == calls
     frames = engine.decode(engine.open(session.id), preview, step=step)
-    assert frames.shape == (4, 8, 8, 3)
+    assert frames.shape == (4, 16, 16, 3)
     engine.resume(session.id)
     assert {c.step for c in engine.store.load_doc(session.id).checkpoints} >= {3, 5}  # the boundary is kept
     same = engine.fork(session.id, step=3)
@@ -274,6 +278,19 @@ def test_an_edit_stays_in_the_last_pass(engine: Engine) -> None:
     engine.run(session)
     with pytest.raises(InputError, match=r"start at a step in 3\.\.4"):
         engine.edit(session.id, step=1)
-    edit = engine.edit(session.id, step=3, overrides={"prompt": "other"})
+    edit = engine.edit(session.id, step=3, overrides={"seed": 5})
     engine.run(edit)
-    assert engine.final_latents(edit).shape == (1, 3, 4, 16, 16)
+    assert engine.final_latents(edit).shape == (1, 3, 4, 8, 8)
+
+
+def test_a_masked_edit_maps_pixels_onto_the_last_pass_grid(engine: Engine) -> None:
+    from arc_fabric_core.edit_mask import EditMask
+
+    session = engine.create("twopass", PARAMS)
+    engine.run(session)
+    # The left 4 of 16 pixel columns are the left 2 of the 8 latent columns of the last pass.
+    edit = engine.edit(session.id, step=3, overrides={"seed": 5}, mask=EditMask(rect=(0, 0, 4, 16)))
+    engine.run(edit)
+    before, after = engine.final_latents(session.id), engine.final_latents(edit)
+    assert torch.equal(after[..., 2:], before[..., 2:])
+    assert not torch.equal(after[..., :2], before[..., :2])

@@ -1,0 +1,171 @@
+"""The tiny LTX checkpoints: real classes, tiny sizes, random weights, built offline.
+
+They are saved in the diffusers layout of the published checkpoints (an
+LTXConditionPipeline folder; the latent upsampler in a model folder of its own) and
+then loaded through the same code as the real weights, so the tiny variants exercise
+every path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+TINY_FORMAT = "v1"  # bump when a tiny configuration changes
+
+# The configurations diffusers' own LTX tests use (a few hundredths of a second per call on a CPU).
+TRANSFORMER_CONFIG: dict[str, Any] = dict(
+    in_channels=8,
+    out_channels=8,
+    patch_size=1,
+    patch_size_t=1,
+    num_attention_heads=4,
+    attention_head_dim=8,
+    cross_attention_dim=32,
+    num_layers=1,
+    caption_channels=32,
+)
+# The stand-in for 13B: more layers over the same tiny text encoder and VAE, so that the
+# two hand latents to each other in a hybrid schedule, as 2B and 13B 0.9.8 do.
+LARGE_TRANSFORMER_CONFIG: dict[str, Any] = {**TRANSFORMER_CONFIG, "num_layers": 4}
+VAE_CONFIG: dict[str, Any] = dict(
+    in_channels=3,
+    out_channels=3,
+    latent_channels=8,
+    block_out_channels=(8, 8, 8, 8),
+    decoder_block_out_channels=(8, 8, 8, 8),
+    layers_per_block=(1, 1, 1, 1, 1),
+    decoder_layers_per_block=(1, 1, 1, 1, 1),
+    spatio_temporal_scaling=(True, True, False, False),
+    decoder_spatio_temporal_scaling=(True, True, False, False),
+    decoder_inject_noise=(False, False, False, False, False),
+    upsample_residual=(False, False, False, False),
+    upsample_factor=(1, 1, 1, 1),
+    timestep_conditioning=False,
+    patch_size=1,
+    patch_size_t=1,
+    encoder_causal=True,
+    decoder_causal=False,
+)
+UPSAMPLER_CONFIG: dict[str, Any] = dict(
+    in_channels=8, mid_channels=32, num_blocks_per_stage=1, dims=3, spatial_upsample=True, temporal_upsample=False
+)
+TEXT_ENCODER_CONFIG: dict[str, Any] = dict(
+    d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, relative_attention_num_buckets=8, dropout_rate=0.0
+)
+# The scheduler diffusers saves with the LTXConditionPipeline checkpoints: unshifted, so a
+# custom timestep t is the noise level t / 1000.
+SCHEDULER_CONFIG: dict[str, Any] = dict(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=False)
+MAX_SEQUENCE_LENGTH = 128
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("ARC_FABRIC_CACHE", Path.home() / ".cache" / "arc_fabric")).expanduser()
+
+
+def build_tokenizer() -> Any:
+    """A small Unigram tokenizer (letters, digits, punctuation) in T5's fast-tokenizer shape."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from tokenizers.processors import TemplateProcessing
+    from transformers import T5TokenizerFast
+
+    specials = ["<pad>", "</s>", "<unk>"]
+    pieces = ["▁", *"abcdefghijklmnopqrstuvwxyz0123456789", *".,;:!?'-\"()"]
+    # Unigram scores: specials neutral, then each piece a little less likely than the one before.
+    vocab = [(p, 0.0) for p in specials] + [(p, -1.0 - i / 10) for i, p in enumerate(pieces)]
+    tok = Tokenizer(models.Unigram(vocab, unk_id=2, byte_fallback=False))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.post_processor = TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return T5TokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        extra_ids=0,
+        model_max_length=MAX_SEQUENCE_LENGTH,
+    )
+
+
+def build_vae(seed: int) -> Any:
+    from diffusers import AutoencoderKLLTXVideo
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKLLTXVideo(**VAE_CONFIG).eval()
+    # Real checkpoints normalise latents per channel; give the tiny one statistics of its
+    # own (not 0 and 1) so that a missed or doubled (de)normalisation shows in the tests.
+    with torch.no_grad():
+        vae.latents_mean.copy_(torch.randn(vae.latents_mean.shape) * 0.1)
+        vae.latents_std.copy_(torch.rand(vae.latents_std.shape) + 0.5)
+    return vae
+
+
+def build_tiny_pipeline(seed: int = 0, large: bool = False) -> Any:
+    """The tiny LTXConditionPipeline with random weights drawn from ``seed``; ``large``
+    swaps in the bigger transformer (its weights drawn from their own seed)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, LTXConditionPipeline, LTXVideoTransformer3DModel
+    from transformers import T5Config, T5EncoderModel
+
+    tokenizer = build_tokenizer()
+    torch.manual_seed(seed)
+    text_encoder = T5EncoderModel(T5Config(vocab_size=len(tokenizer), **TEXT_ENCODER_CONFIG)).eval()
+    vae = build_vae(seed + 1)
+    torch.manual_seed(seed + 3 if large else seed + 2)
+    transformer = LTXVideoTransformer3DModel(**(LARGE_TRANSFORMER_CONFIG if large else TRANSFORMER_CONFIG)).eval()
+    return LTXConditionPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(**SCHEDULER_CONFIG),
+    )
+
+
+def build_tiny_upsampler(seed: int = 0) -> Any:
+    from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+
+    torch.manual_seed(seed + 4)
+    return LTXLatentUpsamplerModel(**UPSAMPLER_CONFIG).eval()
+
+
+def _build_once(folder: Path, save: Callable[[Path], None]) -> Path:
+    """Build into a temporary folder beside ``folder`` and move it in place (atomic:
+    an interrupted build never leaves a folder that looks complete)."""
+    marker = "config.json" if folder.name.startswith("ltx-upsampler") else "model_index.json"
+    if (folder / marker).is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if folder.exists():  # left incomplete by an interrupted build
+        shutil.rmtree(folder, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-build-", dir=folder.parent))
+    try:
+        # Build under a fixed seed without disturbing the caller's RNG.
+        with torch.random.fork_rng(devices=[]):
+            save(tmp)
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            if not (folder / marker).is_file():  # another process won the race otherwise
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def ensure_tiny_checkpoint(root: Path | None = None, large: bool = False) -> Path:
+    """The tiny LTXConditionPipeline folder (``large``: the 13B stand-in), built once if missing."""
+    folder = (root or cache_root()) / "tiny" / f"ltx{'-large' if large else ''}-{TINY_FORMAT}"
+    return _build_once(folder, lambda tmp: build_tiny_pipeline(large=large).save_pretrained(tmp))
+
+
+def ensure_tiny_upsampler(root: Path | None = None) -> Path:
+    """The tiny latent upsampler's model folder (shared by both tiny variants), built once if missing."""
+    folder = (root or cache_root()) / "tiny" / f"ltx-upsampler-{TINY_FORMAT}"
+    return _build_once(folder, lambda tmp: build_tiny_upsampler().save_pretrained(tmp))
