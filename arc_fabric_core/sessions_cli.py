@@ -286,7 +286,13 @@ def _decode(engine: Any, session_id: str, frames: str | None, out: Path | None, 
     path = out or engine.store.session_dir(session_id) / "video.mp4"
     write_mp4(video, path, fps=session.params.fps)
     total = session.doc.total_steps
-    what = "final" if step == total else f"preview: clean estimate at step {step}/{total}"
+    ends = [sum(session.doc.passes[: i + 1]) for i in range(len(session.doc.passes) - 1)]
+    if step == total:
+        what = "final"
+    elif step in ends:
+        what = f"pass {ends.index(step)} as it finished, at step {step}/{total}"
+    else:
+        what = f"preview: clean estimate at step {step}/{total}"
     print(f"video:    {path} ({video.shape[0]} frames, {what})")
 
 

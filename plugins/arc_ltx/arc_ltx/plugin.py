@@ -24,6 +24,7 @@ import torch
 
 from arc_fabric_core.errors import SessionError, WeightsError
 from arc_fabric_core.hookspecs import hookimpl
+from arc_fabric_core.loading import component_dtypes, quiet_loading
 from arc_fabric_core.models import ModelRef, ModelSpec
 from arc_fabric_core.schedule import Schedule, StepContext
 from arc_ltx.spec import LTX, TINY_LARGE, UPSAMPLER_ENV, UPSAMPLER_SUBFOLDER, LTXParams
@@ -109,30 +110,6 @@ class LTXSchedule(Schedule):
         return _unpack(tokens, latents.shape, self.pipe)
 
 
-def _dtypes(device: torch.device, dtype: str) -> dict[str, torch.dtype] | torch.dtype:
-    if dtype == "auto":
-        # bf16 transformer and text encoder on a GPU, the VAE in fp32; fp32 on a CPU.
-        return {"default": torch.bfloat16, "vae": torch.float32} if device.type == "cuda" else torch.float32
-    try:
-        return getattr(torch, dtype)
-    except AttributeError:
-        raise ValueError(f"dtype: unknown torch dtype {dtype!r}") from None
-
-
-@contextmanager
-def _quiet_loading() -> Iterator[None]:
-    from diffusers.utils import logging as dlogging
-    from transformers.utils import logging as tlogging
-
-    dlogging.disable_progress_bar()
-    tlogging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        dlogging.enable_progress_bar()
-        tlogging.enable_progress_bar()
-
-
 @contextmanager
 def _quiet_custom_timesteps(scheduler: Any) -> Iterator[None]:
     """diffusers warns on every custom-timestep schedule that its sigmas may not match the
@@ -213,7 +190,7 @@ def arc_load(model: ModelRef, device: torch.device, dtype: str) -> LTXComponents
 
     from arc_ltx.tiny import ensure_tiny_checkpoint, ensure_tiny_upsampler
 
-    dtypes = _dtypes(device, dtype)
+    dtypes = component_dtypes(device, dtype)
     # The upsampler works on the VAE's latents: it takes the VAE's dtype.
     upsampler_dtype = dtypes.get("vae", torch.float32) if isinstance(dtypes, dict) else dtypes
     if model.weights is not None:
@@ -224,7 +201,7 @@ def arc_load(model: ModelRef, device: torch.device, dtype: str) -> LTXComponents
             upsampler = _load_upsampler(folder, device, upsampler_dtype)
     else:
         # The tiny checkpoints load through the very same calls; their progress bars are only noise.
-        with _quiet_loading():
+        with quiet_loading():
             folder = ensure_tiny_checkpoint(large=model.variant.name == TINY_LARGE)
             pipe = LTXConditionPipeline.from_pretrained(str(folder), dtype=dtypes)
             upsampler = _load_upsampler(ensure_tiny_upsampler(), device, upsampler_dtype)

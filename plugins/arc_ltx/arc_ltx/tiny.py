@@ -8,14 +8,12 @@ every path.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from arc_fabric_core.loading import build_once, cache_root
 
 TINY_FORMAT = "v1"  # bump when a tiny configuration changes
 
@@ -63,10 +61,6 @@ TEXT_ENCODER_CONFIG: dict[str, Any] = dict(
 # custom timestep t is the noise level t / 1000.
 SCHEDULER_CONFIG: dict[str, Any] = dict(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=False)
 MAX_SEQUENCE_LENGTH = 128
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("ARC_FABRIC_CACHE", Path.home() / ".cache" / "arc_fabric")).expanduser()
 
 
 def build_tokenizer() -> Any:
@@ -135,37 +129,13 @@ def build_tiny_upsampler(seed: int = 0) -> Any:
     return LTXLatentUpsamplerModel(**UPSAMPLER_CONFIG).eval()
 
 
-def _build_once(folder: Path, save: Callable[[Path], None]) -> Path:
-    """Build into a temporary folder beside ``folder`` and move it in place (atomic:
-    an interrupted build never leaves a folder that looks complete)."""
-    marker = "config.json" if folder.name.startswith("ltx-upsampler") else "model_index.json"
-    if (folder / marker).is_file():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    if folder.exists():  # left incomplete by an interrupted build
-        shutil.rmtree(folder, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-build-", dir=folder.parent))
-    try:
-        # Build under a fixed seed without disturbing the caller's RNG.
-        with torch.random.fork_rng(devices=[]):
-            save(tmp)
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            if not (folder / marker).is_file():  # another process won the race otherwise
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
-
-
 def ensure_tiny_checkpoint(root: Path | None = None, large: bool = False) -> Path:
     """The tiny LTXConditionPipeline folder (``large``: the 13B stand-in), built once if missing."""
     folder = (root or cache_root()) / "tiny" / f"ltx{'-large' if large else ''}-{TINY_FORMAT}"
-    return _build_once(folder, lambda tmp: build_tiny_pipeline(large=large).save_pretrained(tmp))
+    return build_once(folder, lambda tmp: build_tiny_pipeline(large=large).save_pretrained(tmp))
 
 
 def ensure_tiny_upsampler(root: Path | None = None) -> Path:
     """The tiny latent upsampler's model folder (shared by both tiny variants), built once if missing."""
     folder = (root or cache_root()) / "tiny" / f"ltx-upsampler-{TINY_FORMAT}"
-    return _build_once(folder, lambda tmp: build_tiny_upsampler().save_pretrained(tmp))
+    return build_once(folder, lambda tmp: build_tiny_upsampler().save_pretrained(tmp), marker="config.json")

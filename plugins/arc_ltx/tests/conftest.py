@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+
+from arc_fabric_core.testing.fixtures import _tiny_cache  # noqa: F401 (one tiny cache per run)
 
 
 @pytest.fixture
@@ -21,22 +22,15 @@ def small() -> dict:
     }
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    # Share one tiny checkpoint across the run unless the developer set a cache.
-    if "ARC_FABRIC_CACHE" not in os.environ:
-        os.environ["ARC_FABRIC_CACHE"] = str(tmp_path_factory.mktemp("arc_cache"))
-
-
 @pytest.fixture(scope="session")
-def tiny_folder(_tiny_cache: None) -> Path:
+def tiny_folder() -> Path:
     from arc_ltx.tiny import ensure_tiny_checkpoint
 
     return ensure_tiny_checkpoint()
 
 
 @pytest.fixture(scope="session")
-def tiny_upsampler(_tiny_cache: None) -> Path:
+def tiny_upsampler() -> Path:
     from arc_ltx.tiny import ensure_tiny_upsampler
 
     return ensure_tiny_upsampler()

@@ -6,14 +6,14 @@ plugins or checking input stays fast.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from arc_fabric_core.hookspecs import hookimpl
+from arc_fabric_core.loading import component_dtypes, quiet_loading
 from arc_fabric_core.models import ModelRef, ModelSpec
 from arc_fabric_core.schedule import Schedule, StepContext
 from arc_wan21.spec import TINY_LARGE, WAN21, WanParams
@@ -30,30 +30,6 @@ class WanComponents:
     @property
     def transformer(self) -> Any:
         return self.pipe.transformer
-
-
-def _dtypes(device: torch.device, dtype: str) -> dict[str, torch.dtype] | torch.dtype:
-    if dtype == "auto":
-        # The official recipe: bf16 transformer and text encoder, fp32 VAE; fp32 on CPU.
-        return {"default": torch.bfloat16, "vae": torch.float32} if device.type == "cuda" else torch.float32
-    try:
-        return getattr(torch, dtype)
-    except AttributeError:
-        raise ValueError(f"dtype: unknown torch dtype {dtype!r}") from None
-
-
-@contextmanager
-def _quiet_loading() -> Iterator[None]:
-    from diffusers.utils import logging as dlogging
-    from transformers.utils import logging as tlogging
-
-    dlogging.disable_progress_bar()
-    tlogging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        dlogging.enable_progress_bar()
-        tlogging.enable_progress_bar()
 
 
 @hookimpl
@@ -73,12 +49,12 @@ def arc_load(model: ModelRef, device: torch.device, dtype: str) -> WanComponents
     from arc_wan21.tiny import ensure_tiny_checkpoint
 
     if model.weights is not None:
-        pipe = WanPipeline.from_pretrained(str(model.weights), dtype=_dtypes(device, dtype))
+        pipe = WanPipeline.from_pretrained(str(model.weights), dtype=component_dtypes(device, dtype))
     else:
         # The tiny checkpoint loads through the very same call; its progress bars are only noise.
-        with _quiet_loading():
+        with quiet_loading():
             folder = ensure_tiny_checkpoint(large=model.variant.name == TINY_LARGE)
-            pipe = WanPipeline.from_pretrained(str(folder), dtype=_dtypes(device, dtype))
+            pipe = WanPipeline.from_pretrained(str(folder), dtype=component_dtypes(device, dtype))
     pipe.set_progress_bar_config(disable=True)
     pipe.to(device)
     for module in (pipe.transformer, pipe.text_encoder, pipe.vae):

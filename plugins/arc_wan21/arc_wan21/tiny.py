@@ -6,12 +6,11 @@ through the same code as the real weights, so the tiny variant exercises every p
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
+
+from arc_fabric_core.loading import build_once, cache_root
 
 TINY_FORMAT = "v1"  # bump when the tiny configuration changes
 
@@ -53,10 +52,6 @@ SCHEDULER_CONFIG = dict(
     final_sigmas_type="zero",
     timestep_spacing="linspace",
 )
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("ARC_FABRIC_CACHE", Path.home() / ".cache" / "arc_fabric")).expanduser()
 
 
 def build_tokenizer():
@@ -103,21 +98,4 @@ def ensure_tiny_checkpoint(root: Path | None = None, large: bool = False) -> Pat
     """Return the tiny checkpoint folder (``large``: the 14B stand-in), building it once
     (atomically) if missing."""
     folder = (root or cache_root()) / "tiny" / f"wan21{'-large' if large else ''}-{TINY_FORMAT}"
-    if (folder / "model_index.json").is_file():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    if folder.exists():  # left incomplete by an interrupted build
-        shutil.rmtree(folder, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".wan21-build-", dir=folder.parent))
-    try:
-        # Build under a fixed seed without disturbing the caller's RNG.
-        with torch.random.fork_rng(devices=[]):
-            build_tiny_pipeline(large=large).save_pretrained(tmp)
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            if not (folder / "model_index.json").is_file():  # another process won the race otherwise
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+    return build_once(folder, lambda tmp: build_tiny_pipeline(large=large).save_pretrained(tmp))
