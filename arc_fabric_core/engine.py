@@ -209,6 +209,20 @@ class Engine:
         With ``hybrid`` the stages of the schedule run the steps; a stage naming no
         model runs ``model`` and one naming no variant runs ``variant``.
         """
+        session = self.plan(model, params, variant, weights, hybrid)
+        self.store.save_doc(session.doc)
+        return session
+
+    def plan(
+        self,
+        model: str | ModelRef,
+        params: dict[str, Any],
+        variant: str | None = "auto",
+        weights: str | None = None,
+        hybrid: HybridSpec | None = None,
+    ) -> Session:
+        """What :meth:`create` checks and builds, without writing anything (a queue checks
+        a job with it when the job is submitted)."""
         if hybrid is None:
             ref = model if isinstance(model, ModelRef) else self.resolve(model, variant, weights)
             resolved = [(ref, False)]
@@ -256,7 +270,6 @@ class Engine:
             ]
             for st, info in zip(stages, doc.stages, strict=True):
                 st.end = info.end_step
-        self.store.save_doc(doc)
         return Session(doc=doc, ref=ref, params=checked, stages=stages)
 
     @staticmethod

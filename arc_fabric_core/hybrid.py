@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from itertools import pairwise
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -21,6 +22,8 @@ from arc_fabric_core.errors import InputError
 from arc_fabric_core.models import ModelRef, validate_params
 
 BoundaryUnit = Literal["fraction", "step", "timestep"]
+# The schedule configs shipped with the core (the primary config's schedule/ group).
+SCHEDULE_DIR = Path(__file__).resolve().parent / "conf" / "schedule"
 # Wan 2.2's boundary_ratio is a share of the scheduler's training timesteps.
 NUM_TRAIN_TIMESTEPS = 1000
 
@@ -94,6 +97,23 @@ def parse_hybrid(values: dict[str, Any]) -> HybridSpec:
         return validate_params(HybridSpec, values)
     except InputError as exc:
         raise InputError(f"schedule.{exc.field}" if exc.field != "params" else "schedule", exc.message) from None
+
+
+def shipped_schedules() -> list[str]:
+    """Names of the schedule configs shipped with the core (configs/schedule/)."""
+    return sorted(p.stem for p in SCHEDULE_DIR.glob("*.yaml"))
+
+
+def named_schedule(name: str) -> dict[str, Any]:
+    """The values of a shipped schedule config, as ``+schedule=<name>`` composes them."""
+    from omegaconf import OmegaConf
+
+    path = SCHEDULE_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise InputError("schedule", f"unknown schedule {name!r}; shipped: {', '.join(shipped_schedules())}")
+    values = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    assert isinstance(values, dict)
+    return {str(k): v for k, v in values.items()}
 
 
 def resolve_stage(

@@ -60,7 +60,7 @@ FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 # What each kind of job asks of the engine; the payload's keys are checked on submit.
 KINDS: dict[str, tuple[set[str], set[str]]] = {
     # kind: (required keys, optional keys)
-    "generate": ({"model", "params"}, {"variant", "weights"}),
+    "generate": ({"model", "params"}, {"variant", "weights", "schedule"}),
     "resume": ({"session"}, {"until"}),
     "fork": ({"session", "step"}, {"overrides"}),
     "edit": ({"session"}, {"step", "strength", "overrides", "mask"}),
@@ -359,7 +359,11 @@ class JobRunner:
     def _session_for(self, job: Job) -> Any:
         p, engine = job.payload, self.engine
         if job.kind == "generate":
-            return engine.create(p["model"], p["params"], variant=p.get("variant", "auto"), weights=p.get("weights"))
+            from arc_fabric_core.hybrid import parse_hybrid
+
+            hybrid = parse_hybrid(p["schedule"]) if p.get("schedule") else None
+            variant, weights = p.get("variant", "auto"), p.get("weights")
+            return engine.create(p["model"], p["params"], variant=variant, weights=weights, hybrid=hybrid)
         if job.kind == "resume":
             return engine.open(p["session"])
         if job.kind == "fork":

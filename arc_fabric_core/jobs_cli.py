@@ -1,6 +1,7 @@
 """`python -m arc_fabric_core jobs ...`: the persisted queue from the command line.
 
-    jobs submit generate model=wan21 [variant=tiny] [prompt=... steps=...] [--priority N]
+    jobs submit generate model=wan21 [variant=tiny] [schedule=NAME [boundary=B]] [prompt=... steps=...]
+                    [--priority N]
     jobs submit resume session=ID
     jobs submit fork session=ID step=K [prompt=...]
     jobs submit edit session=ID step=K|strength=S [rect=x0,y0,x1,y1] [frames=A:B] [prompt=...]
@@ -25,7 +26,7 @@ from arc_fabric_core.errors import InputError
 
 # Keys that address the job itself; every other key=value is a parameter (or an override).
 TOP_LEVEL = {
-    "generate": {"model", "variant", "weights"},
+    "generate": {"model", "variant", "weights", "schedule", "boundary"},
     "resume": {"session", "until"},
     "fork": {"session", "step"},
     "edit": {"session", "step", "strength"},
@@ -100,6 +101,17 @@ def payload_from(kind: str, items: list[str]) -> dict[str, Any]:
             top["mask"] = mask
     if kind == "generate":
         top["params"] = rest
+        if "schedule" in top:  # a shipped schedule config by name, its boundary optionally moved
+            from arc_fabric_core.hybrid import named_schedule
+
+            top["schedule"] = named_schedule(str(top["schedule"]))
+            if "boundary" in top:
+                try:
+                    top["schedule"] = {**top["schedule"], "boundary": float(top.pop("boundary")), "boundaries": []}
+                except ValueError:
+                    raise InputError("boundary", "must be a number") from None
+        elif "boundary" in top:
+            raise InputError("boundary", "moves a schedule's hand-off: give schedule=<name> too")
     elif rest and kind in ("fork", "edit"):
         top["overrides"] = rest
     elif rest:
@@ -117,10 +129,14 @@ def _dispatch(args: argparse.Namespace) -> None:
     if args.command == "submit":
         payload = payload_from(args.kind, args.items)
         if args.kind == "generate":  # bad parameters are refused now, not when the job runs
-            from arc_fabric_core.plugins import get_plugins
+            from arc_fabric_core.engine import Engine
+            from arc_fabric_core.hybrid import parse_hybrid
+            from arc_fabric_core.store import SessionStore, default_store_dir
 
-            ref = get_plugins().model(str(payload["model"])).resolve(payload.get("variant"), payload.get("weights"))
-            ref.params(payload["params"])
+            hybrid = parse_hybrid(payload["schedule"]) if payload.get("schedule") else None
+            Engine(SessionStore(default_store_dir()), device="cpu").plan(
+                str(payload["model"]), payload["params"], payload.get("variant"), payload.get("weights"), hybrid
+            )
         job = queue.submit(args.kind, payload, priority=args.priority)
         print(f"job {job.id}: queued ({job.kind}, priority {job.priority})")
     elif args.command == "list":

@@ -29,7 +29,6 @@ from typing import Any
 import torch
 from wan_random import CPU_LARGE, CPU_MID, WAN_1_3B, WAN_14B, build_components
 
-ROOT = Path(__file__).resolve().parents[1]
 SCHEDULES = ["hybrid_wan_1.3b_14b", "hybrid_wan_14b_1.3b", "hybrid_wan_sandwich"]
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -54,13 +53,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def load_schedule(name: str) -> Any:
-    from omegaconf import OmegaConf
+    from arc_fabric_core.hybrid import named_schedule, parse_hybrid
 
-    from arc_fabric_core.hybrid import parse_hybrid
-
-    values = OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "schedule" / f"{name}.yaml"), resolve=True)
-    assert isinstance(values, dict)
-    return parse_hybrid({**values, "tiny": "true"})  # the stand-ins, which hold the benchmark's models
+    return parse_hybrid({**named_schedule(name), "tiny": "true"})  # the stand-ins, which hold the benchmark's models
 
 
 def main() -> None:

@@ -45,6 +45,21 @@ def test_states_and_timestamps(queue: JobQueue, toy_engine: Engine) -> None:
         queue.finish(job.id, JobState.FAILED)
 
 
+def test_a_generate_job_runs_a_hybrid_schedule(queue: JobQueue, toy_engine: Engine) -> None:
+    schedule = {"stages": [{}, {"guidance": 2.0}], "boundary": 0.5}
+    job = queue.submit("generate", {"model": "toy", "params": PARAMS, "schedule": schedule})
+    done = JobRunner(queue, toy_engine).run_next()
+    assert done is not None and done.state == "succeeded", done
+    doc = toy_engine.store.load_doc(job_session(queue, job.id))
+    assert [(st.end_step, st.guidance) for st in doc.stages] == [(3, None), (6, 2.0)]
+
+
+def job_session(queue: JobQueue, job_id: int) -> str:
+    session = queue.get(job_id).session_id
+    assert session is not None
+    return session
+
+
 def test_bad_jobs_are_refused_on_submit(queue: JobQueue) -> None:
     with pytest.raises(InputError, match="unknown job kind 'paint'"):
         queue.submit("paint", {})

@@ -41,6 +41,13 @@ def test_queue_from_the_command_line(tmp_path: Path) -> None:
     cli("submit", "fork", f"session={jobs[1]['session_id']}", "step=1", "prompt=a wolf", cwd=tmp_path)
     assert "job 4: succeeded" in cli("work", cwd=tmp_path).stdout
 
+    # A shipped hybrid schedule, its hand-off moved.
+    cli("submit", "generate", "model=wan21", "schedule=hybrid_wan_1.3b_14b", "boundary=0.5", *SMALL, cwd=tmp_path)
+    assert "job 5: succeeded" in cli("work", cwd=tmp_path).stdout
+    job = next(j for j in json.loads(cli("list", "--json", cwd=tmp_path).stdout) if j["id"] == 5)
+    doc = json.loads((tmp_path / "store" / job["session_id"] / "session.json").read_text())
+    assert [s["model"]["variant"] for s in doc["stages"]] == ["tiny", "tiny-14b"]
+
 
 @pytest.mark.parametrize(
     ("args", "field"),
@@ -51,6 +58,9 @@ def test_queue_from_the_command_line(tmp_path: Path) -> None:
         (["submit", "fork", "session=x", "step=two"], "step"),
         (["submit", "edit", "session=x", "step=1", "rect=0,0,a,8"], "mask.rect"),
         (["submit", "edit", "session=x", "strength=most"], "strength"),
+        (["submit", "generate", "model=wan21", "schedule=hybrid_nope"], "schedule"),
+        (["submit", "generate", "model=wan21", "schedule=hybrid_wan_sandwich", "boundary=0.5"], "schedule"),
+        (["submit", "generate", "model=wan21", "boundary=0.5"], "boundary"),
         (["cancel", "7"], "job"),
     ],
 )
