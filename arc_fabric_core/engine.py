@@ -363,6 +363,7 @@ class Engine:
             dtype=self.dtype,
             total_steps=parent.total_steps,
             timesteps=parent.timesteps,
+            sigmas=parent.sigmas,
             step_index=step,
             operation=operation,
             parent=parent.id,
@@ -388,7 +389,9 @@ class Engine:
         check_latent_spaces([self.resolve(parent.model.name, parent.model.variant, parent.model.weights), *refs])
         for ref in refs:
             self._check_stages(ref)
-        ends = end_steps(hybrid.unit, hybrid.boundaries, parent.total_steps, parent.timesteps or None)
+        ends = end_steps(
+            hybrid.unit, hybrid.boundaries, parent.total_steps, parent.timesteps or None, parent.sigmas or None
+        )
         if ends is None:
             raise InputError("schedule", f"session {parent.id} has not started: its timesteps are not known yet")
         new = [
@@ -720,18 +723,20 @@ class Engine:
         ``first_pass``'s fresh schedule."""
         schedules = [self._new_schedule(session, components, ref, p) for p in range(len(session.passes))]
         timesteps = [float(t) for sch in schedules for t in sch.timesteps]
+        sigmas = [float(s) for sch in schedules if sch.sigmas is not None for s in sch.sigmas[: len(sch)]]
         session.schedule, session.pass_index = schedules[first_pass], first_pass
         doc = session.doc
         ends = None
         if doc.stages and any(st.end is None for st in session.stages):
             bounds = [st.boundary for st in doc.stages[:-1] if st.boundary is not None]
-            ends = end_steps(doc.boundary_unit, bounds, doc.total_steps, timesteps)
+            ends = end_steps(doc.boundary_unit, bounds, doc.total_steps, timesteps, sigmas)
             assert ends is not None
             for stage, end in zip(session.stages, ends, strict=True):
                 stage.end = end
 
         def write() -> None:
             doc.timesteps = timesteps
+            doc.sigmas = sigmas
             if ends is not None:
                 for info, end in zip(doc.stages, ends, strict=True):
                     info.end_step = end

@@ -2,10 +2,11 @@
 
 A hybrid is data (a Hydra ``schedule`` config): the stages in order — the model of
 each, its guidance — and the boundaries where one hands the latents to the next. A
-boundary is a share of the steps (``fraction``), a step number (``step``), or, as
-Wan 2.2 has it, a timestep ratio (``timestep``: a stage runs while
-``t >= boundary * 1000``). Stages must share a latent space; that is checked when the
-session is created, before any model loads.
+boundary is a share of the steps (``fraction``), a step number (``step``), a noise
+level (``sigma``: a stage runs while its sigma >= boundary), or, as Wan 2.2 has it, a
+timestep ratio (``timestep``: a stage runs while ``t >= boundary * 1000``). Stages
+must share a latent space; that is checked when the session is created, before any
+model loads.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from arc_fabric_core.errors import InputError
 from arc_fabric_core.models import ModelRef, validate_params
 
-BoundaryUnit = Literal["fraction", "step", "timestep"]
+BoundaryUnit = Literal["fraction", "step", "timestep", "sigma"]
 # The schedule configs shipped with the core (the primary config's schedule/ group).
 SCHEDULE_DIR = Path(__file__).resolve().parent / "conf" / "schedule"
 # Wan 2.2's boundary_ratio is a share of the scheduler's training timesteps.
@@ -79,12 +80,11 @@ class HybridSpec(BaseModel):
         if self.unit == "fraction":
             if any(not 0 < x < 1 for x in b) or any(x >= y for x, y in pairwise(b)):
                 raise ValueError(f"fraction boundaries must rise strictly within (0, 1), got {b}")
-        elif self.unit == "timestep":
-            # Timesteps fall as denoising goes on, so the hand-offs do too.
+        elif self.unit in ("timestep", "sigma"):
+            # Noise levels fall as denoising goes on, so the hand-offs do too.
             if any(not 0 < x < 1 for x in b) or any(x <= y for x, y in pairwise(b)):
-                raise ValueError(
-                    f"timestep boundaries (ratios of {NUM_TRAIN_TIMESTEPS}) must fall within (0, 1), got {b}"
-                )
+                what = f"timestep boundaries (shares of {NUM_TRAIN_TIMESTEPS})" if self.unit == "timestep" else "sigmas"
+                raise ValueError(f"{what} must fall within (0, 1), got {b}")
         else:
             if any(x != int(x) or x < 1 for x in b) or any(x >= y for x, y in pairwise(b)):
                 raise ValueError(f"step boundaries must be rising whole steps >= 1, got {b}")
@@ -154,10 +154,14 @@ def _describe(ref: ModelRef) -> str:
 
 
 def end_steps(
-    unit: str, boundaries: Sequence[float], total: int, timesteps: Sequence[float] | None
+    unit: str,
+    boundaries: Sequence[float],
+    total: int,
+    timesteps: Sequence[float] | None,
+    sigmas: Sequence[float] | None = None,
 ) -> list[int] | None:
     """The step where each stage ends (the last ends at ``total``); None while a timestep
-    boundary waits for the schedule."""
+    or sigma boundary waits for the schedule (``sigmas``: the noise level of each step)."""
     if unit == "fraction":
         ends = [round(b * total) for b in boundaries]
     elif unit == "step":
@@ -165,13 +169,16 @@ def end_steps(
         if ends and ends[-1] >= total:
             raise InputError("schedule.boundaries", f"step boundaries must be below the {total} steps, got {ends}")
     else:
-        if timesteps is None:
+        levels = timesteps if unit == "timestep" else sigmas
+        if levels is None:
             return None
+        if len(levels) < total:
+            raise InputError("schedule.unit", f"this schedule has no {unit} for every step; use fraction or step")
+        scale = NUM_TRAIN_TIMESTEPS if unit == "timestep" else 1.0
         # Wan 2.2: the first model runs while t >= boundary * num_train_timesteps.
         ends, start = [], 0
         for b in boundaries:
-            threshold = b * NUM_TRAIN_TIMESTEPS
-            end = next((i for i in range(start, total) if timesteps[i] < threshold), total)
+            end = next((i for i in range(start, total) if levels[i] < b * scale), total)
             ends.append(end)
             start = end
     return [*ends, total]

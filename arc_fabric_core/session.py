@@ -105,6 +105,8 @@ class SessionDoc(BaseModel):
     step_index: int = 0
     total_steps: int
     timesteps: list[float] = Field(default_factory=list)
+    # The noise level of each step (flow schedules), for sigma boundaries.
+    sigmas: list[float] = Field(default_factory=list)
     conditioning: FileRecord | None = None
     checkpoints: list[CheckpointRecord] = Field(default_factory=list)
     final: FileRecord | None = None

@@ -161,7 +161,7 @@ def run(engine: Engine, model: str, params: dict, spec: HybridSpec | None = None
         ({"stages": [{}, {}, {}], "boundaries": [0.6, 0.4]}, "schedule", "rise strictly"),
         ({"stages": [{}, {}, {}], "boundaries": [0.4, 0.6], "unit": "timestep"}, "schedule", "fall"),
         ({"stages": [{}, {}], "boundary": 2.5, "unit": "step"}, "schedule", "whole steps"),
-        ({"stages": [{}, {}], "boundary": 0.5, "unit": "sigma"}, "schedule.unit", "fraction"),
+        ({"stages": [{}, {}], "boundary": 0.5, "unit": "noise"}, "schedule.unit", "fraction"),
         ({"stages": [{"modle": "toy"}, {}], "boundary": 0.5}, "schedule.stages.0.modle", "allowed"),
         ({"stages": []}, "schedule.stages", "at least 1"),
     ],
@@ -182,6 +182,11 @@ def test_end_steps_for_each_unit() -> None:
     assert end_steps("timestep", [0.1], 6, timesteps) == [6, 6]  # never hands over
     with pytest.raises(InputError, match="below the 6 steps"):
         end_steps("step", [6], 6, None)
+    sigmas = [1.0, 0.8, 0.6, 0.4, 0.2, 0.1]
+    assert end_steps("sigma", [0.5], 6, timesteps, None) is None
+    assert end_steps("sigma", [0.5], 6, timesteps, sigmas) == [3, 6]  # runs while sigma >= 0.5
+    with pytest.raises(InputError, match="no sigma for every step"):
+        end_steps("sigma", [0.5], 6, timesteps, [])
 
 
 # ---------------------------------------------------------------- hybrids
@@ -208,6 +213,7 @@ def test_same_model_hybrid_equals_single_model(engine: Engine) -> None:
         HybridSpec(stages=[{}, {}], boundary=0.5),
         HybridSpec(stages=[{}, {}, {}], boundaries=[2, 5], unit="step"),
         HybridSpec(stages=[{}, {}], boundary=0.5, unit="timestep"),
+        HybridSpec(stages=[{}, {}], boundary=0.5, unit="sigma"),
     ):
         assert torch.equal(run(engine, "toy", PARAMS, spec), single), spec
 

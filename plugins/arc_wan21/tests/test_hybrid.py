@@ -46,8 +46,9 @@ def run(engine: Engine, params: dict, spec: HybridSpec | None = None, variant: s
         hybrid(["tiny", "tiny"], [0.5]),
         hybrid(["tiny", "tiny", "tiny"], [1, 3], unit="step"),
         hybrid(["tiny", "tiny"], [0.9], unit="timestep"),
+        hybrid(["tiny", "tiny"], [0.8], unit="sigma"),
     ],
-    ids=["fraction", "three-stages", "timestep"],
+    ids=["fraction", "three-stages", "timestep", "sigma"],
 )
 def test_same_model_hybrid_equals_single_model(engine: Engine, small: dict, spec: HybridSpec) -> None:
     # UniPC carries a history of model outputs across the hand-off: it must not be reset.
