@@ -233,8 +233,12 @@ def _generate(cfg: Any) -> None:
         str(model_cfg.name), values, variant=model_cfg.get("variant"), weights=model_cfg.get("weights"), hybrid=hybrid
     )
     p = session.params
+    said: set[str] = set()
     for stage in session.stages:
         ref = stage.ref
+        if ref.label in said:  # a model running two stages (large-small-large) is said once
+            continue
+        said.add(ref.label)
         if stage.stand_in:
             print(
                 f"{ref.spec.name}: no weights configured for a real stage variant, running its tiny stand-in "
