@@ -74,7 +74,7 @@ def test_boundary_override_and_fork_hand_off(tmp_path: Path) -> None:
         (["schedule.boundary=1.5"], "error: schedule: fraction boundaries must rise strictly within (0, 1)"),
         (["schedule.stages.1.variant=huge"], "error: model.variant: unknown variant 'huge' of wan21"),
         (["schedule.tiny=false"], "error: model.weights: variant '1.3b' of wan21 needs a local checkpoint"),
-        (["schedule.unit=sigma"], "error: schedule.unit:"),
+        (["schedule.unit=noise"], "error: schedule.unit:"),
     ],
 )
 def test_bad_schedules_are_refused_before_compute(tmp_path: Path, args: list[str], says: str) -> None:
