@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from timing import interleaved
 from wan_random import CPU_LARGE, CPU_MID, WAN_1_3B, WAN_14B, build_components
 
 SCHEDULES = ["hybrid_wan_1.3b_14b", "hybrid_wan_14b_1.3b", "hybrid_wan_sandwich"]
@@ -81,10 +82,6 @@ def main() -> None:
         params = dict(prompt="a lighthouse in a storm", negative_prompt="blurry", steps=args.steps, guidance=5.0)
         params.update(preset["params"])
 
-        def sync() -> None:
-            if engine.device.type == "cuda":
-                torch.cuda.synchronize()
-
         step_times: dict[str, list[list[float]]] = {}
 
         def arm(name: str, spec: Any, ref: Any) -> Any:
@@ -107,15 +104,7 @@ def main() -> None:
                 plans[session.doc.schedule_name] = session.stages
         step_times.clear()
 
-        totals: dict[str, list[float]] = {name: [] for name in arms}
-        order = list(arms)
-        for run in range(args.runs):
-            for name in order if run % 2 == 0 else order[::-1]:
-                sync()
-                t0 = time.perf_counter()
-                arms[name]()
-                sync()
-                totals[name].append(time.perf_counter() - t0)
+        totals = interleaved(arms, args.runs, engine.device)
 
         med = {name: statistics.median(v) for name, v in totals.items()}
         # Per-step time of each model at each step index (the first step warms caches).

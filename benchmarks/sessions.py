@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from timing import interleaved
 from wan_random import CPU_MID, WAN_1_3B, build_components
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -78,10 +79,6 @@ def main() -> None:
         params.update(preset["params"])
         half = args.steps // 2
 
-        def sync() -> None:
-            if engine.device.type == "cuda":
-                torch.cuda.synchronize()
-
         def full(eng: Engine = engine) -> str:
             session = eng.create(ref, params)
             eng.run(session)
@@ -94,15 +91,7 @@ def main() -> None:
             "edit": lambda: engine.run(engine.edit(source, step=half, overrides={"prompt": "a calm sea"})).id,
             "fork": lambda: engine.run(engine.fork(source, step=half, overrides={"guidance": 4.0})).id,
         }
-        times: dict[str, list[float]] = {name: [] for name in arms}
-        order = list(arms)
-        for run in range(args.runs):
-            for name in order if run % 2 == 0 else order[::-1]:
-                sync()
-                t0 = time.perf_counter()
-                arms[name]()
-                sync()
-                times[name].append(time.perf_counter() - t0)
+        times = interleaved(arms, args.runs, engine.device)
 
         med = {name: statistics.median(t) for name, t in times.items()}
         p = preset["params"]
