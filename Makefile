@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/engine_vs_diffusers.py
 	$(BIN)/python benchmarks/sessions.py
 	$(BIN)/python benchmarks/hybrid.py
+	$(BIN)/python benchmarks/runtime.py
 
 clean:
 	rm -rf $(VENV) .nox outputs multirun .pytest_cache .ruff_cache

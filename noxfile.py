@@ -3,7 +3,7 @@
 nox -s tests          core + every plugin in this repo, the whole suite
 nox -s wan21 ltx toy  one venv per plugin: the core and that plugin only
 nox -s lint           ruff
-nox -s bench          engine vs diffusers, what sessions cost, what hybrids save, on mid-size random Wans
+nox -s bench          engine vs diffusers, what sessions cost, what hybrids save, the runtime, on mid-size random Wans
 """
 
 from __future__ import annotations
@@ -56,3 +56,4 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/engine_vs_diffusers.py", *session.posargs)
     session.run("python", "benchmarks/sessions.py")
     session.run("python", "benchmarks/hybrid.py")
+    session.run("python", "benchmarks/runtime.py")

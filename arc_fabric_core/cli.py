@@ -5,6 +5,7 @@
     python -m arc_fabric_core sessions ...   # list, show, resume, fork, edit, decode, delete, gc
     python -m arc_fabric_core devices        # GPUs (NVML) or the CPU, with memory, as JSON
     python -m arc_fabric_core jobs ...       # the persisted job queue: submit, list, cancel, work
+    python -m arc_fabric_core env ...        # one venv per plugin, on a shared torch base: create, list, path, remove
 
 Generation runs through Hydra: the primary config is configs/config.yaml, and each
 installed plugin puts its own model/<name>.yaml on the search path.
@@ -27,7 +28,7 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 # One engine per process: Hydra multirun jobs share it, so loaded models stay warm.
 _engines: dict[tuple[Any, ...], Any] = {}
-_pool: Any = None
+_cache: Any = None
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -108,6 +109,11 @@ def main(argv: list[str] | None = None) -> None:
 
             sessions_main(argv[1:])
             return
+        if argv and argv[0] == "env":
+            from arc_fabric_core.envs import main as env_main
+
+            env_main(argv[1:])
+            return
         _precheck(argv)
     except ArcFabricError as exc:
         fail(str(exc))
@@ -135,21 +141,21 @@ def _engine(
 ) -> Any:
     from arc_fabric_core.devices import parse_bytes
     from arc_fabric_core.engine import Engine
-    from arc_fabric_core.model_pool import ModelPool
+    from arc_fabric_core.model_cache import ModelCache
     from arc_fabric_core.store import SessionStore
 
-    global _pool
+    global _cache
     budget = parse_bytes(str(model_memory), "model_memory") if model_memory is not None else None
-    if _pool is None:
-        _pool = ModelPool(get_plugins(), budget_bytes=budget)
-    _pool.budget_bytes = budget
+    if _cache is None:
+        _cache = ModelCache(get_plugins(), budget_bytes=budget)
+    _cache.budget_bytes = budget
     key = (str(store_dir), device, dtype, every, keep, keep_steps)
     if key not in _engines:
         _engines[key] = Engine(
             SessionStore(store_dir),
             device=device,
             dtype=dtype,
-            pool=_pool,
+            cache=_cache,
             checkpoint_every=every,
             checkpoint_keep=keep,
             checkpoint_keep_steps=keep_steps,
@@ -257,9 +263,10 @@ def _generate(cfg: Any) -> None:
     start = time.perf_counter()
     if hybrid is None:
         ref = session.ref
-        if not engine.pool.is_warm(ref, engine.device, engine.dtype):
-            engine.pool.get(ref, engine.device, engine.dtype)
-            print(f"loaded {ref.label} in {time.perf_counter() - start:.1f}s")
+        if not engine.cache.is_warm(ref, engine.placement, engine.dtype):
+            engine.load(ref, params=session.params)
+            device = engine.cache.device_of(ref, engine.dtype)
+            print(f"loaded {ref.label} on {device} in {time.perf_counter() - start:.1f}s")
         else:
             print(f"{ref.label} already warm")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
@@ -182,11 +183,19 @@ class CpuProvider:
 
 
 class FakeProvider:
-    """N fake GPUs of a given size, for tests: ``allocate``/``release`` move their used memory."""
+    """N fake GPUs of a given size, for tests and benchmarks.
+
+    Models "on" a fake GPU compute on the CPU (``torch_device``). Their memory is real
+    bookkeeping: ``attach`` counts the tensors of loaded components on a fake device
+    until each tensor is garbage-collected, so a model that something still references
+    after its eviction shows up as memory that never came back — as it would on a GPU.
+    ``allocate``/``release`` move used memory by hand.
+    """
 
     name = "fake"
 
     def __init__(self, count: int = 2, memory: int = 24 * GIB, name: str = "Fake GPU") -> None:
+        self._tracked: dict[int, tuple[str, int]] = {}  # id(tensor) -> (device, bytes)
         self._devices = [
             DeviceInfo(
                 id=f"cuda:{i}",
@@ -204,6 +213,32 @@ class FakeProvider:
 
     def devices(self) -> list[DeviceInfo]:
         return list(self._devices)
+
+    def torch_device(self, device_id: str) -> Any:
+        import torch
+
+        return torch.device("cpu")
+
+    def attach(self, device_id: str, components: Any) -> None:
+        """Count the tensors of ``components`` as living on ``device_id`` (moved there if counted elsewhere)."""
+        from arc_fabric_core.model_cache import component_tensors
+
+        ids = {d.id for d in self._devices}
+        for tensor in component_tensors(components):
+            key, nbytes = id(tensor), tensor.numel() * tensor.element_size()
+            previous = self._tracked.pop(key, None)
+            if previous is not None:
+                self._move(previous[0], -previous[1])
+            else:
+                weakref.finalize(tensor, self._forget, key)
+            if device_id in ids:
+                self._move(device_id, nbytes)
+                self._tracked[key] = (device_id, nbytes)
+
+    def _forget(self, key: int) -> None:
+        previous = self._tracked.pop(key, None)
+        if previous is not None:
+            self._move(previous[0], -previous[1])
 
     def allocate(self, device_id: str, nbytes: int) -> None:
         self._move(device_id, nbytes)

@@ -20,7 +20,7 @@ import torch
 from arc_fabric_core.edit_mask import EditMask, latent_mask
 from arc_fabric_core.errors import InputError, SessionError
 from arc_fabric_core.hybrid import HybridSpec, check_latent_spaces, end_steps, resolve_stage
-from arc_fabric_core.model_pool import ModelPool, check_dtype, resolve_device
+from arc_fabric_core.model_cache import ModelCache, check_dtype, resolve_device
 from arc_fabric_core.models import ModelRef
 from arc_fabric_core.params import GenerationParams
 from arc_fabric_core.plugins import OPTIONAL_STAGE_HOOKS, STAGE_HOOKS, Plugins, get_plugins
@@ -115,6 +115,10 @@ class Session:
     pass_index: int = 0
     # Conditioning of each stage model (by ModelRef.key): stages of one model share it.
     stage_conditioning: dict[tuple[str, str, str], dict[str, torch.Tensor]] = field(default_factory=dict)
+    # Where the loop's tensors live: the device of the first model it loaded. Later stage
+    # models load there too (a scheduler's history cannot span devices).
+    device: torch.device | None = None
+    placement: str | None = None  # that device as the model cache names it ("cuda:1", a fake GPU...)
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -170,7 +174,7 @@ class Engine:
         plugins: Plugins | None = None,
         device: str | torch.device = "auto",
         dtype: str = "auto",
-        pool: ModelPool | None = None,
+        cache: ModelCache | None = None,
         checkpoint_every: int = 1,
         checkpoint_keep: int = 0,
         checkpoint_keep_steps: Iterable[int] = (),
@@ -185,8 +189,10 @@ class Engine:
         self.store = store
         self.plugins = plugins or get_plugins()
         self.device = resolve_device(device)
+        # Where models go: "auto" lets the cache place each where there is room.
+        self.placement: str | torch.device = "auto" if str(device) == "auto" else self.device
         self.dtype = check_dtype(dtype)
-        self.pool = pool or ModelPool(self.plugins)
+        self.cache = cache or ModelCache(self.plugins)
         self.checkpoint_every = checkpoint_every
         self.checkpoint_keep = checkpoint_keep
         self.checkpoint_keep_steps = keep_steps
@@ -643,6 +649,7 @@ class Engine:
                 raise
             finally:
                 writer.close()
+                self.cache.let_go(session.id)
         return session
 
     def _hook(self, name: str, ref: ModelRef) -> Any:
@@ -651,8 +658,27 @@ class Engine:
     def _components(self, session: Session, stage_index: int) -> Any:
         """The warm components of a stage's model. Only this stage's model is held, so
         under a memory budget the model of a finished stage may go before this one loads."""
-        ref = session.stages[stage_index].ref
-        return self.pool.get(ref, self.device, self.dtype, hold=[ref])
+        stage = session.stages[stage_index]
+        components = self.load(stage.ref, session.placement, holder=session.id, params=stage.params)
+        session.placement = self.cache.placement_of(stage.ref, self.dtype)
+        session.device = self.cache.device_of(stage.ref, self.dtype)
+        return components
+
+    def load(
+        self,
+        ref: ModelRef,
+        device: str | torch.device | None = None,
+        holder: str | None = None,
+        params: GenerationParams | None = None,
+    ) -> Any:
+        """``ref``'s warm components, loaded by the cache on ``device`` (default: the
+        engine's placement) with room for the activations a run with ``params`` needs."""
+        margin = 0
+        if params is not None:
+            hook = self.plugins.optional_stage("arc_activation_bytes", ref.spec.name)
+            margin = int(hook(model=ref, params=params) or 0) if hook is not None else 0
+        placement = device if device is not None else self.placement
+        return self.cache.get(ref, placement, self.dtype, hold=[ref], holder=holder, margin=margin)
 
     def _conditioning(
         self, session: Session, stage_index: int, components: Any, writer: CheckpointWriter | None
@@ -670,7 +696,7 @@ class Engine:
         record = doc.conditioning if owner_is_doc else (doc.stages[first].conditioning if doc.stages else None)
         if record is not None:
             stored, _ = self.store.read_tensors(doc.id, record)
-            cond = {k: v.to(self.device) for k, v in stored.items()}
+            cond = {k: v.to(session.device or self.device) for k, v in stored.items()}
         else:
             cond = self._hook("arc_encode", stage.ref)(model=stage.ref, components=components, params=stage.params)
             if writer is not None:
@@ -758,7 +784,8 @@ class Engine:
         tensors = self._load_edit(session)
         session.generator = torch.Generator("cpu")
         session.generator.set_state(tensors["rng.generator"])
-        x0, noise = tensors["x0"].to(self.device), tensors["noise"].to(self.device)
+        device = session.device or self.device
+        x0, noise = tensors["x0"].to(device), tensors["noise"].to(device)
         session.latents = session.schedule.add_noise(x0, noise, index).to(torch.float32)
         session.step_index = info.start_step
         self._checkpoint(session, writer)
@@ -768,10 +795,11 @@ class Engine:
         assert info is not None and info.tensors is not None
         tensors, _ = self.store.read_tensors(session.id, info.tensors)
         if "mask" in tensors:
+            device = session.device or self.device
             session.blend = Blend(
-                x0=tensors["x0"].to(self.device),
-                noise=tensors["noise"].to(self.device),
-                mask=tensors["mask"].to(self.device),
+                x0=tensors["x0"].to(device),
+                noise=tensors["noise"].to(device),
+                mask=tensors["mask"].to(device),
             )
         return tensors
 
@@ -826,7 +854,7 @@ class Engine:
                 params=session.stages[stage_index].params,
                 generator=session.generator,
             )
-            .to(self.device)
+            .to(session.device or self.device)
             .to(torch.float32)
         )
         session.schedule, session.pass_index = schedule, next_pass
@@ -932,14 +960,15 @@ class Engine:
         components = self._components(session, stage_index)
         session.schedule = self._new_schedule(session, components, ref, pass_index)
         config = metadata.get("scheduler_config")
-        if config is not None and config != _config_json(session.schedule.scheduler):
+        if config is not None and not _same_config(config, _config_json(session.schedule.scheduler)):
             raise SessionError(
                 f"session {doc.id}: {ref.label} builds its scheduler with another configuration than the one "
                 f"checkpointed at step {step}; the session cannot continue exactly"
             )
-        restore(session.schedule.scheduler, tensors, metadata["scheduler_state"], self.device)
+        device = session.device or self.device
+        restore(session.schedule.scheduler, tensors, metadata["scheduler_state"], device)
         session.pass_index = pass_index
-        session.latents = tensors["latents"].to(self.device)
+        session.latents = tensors["latents"].to(device)
         session.generator = torch.Generator("cpu")
         session.generator.set_state(tensors["rng.generator"])
         torch.set_rng_state(tensors["rng.torch_cpu"])
@@ -1020,10 +1049,11 @@ class Engine:
             stage = session.stages[session.stage_of(max(made_at, 0))]
         except SessionError:
             stage = session.stages[0]
-        components = self.pool.get(stage.ref, self.device, self.dtype, hold=[stage.ref])
+        components = self.load(stage.ref, session.placement)
+        device = self.cache.device_of(stage.ref, self.dtype)
         with torch.no_grad():
             frames = self._hook("arc_decode", stage.ref)(
-                model=stage.ref, components=components, latents=latents.to(self.device), params=stage.params
+                model=stage.ref, components=components, latents=latents.to(device), params=stage.params
             )
         return frames.detach().to("cpu", torch.float32)
 
@@ -1033,6 +1063,21 @@ class Engine:
 
 
 def _config_json(scheduler: Any) -> str:
-    """A scheduler's configuration as canonical JSON (what a stage model must agree on)."""
+    """A scheduler's configuration as canonical JSON (what a stage model must agree on).
+
+    diffusers' bookkeeping keys (``_use_default_values``, ``_class_name``...) are left
+    out: the first is a set turned list, in an order that changes from process to process.
+    """
     config = getattr(scheduler, "config", None)
-    return json.dumps(dict(config) if config is not None else {}, sort_keys=True, default=str)
+    public = {k: v for k, v in dict(config).items() if not k.startswith("_")} if config is not None else {}
+    return json.dumps(public, sort_keys=True, default=str)
+
+
+def _same_config(stored: str, current: str) -> bool:
+    """Whether a checkpointed scheduler configuration (possibly written with the
+    bookkeeping keys) is the one ``current`` describes."""
+    try:
+        old = {k: v for k, v in json.loads(stored).items() if not k.startswith("_")}
+    except (ValueError, AttributeError):
+        return False
+    return json.dumps(old, sort_keys=True, default=str) == current

@@ -28,3 +28,15 @@ class WeightsError(InputError):
 
 class SessionError(ArcFabricError):
     """A session cannot be read, written or continued."""
+
+
+class EnvError(ArcFabricError):
+    """A plugin environment could not be created or updated (venv or pip failed).
+
+    The message carries the tail of the failing tool's output, so the cause is visible
+    without re-running it by hand."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")

@@ -149,3 +149,25 @@ def arc_decode(model: ModelRef, components: Any, latents: torch.Tensor, params: 
 
     Called when a session's video is written or previewed.
     """
+
+
+@hookspec(firstresult=True)
+def arc_activation_bytes(model: ModelRef, params: GenerationParams) -> int:
+    """Optional. The memory a run with ``params`` needs beside the weights (activations,
+    attention, the VAE decode), in bytes of the device it runs on.
+
+    Called before the model loads, with ``params`` alone: the model cache places the
+    model on a device with room for its weights plus this margin. Without it the
+    margin is 0.
+    """
+
+
+@hookspec(firstresult=True)
+def arc_move(model: ModelRef, components: Any, device: torch.device) -> Any:
+    """Optional. Move loaded ``components`` to ``device`` and return them (the model
+    cache parks an evicted GPU model in CPU RAM and brings it back this way).
+
+    Without it the cache moves every ``torch.nn.Module`` inside the components (a
+    dataclass, a dict or a diffusers pipeline) and updates a ``device`` field beside
+    them.
+    """

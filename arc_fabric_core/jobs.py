@@ -322,11 +322,17 @@ def _job(row: sqlite3.Row) -> Job:
 
 
 class JobRunner:
-    """Runs queued jobs with an engine, one at a time, in this process (the inprocess executor)."""
+    """Works through the queue, one job at a time, with an executor (default: an
+    in-process one around ``engine``; ``SubprocessExecutor`` runs jobs in plugin envs)."""
 
-    def __init__(self, queue: JobQueue, engine: Any) -> None:
+    def __init__(self, queue: JobQueue, engine: Any = None, executor: Any = None) -> None:
+        from arc_fabric_core.executors import InProcessExecutor
+
+        if executor is None and engine is None:
+            raise ValueError("JobRunner needs an engine or an executor")
         self.queue = queue
         self.engine = engine
+        self.executor = executor or InProcessExecutor(engine)
 
     def run_next(self, listeners: list[Callable[[Any], None]] | None = None) -> Job | None:
         """Claim and run one job; return it finished (or None when nothing could start)."""
@@ -335,18 +341,21 @@ class JobRunner:
             return None
         stop = lambda: self.queue.cancel_requested(job.id)  # noqa: E731 - asked at every step boundary
         try:
-            session = self._session_for(job)
-            self.queue.attach_session(job.id, session.id)
-            until = job.payload.get("until")
-            session = self.engine.run(session, until=until, listeners=listeners or (), stop=stop)
+            outcome = self.executor.run(
+                job.kind,
+                job.payload,
+                on_session=lambda session_id: self.queue.attach_session(job.id, session_id),
+                stop=stop,
+                listeners=listeners or (),
+            )
         except Exception as exc:  # the job fails with the reason; the runner goes on
             return self.queue.finish(job.id, JobState.FAILED, f"{type(exc).__name__}: {exc}")
-        if not session.done and until is None:
+        if not outcome.done and job.payload.get("until") is None:
             return self.queue.finish(
                 job.id,
                 JobState.CANCELLED,
-                f"cancelled at step {session.step_index}/{session.doc.total_steps}; "
-                f"session {session.id} is paused there and resumes with a resume job",
+                f"cancelled at step {outcome.step}/{outcome.total}; "
+                f"session {outcome.session_id} is paused there and resumes with a resume job",
             )
         return self.queue.finish(job.id, JobState.SUCCEEDED)
 
@@ -355,20 +364,3 @@ class JobRunner:
         while (job := self.run_next()) is not None:
             done.append(job)
         return done
-
-    def _session_for(self, job: Job) -> Any:
-        p, engine = job.payload, self.engine
-        if job.kind == "generate":
-            from arc_fabric_core.hybrid import parse_hybrid
-
-            hybrid = parse_hybrid(p["schedule"]) if p.get("schedule") else None
-            variant, weights = p.get("variant", "auto"), p.get("weights")
-            return engine.create(p["model"], p["params"], variant=variant, weights=weights, hybrid=hybrid)
-        if job.kind == "resume":
-            return engine.open(p["session"])
-        if job.kind == "fork":
-            return engine.fork(p["session"], p["step"], p.get("overrides"))
-        from arc_fabric_core.edit_mask import EditMask
-
-        mask = EditMask(**p["mask"]) if p.get("mask") else None
-        return engine.edit(p["session"], p.get("step"), p.get("strength"), p.get("overrides"), mask)

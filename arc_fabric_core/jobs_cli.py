@@ -8,7 +8,8 @@
     jobs list [--json]
     jobs cancel ID | requeue ID
     jobs pause | unpause
-    jobs work                  run queued jobs in this process until none is left
+    jobs work [--executor inprocess|subprocess] [--python MODEL=PYTHON] [--model-memory 40G] [--cpu-tier 64G]
+                               run queued jobs until none is left (here, or in a worker per plugin env)
 
 The queue is --db, else $ARC_FABRIC_QUEUE, else outputs/jobs.sqlite; sessions go to the
 store (--store, $ARC_FABRIC_STORE, else outputs/sessions).
@@ -42,7 +43,6 @@ def _parser() -> argparse.ArgumentParser:
         "--db", type=Path, default=None, help="queue file (default: $ARC_FABRIC_QUEUE or outputs/jobs.sqlite)"
     )
     ap.add_argument("--store", type=Path, default=None, help="session store")
-    ap.add_argument("--device", default="auto")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("submit", help="queue a job")
     p.add_argument("kind", choices=sorted(TOP_LEVEL))
@@ -54,7 +54,24 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_parser(name, help=text).add_argument("id", type=int)
     sub.add_parser("pause", help="start no new job")
     sub.add_parser("unpause", help="start jobs again")
-    sub.add_parser("work", help="run queued jobs until none is left")
+    p = sub.add_parser("work", help="run queued jobs until none is left")
+    p.add_argument(
+        "--executor",
+        choices=["inprocess", "subprocess"],
+        default="inprocess",
+        help="run jobs here, or in a worker process per plugin env (default: inprocess)",
+    )
+    p.add_argument(
+        "--python",
+        action="append",
+        default=[],
+        metavar="MODEL=PYTHON",
+        help="with --executor subprocess: the interpreter for a model's jobs (default: its env from "
+        "`env create`, else this interpreter)",
+    )
+    p.add_argument("--device", default="auto", help="auto (the model cache places models), cpu, cuda:N")
+    p.add_argument("--model-memory", default=None, help="cap on warm models per device, e.g. 40G")
+    p.add_argument("--cpu-tier", default=None, help="RAM that keeps evicted GPU models warm, e.g. 64G")
     return ap
 
 
@@ -130,13 +147,21 @@ def _dispatch(args: argparse.Namespace) -> None:
         payload = payload_from(args.kind, args.items)
         if args.kind == "generate":  # bad parameters are refused now, not when the job runs
             from arc_fabric_core.engine import Engine
+            from arc_fabric_core.envs import find_env
+            from arc_fabric_core.errors import UnknownModelError
             from arc_fabric_core.hybrid import parse_hybrid
             from arc_fabric_core.store import SessionStore, default_store_dir
 
             hybrid = parse_hybrid(payload["schedule"]) if payload.get("schedule") else None
-            Engine(SessionStore(default_store_dir()), device="cpu").plan(
-                str(payload["model"]), payload["params"], payload.get("variant"), payload.get("weights"), hybrid
-            )
+            try:
+                Engine(SessionStore(default_store_dir()), device="cpu").plan(
+                    str(payload["model"]), payload["params"], payload.get("variant"), payload.get("weights"), hybrid
+                )
+            except UnknownModelError:
+                # Installed only in its own env (`env create`): its worker checks the parameters.
+                if find_env(str(payload["model"])) is None:
+                    raise
+                print(f"{payload['model']} lives in its own env: its parameters are checked when the job starts")
         job = queue.submit(args.kind, payload, priority=args.priority)
         print(f"job {job.id}: queued ({job.kind}, priority {job.priority})")
     elif args.command == "list":
@@ -165,14 +190,52 @@ def _dispatch(args: argparse.Namespace) -> None:
 
 
 def _work(queue: Any, args: argparse.Namespace) -> None:
-    from arc_fabric_core.engine import Engine
+    from arc_fabric_core.devices import parse_bytes
+    from arc_fabric_core.executors import InProcessExecutor, SubprocessExecutor
     from arc_fabric_core.jobs import JobRunner
-    from arc_fabric_core.store import SessionStore, default_store_dir
+    from arc_fabric_core.store import default_store_dir
 
-    engine = Engine(SessionStore(args.store or default_store_dir()), device=args.device)
-    runner = JobRunner(queue, engine)
+    store_dir = args.store or default_store_dir()
+    executor: Any
+    if args.executor == "subprocess":
+        import logging
+        import sys
+
+        # Say which interpreter each worker runs with, and when it is ready.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        executors_log = logging.getLogger("arc_fabric_core.executors")
+        executors_log.addHandler(handler)
+        executors_log.setLevel(logging.INFO)
+        pythons = {}
+        for item in args.python:
+            model, sep, python = item.partition("=")
+            if not sep or not model or not python:
+                raise InputError("--python", f"expected MODEL=PATH_TO_PYTHON, got {item!r}")
+            pythons[model] = python
+        worker_args = [
+            *(["--model-memory", args.model_memory] if args.model_memory else []),
+            *(["--cpu-tier", args.cpu_tier] if args.cpu_tier else []),
+        ]
+        executor = SubprocessExecutor(store_dir, pythons, device=args.device, worker_args=worker_args)
+    else:
+        from arc_fabric_core.engine import Engine
+        from arc_fabric_core.model_cache import ModelCache
+        from arc_fabric_core.plugins import get_plugins
+        from arc_fabric_core.store import SessionStore
+
+        cache = ModelCache(
+            get_plugins(),
+            budget_bytes=parse_bytes(args.model_memory, "--model-memory") if args.model_memory else None,
+            cpu_tier_bytes=parse_bytes(args.cpu_tier, "--cpu-tier") if args.cpu_tier else 0,
+        )
+        executor = InProcessExecutor(Engine(SessionStore(store_dir), device=args.device, cache=cache))
+    runner = JobRunner(queue, executor=executor)
     count = 0
-    while (job := runner.run_next()) is not None:
-        count += 1
-        print(f"job {job.id}: {job.state.value}{f' ({job.error})' if job.error else ''} session {job.session_id}")
+    try:
+        while (job := runner.run_next()) is not None:
+            count += 1
+            print(f"job {job.id}: {job.state.value}{f' ({job.error})' if job.error else ''} session {job.session_id}")
+    finally:
+        executor.close()
     print(f"{count} jobs run; queue {'paused' if queue.paused else 'empty'}")

@@ -22,7 +22,7 @@ from arc_fabric_core.models import ModelSpec
 ENTRY_POINT_GROUP = "arc_fabric"
 STAGE_HOOKS = ("arc_load", "arc_encode", "arc_schedule", "arc_prepare_latents", "arc_denoise_step", "arc_decode")
 # Stage hooks a model may leave out; some come in pairs (passes need a way between them).
-OPTIONAL_STAGE_HOOKS = {"arc_passes": ("arc_next_pass",)}
+OPTIONAL_STAGE_HOOKS = {"arc_passes": ("arc_next_pass",), "arc_activation_bytes": (), "arc_move": ()}
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ def main() -> None:
         build_mid_checkpoint(folder)
         engine = Engine(SessionStore(Path(tmp) / "store"), device="cpu", checkpoint_every=1, checkpoint_keep=2)
         # The same engine checkpointing only at the last step: splits loop overhead from checkpoint cost.
-        sparse = Engine(engine.store, device="cpu", pool=engine.pool, checkpoint_every=args.steps)
+        sparse = Engine(engine.store, device="cpu", cache=engine.cache, checkpoint_every=args.steps)
         wan = engine.resolve("wan21", "1.3b", str(folder))  # the real-weights loading path
 
         def ours(eng: Engine = engine) -> torch.Tensor:
@@ -85,7 +85,7 @@ def main() -> None:
             return session.latents
 
         def theirs() -> torch.Tensor:
-            ref = reference_pipeline(engine.pool.get(wan, engine.device, "auto"))
+            ref = reference_pipeline(engine.cache.get(wan, engine.device, "auto"))
             return ref(**reference_call_kwargs(params), output_type="latent").frames
 
         assert torch.equal(ours(), theirs()), "engine and pipeline disagree"  # also a warm-up

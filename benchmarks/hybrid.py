@@ -77,7 +77,7 @@ def main() -> None:
         refs = {"small": engine.resolve("wan21", "tiny"), "large": engine.resolve("wan21", "tiny-14b")}
         for size, ref in refs.items():
             start = time.perf_counter()
-            engine.pool.adopt(ref, engine.device, engine.dtype, build_components(preset, preset[size]))
+            engine.cache.adopt(ref, engine.device, engine.dtype, build_components(preset, preset[size]))
             print(f"built {size} in {time.perf_counter() - start:.1f}s")
         params = dict(prompt="a lighthouse in a storm", negative_prompt="blurry", steps=args.steps, guidance=5.0)
         params.update(preset["params"])

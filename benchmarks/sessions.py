@@ -70,10 +70,10 @@ def main() -> None:
         plugins = plugins_with_wan()
         store = SessionStore(Path(tmp) / "store")
         engine = Engine(store, plugins=plugins, device=preset["device"])
-        bare = Engine(store, plugins=plugins, device=preset["device"], pool=engine.pool, checkpoint_every=0)
+        bare = Engine(store, plugins=plugins, device=preset["device"], cache=engine.cache, checkpoint_every=0)
         ref = engine.resolve("wan21", "tiny")  # the variant's name; the components are the preset's
         start = time.perf_counter()
-        engine.pool.adopt(ref, engine.device, engine.dtype, build_components(preset))
+        engine.cache.adopt(ref, engine.device, engine.dtype, build_components(preset))
         print(f"built {args.preset} in {time.perf_counter() - start:.1f}s")
         params = dict(prompt="a lighthouse in a storm", negative_prompt="blurry", steps=args.steps, guidance=5.0)
         params.update(preset["params"])

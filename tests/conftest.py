@@ -29,3 +29,18 @@ def toy_engine(tmp_path: Path, toy_plugins):
     from arc_fabric_core.store import SessionStore
 
     return Engine(SessionStore(tmp_path / "store"), plugins=toy_plugins, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def toy_env(tmp_path_factory: pytest.TempPathFactory):
+    """The toy plugin in its own venv, layered on a base venv holding torch: the real
+    per-plugin setup, built once per session (about three minutes; the base is ~5.5 GB, so
+    it is deleted when the session ends)."""
+    import shutil
+
+    from arc_fabric_core.envs import create_env, ensure_base
+
+    root = tmp_path_factory.mktemp("envs")
+    ensure_base(root)
+    yield create_env("toy", root=root)
+    shutil.rmtree(root, ignore_errors=True)

@@ -52,7 +52,7 @@ def test_run_until_out_of_range_is_refused(toy_engine: Engine) -> None:
     session = toy_engine.create("toy", PARAMS)
     with pytest.raises(InputError, match="until"):
         toy_engine.run(session, until=6)
-    assert toy_engine.pool.loads == 0
+    assert toy_engine.cache.loads == 0
 
 
 @pytest.mark.parametrize(

@@ -198,7 +198,7 @@ def test_incompatible_stages_are_refused_before_any_compute(engine: Engine) -> N
         engine.create("toy", PARAMS, hybrid=spec)
     assert info.value.field == "schedule.stages"
     assert "other-vae 4ch" in info.value.message and "rgb 3ch" in info.value.message
-    assert engine.pool.loads == 0 and engine.store.list_ids() == []
+    assert engine.cache.loads == 0 and engine.store.list_ids() == []
 
 
 def test_stage_guidance_is_checked() -> None:

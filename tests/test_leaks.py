@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from arc_fabric_core.hookspecs import hookimpl
-from arc_fabric_core.model_pool import ModelPool
+from arc_fabric_core.model_cache import ModelCache
 from arc_fabric_core.models import LatentSpace, ModelSpec, VariantSpec
 from arc_fabric_core.params import GenerationParams
 from arc_fabric_core.plugins import Plugins
@@ -51,16 +51,16 @@ class Ballast:
 def test_fifty_load_release_cycles_leave_memory_flat() -> None:
     plugins = Plugins(load_entrypoints=False)
     plugins.register(Ballast(), name="ballast")
-    pool = ModelPool(plugins)
+    cache = ModelCache(plugins)
     ref = plugins.model("ballast").resolve("default", None)
     cpu = torch.device("cpu")
 
     def cycle() -> weakref.ref:
-        components = pool.get(ref, cpu, "auto")
-        assert pool.warm_bytes() == BALLAST
+        components = cache.get(ref, cpu, "auto")
+        assert cache.warm_bytes() == BALLAST
         alive = weakref.ref(components["weights"])
         del components
-        pool.release(ref, cpu, "auto")
+        cache.release(ref, cpu, "auto")
         return alive
 
     for _ in range(3):  # allocator warm-up
@@ -71,5 +71,46 @@ def test_fifty_load_release_cycles_leave_memory_flat() -> None:
     gc.collect()
     grown = rss() - before
     assert all(r() is None for r in released), "a released model is still referenced"
-    assert pool.warm_bytes() == 0 and pool.loads == 53
+    assert cache.warm_bytes() == 0 and cache.loads == 53
     assert grown < 2 * BALLAST, f"RSS grew {grown / 2**20:.0f} MiB over 50 cycles"
+
+
+class DeviceBallast(Ballast):
+    """The ballast on the device the cache places it on."""
+
+    @hookimpl
+    def arc_load(self, device):
+        return {"weights": torch.ones(BALLAST // 4, device=device)}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_fifty_load_evict_cycles_leave_gpu_memory_flat() -> None:
+    """On a GPU, through NVML: every eviction gives the model's memory back to the device
+    (the cache checks the provider's numbers after each), and 50 cycles leave both
+    torch's allocator and NVML's count where they started."""
+    from arc_fabric_core.devices import NvmlProvider
+
+    plugins = Plugins(load_entrypoints=False)
+    plugins.register(DeviceBallast(), name="ballast")
+    provider = NvmlProvider()
+    cache = ModelCache(plugins, provider=provider)
+    unconfirmed: list[str] = []
+    cache.subscribe(lambda e: unconfirmed.append(e.label) if e.kind == "release-unconfirmed" else None)
+    ref = plugins.model("ballast").resolve("default", None)
+
+    def nvml_used() -> int:
+        return next(d.memory_used for d in provider.devices() if d.id == "cuda:0")
+
+    def cycle() -> None:
+        cache.get(ref, "cuda:0")
+        assert cache.placement_of(ref) == "cuda:0"
+        cache.evict(ref)
+
+    for _ in range(3):  # CUDA context and allocator warm-up
+        cycle()
+    allocated, used = torch.cuda.memory_allocated(), nvml_used()
+    for _ in range(50):
+        cycle()
+    assert torch.cuda.memory_allocated() == allocated
+    assert nvml_used() - used < BALLAST, f"NVML: {(nvml_used() - used) / 2**20:.0f} MiB more in use"
+    assert unconfirmed == [] and cache.loads == 53

@@ -138,7 +138,7 @@ def test_bad_fork_is_refused_before_anything_changes(
         toy_engine.fork(parent, step=step, overrides=overrides)
     assert info.value.field == field and message in str(info.value)
     assert snapshot(toy_engine) == before
-    assert toy_engine.pool.loads == 1  # only the parent's run loaded the model
+    assert toy_engine.cache.loads == 1  # only the parent's run loaded the model
 
 
 def test_fork_needs_a_checkpoint_at_its_step(tmp_path: Path, toy_plugins) -> None:

@@ -14,7 +14,7 @@ import torch
 
 from arc_fabric_core.engine import Engine
 from arc_fabric_core.errors import InputError
-from arc_fabric_core.model_pool import ModelPool
+from arc_fabric_core.model_cache import ModelCache
 from arc_fabric_core.plugins import Plugins, get_plugins
 from arc_fabric_core.store import SessionStore
 
@@ -37,13 +37,13 @@ class PluginConformance:
         return get_plugins()
 
     @pytest.fixture(scope="class")
-    def pool(self, plugins: Plugins) -> ModelPool:
-        # One pool per class: the model loads once for the whole suite.
-        return ModelPool(plugins)
+    def cache(self, plugins: Plugins) -> ModelCache:
+        # One cache per class: the model loads once for the whole suite.
+        return ModelCache(plugins)
 
     @pytest.fixture
-    def engine(self, tmp_path: Path, plugins: Plugins, pool: ModelPool) -> Engine:
-        return Engine(SessionStore(tmp_path / "store"), plugins=plugins, device="cpu", pool=pool)
+    def engine(self, tmp_path: Path, plugins: Plugins, cache: ModelCache) -> Engine:
+        return Engine(SessionStore(tmp_path / "store"), plugins=plugins, device="cpu", cache=cache)
 
     def _run(self, engine: Engine, **overrides: Any) -> torch.Tensor:
         session = engine.create(self.model, {**self.params, **overrides}, variant=self.variant)
@@ -81,10 +81,10 @@ class PluginConformance:
         assert tuple(frames.shape) == (p.num_frames, p.height, p.width, 3)
         assert frames.min() >= 0 and frames.max() <= 1
 
-    def test_store_round_trip(self, engine: Engine, plugins: Plugins, pool: ModelPool) -> None:
+    def test_store_round_trip(self, engine: Engine, plugins: Plugins, cache: ModelCache) -> None:
         session = engine.create(self.model, self.params, variant=self.variant)
         engine.run(session)
-        reopened = Engine(engine.store, plugins=plugins, device="cpu", pool=pool).open(session.id)
+        reopened = Engine(engine.store, plugins=plugins, device="cpu", cache=cache).open(session.id)
         assert reopened.doc.model_dump() == session.doc.model_dump()
         assert reopened.params == session.params
         assert torch.equal(engine.final_latents(reopened), session.latents)
@@ -93,7 +93,7 @@ class PluginConformance:
         for key, value in cond.items():
             assert torch.equal(value, session.conditioning[key].cpu())
 
-    def test_resume_equals_uninterrupted(self, engine: Engine, plugins: Plugins, pool: ModelPool) -> None:
+    def test_resume_equals_uninterrupted(self, engine: Engine, plugins: Plugins, cache: ModelCache) -> None:
         full = self._run(engine)
         steps = engine.create(self.model, self.params, variant=self.variant).params.steps
         assert steps >= 2, "conformance params need at least 2 steps"
@@ -102,7 +102,7 @@ class PluginConformance:
             engine.run(partial, until=k)
             assert partial.doc.status == "paused" and partial.doc.step_index == k
             # A new engine knows nothing but the store, as after a crash.
-            fresh = Engine(engine.store, plugins=plugins, device="cpu", pool=pool)
+            fresh = Engine(engine.store, plugins=plugins, device="cpu", cache=cache)
             resumed = fresh.resume(partial.id)
             assert resumed.doc.status == "completed"
             assert torch.equal(fresh.final_latents(resumed), full), f"resume at step {k} differs"
@@ -147,7 +147,7 @@ class PluginConformance:
         assert not torch.equal(after[..., :half], before[..., :half]), "inside the mask the edit must change it"
 
     def test_bad_input(self, engine: Engine) -> None:
-        loads = engine.pool.loads
+        loads = engine.cache.loads
         before = engine.store.list_ids()
         for overrides, field in self.bad_params:
             with pytest.raises(InputError) as info:
@@ -159,5 +159,5 @@ class PluginConformance:
         assert info.value.field == "no_such_parameter"
         with pytest.raises(InputError):
             engine.create("no-such-model", self.params)
-        assert engine.pool.loads == loads, "bad input must be refused before any model loads"
+        assert engine.cache.loads == loads, "bad input must be refused before any model loads"
         assert engine.store.list_ids() == before, "bad input must not create a session"

@@ -401,3 +401,22 @@ def plugins_with_ltx() -> Any:
         plugins = Plugins(load_entrypoints=False)
         plugins.register(sys.modules[__name__], name="ltx")
     return plugins
+
+
+# Transformer width and feed-forward width of each published size.
+_WIDTHS = {"2b": (2048, 8192), "13b": (4096, 16384)}
+
+
+@hookimpl
+def arc_activation_bytes(model: ModelRef, params: LTXParams) -> int:
+    """Peak memory beside the weights: the larger of one transformer call (bf16, the
+    batch of CFG's two halves; feed-forward hidden layer and q/k/v/o over every token)
+    and the VAE decode (bf16 features of every frame at full resolution, 64 channels in
+    the last up block, input and output alive)."""
+    size = "13b" if "13b" in model.variant.name else "2b"
+    dim, ffn = _WIDTHS[size]
+    tokens = ((params.num_frames - 1) // 8 + 1) * (params.height // 32) * (params.width // 32)
+    batch = 2 if params.guidance > 1.0 else 1
+    transformer = batch * tokens * (ffn + 4 * dim) * 2
+    vae = params.num_frames * params.height * params.width * 64 * 2 * 2
+    return max(transformer, vae)

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUD
 def test_single_pass_equals_ltx_condition_pipeline_on_cuda(tmp_path: Path, small: dict) -> None:
     engine = Engine(SessionStore(tmp_path), plugins=plugins_with_ltx(), device="cuda")
     session = engine.run(engine.create("ltx", {**small, "guidance": 3.0, "guidance_rescale": 0.5}, variant="tiny"))
-    components = engine.pool.get(session.ref, engine.device, "auto")
+    components = engine.cache.get(session.ref, engine.device, "auto")
     assert components.transformer.dtype == torch.bfloat16 and components.pipe.vae.dtype == torch.float32
     theirs = reference_pipeline(components)(**reference_call_kwargs(session.params), output_type="latent").frames
     assert torch.equal(engine.final_latents(session), theirs.cpu())
@@ -33,11 +33,11 @@ def test_multiscale_equals_the_recipe_and_resumes_exactly_on_cuda(tmp_path: Path
     params = {**small, "multiscale": True, "timestep_schedule": "distilled", "timesteps": None}
     engine = Engine(SessionStore(tmp_path), plugins=plugins_with_ltx(), device="cuda")
     full = engine.run(engine.create("ltx", params, variant="tiny"))
-    components = engine.pool.get(full.ref, engine.device, "auto")
+    components = engine.cache.get(full.ref, engine.device, "auto")
     expected = engine.final_latents(full)
     assert torch.equal(expected, reference_multiscale(components, full.params).cpu())
     partial = engine.create("ltx", params, variant="tiny")
     engine.run(partial, until=7)
-    fresh = Engine(engine.store, plugins=engine.plugins, device="cuda", pool=engine.pool)
+    fresh = Engine(engine.store, plugins=engine.plugins, device="cuda", cache=engine.cache)
     assert torch.equal(fresh.final_latents(fresh.resume(partial.id)), expected)
     assert engine.decode(full).shape == (9, 64, 96, 3)

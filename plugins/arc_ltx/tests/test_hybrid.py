@@ -11,22 +11,22 @@ import torch
 
 from arc_fabric_core.engine import Engine
 from arc_fabric_core.hybrid import HybridSpec
-from arc_fabric_core.model_pool import ModelPool
+from arc_fabric_core.model_cache import ModelCache
 from arc_fabric_core.plugins import get_plugins
 from arc_fabric_core.store import SessionStore
 from arc_ltx.reference import reference_call_kwargs, reference_multiscale, reference_pipeline
 
 
 @pytest.fixture(scope="module")
-def pool() -> ModelPool:
-    return ModelPool(get_plugins())
+def cache() -> ModelCache:
+    return ModelCache(get_plugins())
 
 
 @pytest.fixture
-def engine(tmp_path: Path, pool: ModelPool, monkeypatch: pytest.MonkeyPatch) -> Engine:
+def engine(tmp_path: Path, cache: ModelCache, monkeypatch: pytest.MonkeyPatch) -> Engine:
     for size in ("2B", "13B"):
         monkeypatch.delenv(f"ARC_LTX_{size}_DISTILLED_WEIGHTS", raising=False)
-    return Engine(SessionStore(tmp_path / "store"), device="cpu", pool=pool)
+    return Engine(SessionStore(tmp_path / "store"), device="cpu", cache=cache)
 
 
 def two_b_then_13b(boundary: float, unit: str = "fraction") -> HybridSpec:
@@ -45,7 +45,7 @@ def test_single_pass_hand_off_equals_a_transformer_swap(engine: Engine, small: d
     assert all(st.stand_in for st in session.stages)
     engine.run(session)
     ours = engine.final_latents(session)
-    small_model, large_model = (engine.pool.get(st.ref, engine.device, "auto") for st in session.stages)
+    small_model, large_model = (engine.cache.get(st.ref, engine.device, "auto") for st in session.stages)
     ref = reference_pipeline(small_model)
 
     def swap(pipe: object, i: int, t: torch.Tensor, kwargs: dict) -> dict:
@@ -67,6 +67,6 @@ def test_multiscale_2b_first_pass_13b_refines(engine: Engine, small: dict) -> No
     session = engine.create("ltx", params, hybrid=two_b_then_13b(7, unit="step"))
     engine.run(session)
     assert session.doc.passes == [7, 3]
-    small_model, large_model = (engine.pool.get(st.ref, engine.device, "auto") for st in session.stages)
+    small_model, large_model = (engine.cache.get(st.ref, engine.device, "auto") for st in session.stages)
     theirs = reference_multiscale(small_model, session.params, components_2=large_model)
     assert torch.equal(engine.final_latents(session), theirs)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from arc_fabric_core.engine import Engine, Session
-from arc_fabric_core.model_pool import ModelPool
+from arc_fabric_core.model_cache import ModelCache
 from arc_fabric_core.plugins import get_plugins
 from arc_fabric_core.store import SessionStore
 from arc_ltx.reference import (
@@ -23,13 +23,13 @@ from arc_ltx.reference import (
 
 
 @pytest.fixture(scope="module")
-def pool() -> ModelPool:
-    return ModelPool(get_plugins())
+def cache() -> ModelCache:
+    return ModelCache(get_plugins())
 
 
 @pytest.fixture
-def engine(tmp_path: Path, pool: ModelPool) -> Engine:
-    return Engine(SessionStore(tmp_path / "store"), device="cpu", pool=pool)
+def engine(tmp_path: Path, cache: ModelCache) -> Engine:
+    return Engine(SessionStore(tmp_path / "store"), device="cpu", cache=cache)
 
 
 def run_ours(engine: Engine, params: dict, variant: str = "tiny") -> Session:
@@ -39,7 +39,7 @@ def run_ours(engine: Engine, params: dict, variant: str = "tiny") -> Session:
 
 
 def components(engine: Engine, session: Session) -> object:
-    return engine.pool.get(session.ref, engine.device, "auto")
+    return engine.cache.get(session.ref, engine.device, "auto")
 
 
 @pytest.mark.parametrize(
@@ -136,7 +136,7 @@ def test_multiscale_stops_at_the_pass_boundary_and_previews_it(engine: Engine, s
     assert frames.shape == (p.num_frames, p.height, p.width, 3)
     assert torch.equal(frames, resized.permute(0, 2, 3, 1))
     # Resumed from the boundary (upsample + re-noise again), it ends where the recipe does.
-    fresh = Engine(engine.store, device="cpu", pool=engine.pool)
+    fresh = Engine(engine.store, device="cpu", cache=engine.cache)
     resumed = fresh.resume(session.id)
     assert resumed.doc.status == "completed"
     assert torch.equal(fresh.final_latents(resumed), reference_multiscale(comps, p))
@@ -149,7 +149,7 @@ def test_multiscale_resume_equals_uninterrupted(engine: Engine, small: dict, unt
     full = engine.final_latents(run_ours(engine, params))
     partial = engine.create("ltx", params, variant="tiny")
     engine.run(partial, until=until)
-    resumed = Engine(engine.store, device="cpu", pool=engine.pool).resume(partial.id)
+    resumed = Engine(engine.store, device="cpu", cache=engine.cache).resume(partial.id)
     assert torch.equal(engine.final_latents(resumed), full), f"resume at step {until} differs"
 
 

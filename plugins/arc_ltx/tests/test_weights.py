@@ -75,7 +75,7 @@ def test_incomplete_checkpoint_is_refused_before_loading(
         engine.create("ltx", small, variant="2b-distilled", weights=str(real_folder))
     assert info.value.field == "model.weights"
     assert missing in str(info.value) and "model.variant=tiny" in str(info.value)
-    assert engine.pool.loads == 0
+    assert engine.cache.loads == 0
 
 
 def test_missing_weights_name_the_variable_and_the_tiny_variant(engine: Engine, small: dict) -> None:
@@ -91,7 +91,7 @@ def test_multiscale_without_an_upsampler_is_refused_before_any_compute(
     message = str(info.value)
     assert info.value.field == "model.weights"
     assert "ARC_LTX_UPSAMPLER_WEIGHTS" in message and f"{real_folder}/latent_upsampler/" in message
-    assert engine.pool.loads == 0 and engine.store.list_ids() == []
+    assert engine.cache.loads == 0 and engine.store.list_ids() == []
     # One pass needs no upsampler.
     engine.create("ltx", small, variant="2b-distilled", weights=str(real_folder))
 
@@ -104,7 +104,7 @@ def test_upsampler_variable_pointing_at_nothing_is_refused(
     monkeypatch.setenv("ARC_LTX_UPSAMPLER_WEIGHTS", str(empty))
     with pytest.raises(WeightsError, match=r"holds no latent upsampler \(no config.json\)"):
         engine.create("ltx", {**small, **MULTISCALE}, variant="2b-distilled", weights=str(real_folder))
-    assert engine.pool.loads == 0
+    assert engine.cache.loads == 0
 
 
 @pytest.mark.multiscale
@@ -142,7 +142,7 @@ def test_tiny_checkpoints_are_built_once_and_reused(tiny_folder: Path, tiny_upsa
 
 
 def test_tiny_13b_shares_everything_but_the_transformer(engine: Engine) -> None:
-    tiny, large = (engine.pool.get(engine.resolve("ltx", v), engine.device, "auto") for v in ("tiny", "tiny-13b"))
+    tiny, large = (engine.cache.get(engine.resolve("ltx", v), engine.device, "auto") for v in ("tiny", "tiny-13b"))
     for name in ("vae", "text_encoder"):
         a, b = getattr(tiny.pipe, name).state_dict(), getattr(large.pipe, name).state_dict()
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name

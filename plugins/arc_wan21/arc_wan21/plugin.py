@@ -161,3 +161,21 @@ def plugins_with_wan() -> Any:
         plugins = Plugins(load_entrypoints=False)
         plugins.register(sys.modules[__name__], name="wan21")
     return plugins
+
+
+# Transformer width and feed-forward width of each published size (tiny variants run at a
+# fraction of these; their margin hardly matters).
+_WIDTHS = {"1.3b": (1536, 8960), "14b": (5120, 13824)}
+
+
+@hookimpl
+def arc_activation_bytes(model: ModelRef, params: WanParams) -> int:
+    """Peak memory beside the weights: the larger of one transformer call (bf16; the
+    feed-forward's hidden layer and q/k/v/o over every token, cond and uncond run one
+    after the other) and the VAE decode (fp32 features of a 4-frame causal chunk at full
+    resolution, input, output and residual alive)."""
+    dim, ffn = _WIDTHS.get(model.variant.name, _WIDTHS["14b" if model.variant.name == TINY_LARGE else "1.3b"])
+    tokens = ((params.num_frames - 1) // 4 + 1) * (params.height // 16) * (params.width // 16)
+    transformer = tokens * (ffn + 4 * dim) * 2
+    vae = 4 * params.height * params.width * 96 * 4 * 3
+    return max(transformer, vae)

@@ -25,7 +25,7 @@ def test_resume_fork_and_masked_edit_are_exact_on_cuda(tmp_path: Path, small: di
 
     partial = engine.create("wan21", params, variant="tiny")
     engine.run(partial, until=3)
-    fresh = Engine(engine.store, plugins=engine.plugins, device="cuda", pool=engine.pool)
+    fresh = Engine(engine.store, plugins=engine.plugins, device="cuda", cache=engine.cache)
     assert torch.equal(fresh.final_latents(fresh.resume(partial.id)), expected)
 
     fork = engine.run(engine.fork(full.id, step=2))
@@ -48,7 +48,7 @@ def test_hybrid_is_exact_on_cuda(tmp_path: Path, small: dict) -> None:
 
     two = HybridSpec(stages=[{"variant": "tiny"}, {"variant": "tiny-14b"}], boundary=0.9, unit="timestep")
     session = engine.run(engine.create("wan21", params, hybrid=two))
-    small_model, large_model = (engine.pool.get(st.ref, engine.device, "auto") for st in session.stages)
+    small_model, large_model = (engine.cache.get(st.ref, engine.device, "auto") for st in session.stages)
     ref = reference_two_stage(small_model, large_model, boundary_ratio=0.9)
     theirs = ref(**reference_call_kwargs(params), output_type="latent").frames
     assert torch.equal(engine.final_latents(session), theirs.cpu())

@@ -12,7 +12,7 @@ import torch
 from arc_fabric_core.engine import Engine
 from arc_fabric_core.errors import InputError
 from arc_fabric_core.hybrid import HybridSpec
-from arc_fabric_core.model_pool import ModelPool
+from arc_fabric_core.model_cache import ModelCache
 from arc_fabric_core.plugins import get_plugins
 from arc_fabric_core.store import SessionStore
 from arc_wan21.reference import reference_call_kwargs, reference_two_stage
@@ -25,13 +25,13 @@ def hybrid(variants: list[str], boundaries: list[float], unit: str = "fraction",
 
 
 @pytest.fixture(scope="module")
-def pool() -> ModelPool:
-    return ModelPool(get_plugins())
+def cache() -> ModelCache:
+    return ModelCache(get_plugins())
 
 
 @pytest.fixture
-def engine(tmp_path: Path, pool: ModelPool) -> Engine:
-    return Engine(SessionStore(tmp_path / "store"), device="cpu", pool=pool)
+def engine(tmp_path: Path, cache: ModelCache) -> Engine:
+    return Engine(SessionStore(tmp_path / "store"), device="cpu", cache=cache)
 
 
 def run(engine: Engine, params: dict, spec: HybridSpec | None = None, variant: str = "tiny") -> torch.Tensor:
@@ -63,8 +63,8 @@ def test_timestep_boundary_equals_wan_pipeline_with_transformer_2(engine: Engine
     ours = engine.final_latents(session)
     ends = [st.end for st in session.stages]
     assert 0 < ends[0] < 6 and ends[1] == 6, ends  # both experts really ran
-    small_model = engine.pool.get(session.stages[0].ref, engine.device, "auto")
-    large_model = engine.pool.get(session.stages[1].ref, engine.device, "auto")
+    small_model = engine.cache.get(session.stages[0].ref, engine.device, "auto")
+    large_model = engine.cache.get(session.stages[1].ref, engine.device, "auto")
     ref = reference_two_stage(small_model, large_model, boundary_ratio=boundary)
     theirs = ref(**reference_call_kwargs(params), output_type="latent").frames
     assert torch.equal(ours, theirs), (ours - theirs).abs().max()
@@ -79,20 +79,20 @@ def test_stage_guidance_equals_guidance_scale_2(engine: Engine, small: dict) -> 
     )
     session = engine.create("wan21", params, hybrid=spec)
     engine.run(session)
-    small_model = engine.pool.get(session.stages[0].ref, engine.device, "auto")
-    large_model = engine.pool.get(session.stages[1].ref, engine.device, "auto")
+    small_model = engine.cache.get(session.stages[0].ref, engine.device, "auto")
+    large_model = engine.cache.get(session.stages[1].ref, engine.device, "auto")
     ref = reference_two_stage(small_model, large_model, boundary_ratio=0.9)
     theirs = ref(**reference_call_kwargs(params), guidance_scale_2=2.0, output_type="latent").frames
     assert torch.equal(engine.final_latents(session), theirs)
 
 
-def test_resume_across_the_hand_off(tmp_path: Path, pool: ModelPool, engine: Engine, small: dict) -> None:
+def test_resume_across_the_hand_off(tmp_path: Path, cache: ModelCache, engine: Engine, small: dict) -> None:
     spec = hybrid(["tiny", "tiny-14b"], [0.5])
     full = run(engine, small, spec)
     for until in (1, 2, 3):  # before, at and after the hand-off at step 2
         partial = engine.create("wan21", small, hybrid=spec)
         engine.run(partial, until=until)
-        fresh = Engine(engine.store, device="cpu", pool=ModelPool(get_plugins()))  # as after a crash
+        fresh = Engine(engine.store, device="cpu", cache=ModelCache(get_plugins()))  # as after a crash
         resumed = fresh.resume(partial.id)
         assert torch.equal(fresh.final_latents(resumed), full), f"resume at step {until} differs"
 
@@ -118,8 +118,8 @@ def test_fork_may_not_rewrite_history(engine: Engine, small: dict) -> None:
         engine.fork(parent.id, step=3, hybrid=hybrid(["tiny", "tiny-14b"], [1], unit="step"))
 
 
-def test_hand_off_checkpoints_survive_checkpoint_every(tmp_path: Path, pool: ModelPool, small: dict) -> None:
-    engine = Engine(SessionStore(tmp_path / "s"), device="cpu", pool=pool, checkpoint_every=3, checkpoint_keep=1)
+def test_hand_off_checkpoints_survive_checkpoint_every(tmp_path: Path, cache: ModelCache, small: dict) -> None:
+    engine = Engine(SessionStore(tmp_path / "s"), device="cpu", cache=cache, checkpoint_every=3, checkpoint_keep=1)
     session = engine.create("wan21", {**small, "steps": 8}, hybrid=hybrid(["tiny", "tiny-14b"], [0.25]))
     engine.run(session)
     # The first step and the hand-off at 2 are kept whatever checkpoint_keep says; 3 and 6 are not.
@@ -145,18 +145,18 @@ def test_memory_policy_releases_the_first_model_before_the_second_loads(tmp_path
     )
     sizes = [sum(folder_bytes(d).values()) for d in (small_dir, large_dir)]
 
-    roomy = ModelPool(get_plugins())  # no budget: both stay warm
-    Engine(SessionStore(tmp_path / "a"), device="cpu", pool=roomy).run(
-        Engine(SessionStore(tmp_path / "a"), device="cpu", pool=roomy).create("wan21", small, hybrid=spec)
+    roomy = ModelCache(get_plugins())  # no budget: both stay warm
+    Engine(SessionStore(tmp_path / "a"), device="cpu", cache=roomy).run(
+        Engine(SessionStore(tmp_path / "a"), device="cpu", cache=roomy).create("wan21", small, hybrid=spec)
     )
     assert roomy.events == [("load", "wan21/1.3b"), ("load", "wan21/14b")]
     assert roomy.warm_labels() == ["wan21/1.3b", "wan21/14b"]
 
-    tight = ModelPool(get_plugins(), budget_bytes=max(sizes) + min(sizes) // 2)  # one at a time
-    engine = Engine(SessionStore(tmp_path / "b"), device="cpu", pool=tight)
+    tight = ModelCache(get_plugins(), budget_bytes=max(sizes) + min(sizes) // 2)  # one at a time
+    engine = Engine(SessionStore(tmp_path / "b"), device="cpu", cache=tight)
     session = engine.create("wan21", small, hybrid=spec)
     engine.run(session)
-    assert tight.events == [("load", "wan21/1.3b"), ("release", "wan21/1.3b"), ("load", "wan21/14b")]
+    assert tight.events == [("load", "wan21/1.3b"), ("evict", "wan21/1.3b"), ("load", "wan21/14b")]
     assert tight.warm_labels() == ["wan21/14b"] and tight.warm_bytes() <= tight.budget_bytes
     # The same video either way.
     assert torch.equal(engine.final_latents(session), roomy_latents(tmp_path / "a"))
@@ -167,3 +167,33 @@ def roomy_latents(store_dir: Path) -> torch.Tensor:
     (doc,) = store.load_all()
     tensors, _ = store.read_tensors(doc.id, doc.final)
     return tensors["latents"]
+
+
+def test_real_models_on_a_fake_two_gpu_box(tmp_path: Path, small: dict) -> None:
+    """Two real-layout checkpoints on a fake box with one model's room per GPU: each is
+    placed where there is room, the provider counts their real tensors, and an eviction
+    gives all of it back."""
+    from arc_fabric_core.devices import FakeProvider
+    from arc_fabric_core.weights_size import folder_bytes
+
+    folders = {"1.3b": _save_layout(tmp_path / "w13", large=False), "14b": _save_layout(tmp_path / "w14", large=True)}
+    from arc_wan21.plugin import arc_activation_bytes, plugins_with_wan
+
+    plugins = plugins_with_wan()  # also where the plugin is only on the path (a bare GPU image)
+    refs = {v: plugins.model("wan21").resolve(v, str(f)) for v, f in folders.items()}
+    params = plugins.model("wan21").params(**small)
+    margin = max(arc_activation_bytes(model=ref, params=params) for ref in refs.values())
+    weights = max(sum(folder_bytes(f, 4).values()) for f in folders.values())
+    provider = FakeProvider(count=2, memory=weights * 3 // 2 + margin)  # room for one model (and its activations)
+    cache = ModelCache(plugins, provider=provider)
+    engine = Engine(SessionStore(tmp_path / "store"), plugins=plugins, device="auto", dtype="float32", cache=cache)
+    for ref in refs.values():
+        engine.run(engine.create(ref, small))
+    placed = {s.label: s.device for s in cache.states()}
+    assert placed == {"wan21/1.3b": "cuda:0", "wan21/14b": "cuda:1"}
+    used = {d.id: d.memory_used for d in provider.devices()}
+    sizes = {v: cache.state(ref, "float32").bytes for v, ref in refs.items()}
+    assert used == {"cuda:0": sizes["1.3b"], "cuda:1": sizes["14b"]}
+    for ref in refs.values():
+        cache.evict(ref, "float32")
+    assert [d.memory_used for d in provider.devices()] == [0, 0]

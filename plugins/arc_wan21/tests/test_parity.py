@@ -28,7 +28,7 @@ def test_final_latents_equal_wan_pipeline(tmp_path: Path, overrides: dict, small
     params = {**small, **overrides}
     engine, session = run_ours(tmp_path, params)
     ours = engine.final_latents(session)
-    components = engine.pool.get(session.ref, engine.device, "auto")
+    components = engine.cache.get(session.ref, engine.device, "auto")
     ref = reference_pipeline(components, shift=params.get("shift", 5.0))
     theirs = ref(**reference_call_kwargs(params), output_type="latent").frames
     assert ours.shape == theirs.shape
@@ -39,6 +39,6 @@ def test_final_latents_equal_wan_pipeline(tmp_path: Path, overrides: dict, small
 def test_decode_equals_wan_pipeline(tmp_path: Path, small: dict) -> None:
     engine, session = run_ours(tmp_path, small)
     ours = engine.decode(session)
-    ref = reference_pipeline(engine.pool.get(session.ref, engine.device, "auto"))
+    ref = reference_pipeline(engine.cache.get(session.ref, engine.device, "auto"))
     frames = ref(**reference_call_kwargs(small), output_type="pt").frames[0]  # (F, C, H, W)
     assert torch.equal(ours, frames.permute(0, 2, 3, 1).float())

@@ -33,7 +33,7 @@ def test_edit_equals_wan_video_to_video_pipeline(tmp_path: Path, small: dict) ->
     engine.run(edit)
     ours = engine.final_latents(edit.id)
 
-    ref = reference_video2video(engine.pool.get(edit.ref, engine.device, "auto"))
+    ref = reference_video2video(engine.cache.get(edit.ref, engine.device, "auto"))
     x0 = engine.final_latents(parent)
     noise = torch.randn(x0.shape, generator=torch.Generator("cpu").manual_seed(3))
     ref.scheduler.set_timesteps(6)

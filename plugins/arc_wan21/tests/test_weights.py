@@ -52,7 +52,7 @@ def test_incomplete_checkpoint_is_refused_before_loading(
         engine.create("wan21", small, variant="1.3b", weights=str(broken))
     assert info.value.field == "model.weights"
     assert missing in str(info.value) and "model.variant=tiny" in str(info.value)
-    assert engine.pool.loads == 0
+    assert engine.cache.loads == 0
 
 
 def test_missing_weights_names_the_tiny_variant(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, small: dict) -> None:
@@ -79,7 +79,7 @@ def test_checkpoint_size_is_known_before_loading(tiny_folder: Path, tmp_path: Pa
     sizes = folder_bytes(tiny_folder)
     assert set(sizes) == {"transformer", "vae", "text_encoder"}
     engine = Engine(SessionStore(tmp_path), device="cpu")
-    pipe = engine.pool.get(engine.resolve("wan21", "tiny"), engine.device, "auto").pipe
+    pipe = engine.cache.get(engine.resolve("wan21", "tiny"), engine.device, "auto").pipe
     for component in sizes:
         module = getattr(pipe, component)
         # What the checkpoint stores (non-persistent buffers such as RoPE tables come on top).

@@ -1,0 +1,395 @@
+"""Where a job's steps run: here (``inprocess``) or in a worker process per plugin env (``subprocess``).
+
+An executor takes a claimed job and runs it to its end, reporting the session it works
+on as soon as it exists, every step, and whether it finished. Everything it hands back
+is small (ids, step numbers, text): latents stay where the model is, sessions go
+through the shared store. That boundary is what a distributed executor needs too — a
+Ray actor per plugin env (``runtime_env`` naming the env), chosen by session affinity,
+implements the same :class:`Executor` protocol with actor calls instead of sockets; the
+engine and the plugins do not change.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from arc_fabric_core.errors import ArcFabricError, InputError
+
+log = logging.getLogger(__name__)
+
+EXECUTORS = ("inprocess", "subprocess")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a job's run ended (an exception means it failed)."""
+
+    session_id: str
+    done: bool  # the session reached its last step (else it paused: cancelled or ``until``)
+    step: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of a job, as every executor reports it."""
+
+    session_id: str
+    step: int
+    total: int
+    step_seconds: float
+    elapsed_seconds: float
+
+
+class WorkerDied(ArcFabricError):
+    """The worker process running a job exited before the job ended."""
+
+
+class Executor(Protocol):
+    name: str
+
+    def run(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        on_session: Callable[[str], None],
+        stop: Callable[[], bool],
+        listeners: Iterable[Callable[[Progress], None]] = (),
+    ) -> Outcome: ...
+
+    def close(self) -> None: ...
+
+
+def session_for(engine: Any, kind: str, payload: dict[str, Any]) -> Any:
+    """The session a job works on: created, opened, forked or edited as its kind says."""
+    p = payload
+    if kind == "generate":
+        from arc_fabric_core.hybrid import parse_hybrid
+
+        hybrid = parse_hybrid(p["schedule"]) if p.get("schedule") else None
+        variant, weights = p.get("variant", "auto"), p.get("weights")
+        return engine.create(p["model"], p["params"], variant=variant, weights=weights, hybrid=hybrid)
+    if kind == "resume":
+        return engine.open(p["session"])
+    if kind == "fork":
+        return engine.fork(p["session"], p["step"], p.get("overrides"))
+    if kind == "edit":
+        from arc_fabric_core.edit_mask import EditMask
+
+        mask = EditMask(**p["mask"]) if p.get("mask") else None
+        return engine.edit(p["session"], p.get("step"), p.get("strength"), p.get("overrides"), mask)
+    raise InputError("kind", f"unknown job kind {kind!r}")
+
+
+def run_job(
+    engine: Any,
+    kind: str,
+    payload: dict[str, Any],
+    on_session: Callable[[str], None],
+    stop: Callable[[], bool],
+    listeners: Iterable[Callable[[Progress], None]] = (),
+) -> Outcome:
+    """Run one job with ``engine`` (in this process: the in-process executor and the worker both call it)."""
+    session = session_for(engine, kind, payload)
+    on_session(session.id)
+    listeners = list(listeners)
+
+    def relay(event: Any) -> None:
+        progress = Progress(session.id, event.step, event.total, event.step_seconds, event.elapsed_seconds)
+        for listener in listeners:
+            listener(progress)
+
+    session = engine.run(session, until=payload.get("until"), listeners=[relay], stop=stop)
+    return Outcome(session.id, session.done, session.step_index, session.doc.total_steps)
+
+
+class InProcessExecutor:
+    """Jobs run by an engine in this process (the default: CLI and tests)."""
+
+    name = "inprocess"
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def run(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        on_session: Callable[[str], None],
+        stop: Callable[[], bool],
+        listeners: Iterable[Callable[[Progress], None]] = (),
+    ) -> Outcome:
+        return run_job(self.engine, kind, payload, on_session, stop, listeners)
+
+    def close(self) -> None:
+        pass
+
+
+# ---------------------------------------------------------------- the local protocol
+# One JSON object per line over a TCP connection on 127.0.0.1. The orchestrator sends
+# {"op": "hello", "token"}, then {"op": "run", "kind", "payload"} and, while it runs,
+# possibly {"op": "cancel"}; the worker answers with events: {"event": "session"},
+# {"event": "step"}, and one {"event": "done"} or {"event": "error"}.
+
+
+def send(sock: socket.socket, message: dict[str, Any]) -> None:
+    sock.sendall(json.dumps(message).encode() + b"\n")
+
+
+class Lines:
+    """Reads newline-delimited JSON messages from a socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+
+    def read(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """The next message; None at end of stream; TimeoutError when none came in ``timeout``."""
+        while b"\n" not in self.buffer:
+            self.sock.settimeout(timeout)
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                raise
+            except OSError:
+                return None  # reset by a peer that died
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return json.loads(line)
+
+
+@dataclass
+class _Worker:
+    python: str
+    process: subprocess.Popen[bytes]
+    sock: socket.socket
+    lines: Lines
+    info: dict[str, Any]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+class SubprocessExecutor:
+    """Jobs run by worker processes, one per Python environment, started on first use.
+
+    ``pythons`` maps a model name to the interpreter of the env its plugin lives in
+    (``python -m arc_fabric_core env path NAME``); a model not in it runs in the env
+    created for it with ``env create``, else with this interpreter. A worker that dies
+    fails its job with the reason; the next job for that env starts a new one.
+    """
+
+    name = "subprocess"
+
+    def __init__(
+        self,
+        store_dir: str | Path,
+        pythons: Mapping[str, str] | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        start_timeout: float = 300.0,
+        worker_args: Iterable[str] = (),
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.store_dir = Path(store_dir)
+        self.pythons = dict(pythons or {})
+        self.device, self.dtype = device, dtype
+        self.start_timeout = start_timeout
+        self.worker_args = list(worker_args)
+        self.environ = dict(environ or {})  # added to the workers' environment
+        self.workers: dict[str, _Worker] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ which env
+
+    def python_for(self, kind: str, payload: dict[str, Any]) -> str:
+        """The interpreter of the env that runs this job's model."""
+        model = self._model_of(kind, payload)
+        if model in self.pythons:
+            return self.pythons[model]
+        from arc_fabric_core.envs import find_env
+
+        env = find_env(model)
+        return str(env.python) if env is not None else sys.executable
+
+    def _model_of(self, kind: str, payload: dict[str, Any]) -> str:
+        if kind == "generate":
+            return str(payload["model"])
+        from arc_fabric_core.store import SessionStore
+
+        return SessionStore(self.store_dir).load_doc(str(payload["session"])).model.name
+
+    # ------------------------------------------------------------ workers
+
+    def worker(self, python: str) -> _Worker:
+        """The live worker for ``python``, started if there is none (or the last one died)."""
+        with self._lock:
+            current = self.workers.get(python)
+            if current is not None and current.process.poll() is None:
+                return current
+            if current is not None:
+                self._drop(python)
+            worker = self._start(python)
+            self.workers[python] = worker
+            return worker
+
+    def _start(self, python: str) -> _Worker:
+        token = secrets.token_hex(16)
+        command = [
+            python,
+            "-m",
+            "arc_fabric_core.worker",
+            "--store",
+            str(self.store_dir),
+            "--device",
+            self.device,
+            "--dtype",
+            self.dtype,
+            *self.worker_args,
+        ]
+        env = {**os.environ, **self.environ, "ARC_WORKER_TOKEN": token, "PYTHONUNBUFFERED": "1"}
+        log.info("starting a worker: %s", " ".join(command))
+        try:
+            process = subprocess.Popen(command, stdout=subprocess.PIPE, env=env)
+        except OSError as exc:
+            raise WorkerDied(f"cannot start a worker with {python}: {exc}") from None
+        assert process.stdout is not None
+        port = self._read_port(process, python)
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        lines = Lines(sock)
+        send(sock, {"op": "hello", "token": token})
+        info = lines.read(timeout=30)
+        if not info or not info.get("ok"):
+            process.kill()
+            raise WorkerDied(f"the worker of {python} refused the handshake: {info}")
+        log.info("worker %s ready (pid %d, plugins %s)", python, process.pid, ", ".join(info.get("models", [])))
+        return _Worker(python, process, sock, lines, info)
+
+    def _read_port(self, process: subprocess.Popen[bytes], python: str) -> int:
+        """The worker prints ``ARC_WORKER_PORT <port>`` once it listens; anything else is its failure."""
+        result: list[bytes] = []
+        reader = threading.Thread(target=lambda: result.append(process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        reader.join(self.start_timeout)
+        line = result[0].decode(errors="replace").strip() if result else ""
+        if not line.startswith("ARC_WORKER_PORT "):
+            process.kill()
+            code = process.wait(10)
+            raise WorkerDied(
+                f"the worker of {python} did not start ({_exit_reason(code)}); its error is above"
+                if line or code
+                else f"the worker of {python} did not start within {self.start_timeout:.0f}s"
+            )
+        return int(line.split()[1])
+
+    def _drop(self, python: str) -> None:
+        worker = self.workers.pop(python, None)
+        if worker is not None:
+            worker.sock.close()
+            if worker.process.poll() is None:
+                worker.process.kill()
+            worker.process.wait(10)
+
+    # ------------------------------------------------------------ running a job
+
+    def run(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        on_session: Callable[[str], None],
+        stop: Callable[[], bool],
+        listeners: Iterable[Callable[[Progress], None]] = (),
+    ) -> Outcome:
+        python = self.python_for(kind, payload)
+        worker = self.worker(python)
+        listeners = list(listeners)
+        send(worker.sock, {"op": "run", "kind": kind, "payload": payload})
+        cancelled = False
+        session_id = None
+        while True:
+            try:
+                message = worker.lines.read(timeout=0.25)
+            except TimeoutError:
+                if not cancelled and stop():
+                    cancelled = True
+                    send(worker.sock, {"op": "cancel"})
+                continue
+            if message is None:
+                code = self._wait(worker)
+                self._drop(python)
+                where = f" (session {session_id} is at its last checkpoint)" if session_id else ""
+                reason = _exit_reason(code)
+                raise WorkerDied(f"the worker (pid {worker.pid}, {python}) died during the job: {reason}{where}")
+            event = message.get("event")
+            if event == "session":
+                session_id = message["session_id"]
+                on_session(session_id)
+            elif event == "step":
+                progress = Progress(**{k: message[k] for k in Progress.__dataclass_fields__})
+                for listener in listeners:
+                    listener(progress)
+                if not cancelled and stop():
+                    cancelled = True
+                    send(worker.sock, {"op": "cancel"})
+            elif event == "done":
+                return Outcome(message["session_id"], message["done"], message["step"], message["total"])
+            elif event == "error":
+                raise ArcFabricError(message["error"])
+
+    @staticmethod
+    def _wait(worker: _Worker) -> int | None:
+        try:
+            return worker.process.wait(5)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def pids(self) -> dict[str, int]:
+        """Live workers by interpreter (tests and the API read it)."""
+        return {p: w.pid for p, w in self.workers.items() if w.process.poll() is None}
+
+    def close(self) -> None:
+        with self._lock:
+            for python, worker in list(self.workers.items()):
+                try:
+                    send(worker.sock, {"op": "shutdown"})
+                    worker.process.wait(10)
+                except (OSError, subprocess.TimeoutExpired):
+                    pass
+                self._drop(python)
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is None:
+        return "it stopped answering"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " — out of memory (the kernel's OOM killer) or kill -9" if -code == signal.SIGKILL else ""
+        return f"killed by {name}{hint}"
+    return f"exit code {code}"
+
+
+def make_executor(name: str, engine_factory: Callable[[], Any], store_dir: str | Path, **options: Any) -> Executor:
+    """The executor named ``name`` (``inprocess`` or ``subprocess``)."""
+    if name == "inprocess":
+        return InProcessExecutor(engine_factory())
+    if name == "subprocess":
+        return SubprocessExecutor(store_dir, **options)
+    raise InputError("executor", f"unknown executor {name!r}; allowed: {', '.join(EXECUTORS)}")

@@ -1,0 +1,181 @@
+"""Jobs run in worker processes: same latents as in-process, a worker killed mid-job
+fails its job with the reason and leaves the session resumable, the next job gets a new
+worker — and a worker in a venv of its own (only the core and the toy plugin) agrees."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from arc_fabric_core.engine import Engine
+from arc_fabric_core.executors import Lines, SubprocessExecutor, send
+from arc_fabric_core.jobs import JobQueue, JobRunner
+
+TOY = Path(__file__).resolve().parents[1] / "examples" / "arc_toy"
+PARAMS = {"num_frames": 2, "height": 8, "width": 8, "steps": 6, "seed": 5}
+
+
+def executor(store: Path, python: str | None = None) -> SubprocessExecutor:
+    """Workers with this interpreter and the toy plugin from its folder (it is not installed here)."""
+    return SubprocessExecutor(
+        store,
+        {"toy": python} if python else None,
+        device="cpu",
+        worker_args=[] if python else ["--plugin", "arc_toy.plugin"],
+        environ={} if python else {"PYTHONPATH": os.pathsep.join([str(TOY), os.environ.get("PYTHONPATH", "")])},
+    )
+
+
+def in_process(toy_engine: Engine, **params) -> torch.Tensor:
+    session = toy_engine.create("toy", {**PARAMS, **params})
+    toy_engine.run(session)
+    return toy_engine.final_latents(session)
+
+
+@pytest.fixture
+def queue(tmp_path: Path) -> JobQueue:
+    return JobQueue(tmp_path / "jobs.sqlite")
+
+
+def test_a_worker_process_gives_the_latents_of_an_in_process_run(queue: JobQueue, toy_engine: Engine) -> None:
+    work = executor(toy_engine.store.root)
+    try:
+        runner = JobRunner(queue, executor=work)
+        steps: list[int] = []
+        job = queue.submit("generate", {"model": "toy", "params": PARAMS})
+        done = runner.run_next(listeners=[lambda p: steps.append(p.step)])
+        assert done.state == "succeeded", done.error
+        assert steps == [1, 2, 3, 4, 5, 6]
+        assert torch.equal(toy_engine.final_latents(done.session_id), in_process(toy_engine))
+        pid = work.pids()[sys.executable]
+        # The worker stays: a second job reuses it (its models warm).
+        queue.submit("generate", {"model": "toy", "params": {**PARAMS, "seed": 6}})
+        assert runner.run_next().state == "succeeded" and work.pids()[sys.executable] == pid
+        assert job.id == done.id
+    finally:
+        work.close()
+    assert work.pids() == {}
+
+
+def test_a_worker_killed_mid_job_fails_the_job_and_the_session_resumes(queue: JobQueue, toy_engine: Engine) -> None:
+    work = executor(toy_engine.store.root)
+    params = {**PARAMS, "steps": 400}  # long enough that the kill lands mid-run
+    try:
+        runner = JobRunner(queue, executor=work)
+        queue.submit("generate", {"model": "toy", "params": params})
+
+        def kill_at_step_20(progress) -> None:
+            if progress.step == 20:
+                os.kill(work.pids()[sys.executable], signal.SIGKILL)
+
+        failed = runner.run_next(listeners=[kill_at_step_20])
+        assert failed.state == "failed"
+        assert "killed by SIGKILL" in failed.error and f"session {failed.session_id}" in failed.error
+        doc = toy_engine.store.load_doc(failed.session_id)
+        # At its last checkpoint the store recorded, mid-run (the writer trails the loop by a few steps).
+        assert 0 < doc.step_index < 400 and doc.checkpoints
+
+        # The next job gets a fresh worker and succeeds: here, the interrupted session resumed.
+        resumed = queue.requeue(failed.id)
+        assert resumed.kind == "resume"
+        again = runner.run_next()
+        assert again.state == "succeeded", again.error
+        assert torch.equal(toy_engine.final_latents(failed.session_id), in_process(toy_engine, steps=400))
+    finally:
+        work.close()
+
+
+def test_a_job_error_in_the_worker_fails_the_job_and_keeps_the_worker(queue: JobQueue, toy_engine: Engine) -> None:
+    work = executor(toy_engine.store.root)
+    try:
+        runner = JobRunner(queue, executor=work)
+        queue.submit("generate", {"model": "toy", "params": PARAMS})
+        assert runner.run_next().state == "succeeded"
+        pid = work.pids()[sys.executable]
+        queue.submit("generate", {"model": "toy", "params": {**PARAMS, "height": 7}})  # toy wants multiples of 8
+        failed = runner.run_next()
+        assert failed.state == "failed" and "height" in failed.error
+        assert work.pids()[sys.executable] == pid
+    finally:
+        work.close()
+
+
+def test_cancel_reaches_a_job_in_a_worker(queue: JobQueue, toy_engine: Engine) -> None:
+    work = executor(toy_engine.store.root)
+    try:
+        job = queue.submit("generate", {"model": "toy", "params": {**PARAMS, "steps": 400}})
+
+        def cancel(progress) -> None:
+            if progress.step == 2:
+                queue.cancel(job.id)
+
+        done = JobRunner(queue, executor=work).run_next(listeners=[cancel])
+        assert done.state == "cancelled", done.error
+        doc = toy_engine.store.load_doc(done.session_id)
+        assert doc.status == "paused" and 2 <= doc.step_index < 400
+    finally:
+        work.close()
+
+
+def test_a_worker_answers_only_its_orchestrator(tmp_path: Path) -> None:
+    env = {**os.environ, "ARC_WORKER_TOKEN": "right"}
+    command = [sys.executable, "-m", "arc_fabric_core.worker", "--store", str(tmp_path), "--device", "cpu"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, env=env)
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline().split()[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            assert sock.getpeername()[0] == "127.0.0.1"
+            send(sock, {"op": "hello", "token": "wrong"})
+            assert Lines(sock).read(timeout=30) == {"ok": False, "error": "bad token"}
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+@pytest.mark.slow
+def test_a_worker_in_its_own_venv_gives_the_same_latents(queue: JobQueue, toy_engine: Engine, toy_env) -> None:
+    """The real per-plugin setup: a venv with only the core and the toy plugin (torch from
+    the shared base) runs the job; the latents equal this process's."""
+    work = executor(toy_engine.store.root, python=str(toy_env.python))
+    try:
+        queue.submit("generate", {"model": "toy", "params": PARAMS})
+        done = JobRunner(queue, executor=work).run_next()
+        assert done.state == "succeeded", done.error
+        worker = work.workers[str(toy_env.python)]
+        assert worker.info["models"] == ["toy"] and worker.info["python"].startswith(str(toy_env.path))
+        assert torch.equal(toy_engine.final_latents(done.session_id), in_process(toy_engine))
+    finally:
+        work.close()
+
+
+@pytest.mark.slow
+def test_jobs_work_finds_the_plugin_env_by_model_name(tmp_path: Path, toy_engine: Engine, toy_env) -> None:
+    """`jobs work --executor subprocess` from the command line: the toy job goes to the
+    env `env create toy` made (found under $ARC_FABRIC_ENVS by the model's name)."""
+    env = {
+        **os.environ,
+        "ARC_FABRIC_QUEUE": str(tmp_path / "q.sqlite"),
+        "ARC_FABRIC_STORE": str(toy_engine.store.root),
+        "ARC_FABRIC_ENVS": str(toy_env.path.parent),
+    }
+    jobs = [sys.executable, "-m", "arc_fabric_core", "jobs"]
+    items = [f"{k}={v}" for k, v in PARAMS.items()]
+    out = subprocess.run([*jobs, "submit", "generate", "model=toy", *items], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "job 1: queued" in out.stdout
+    work = [*jobs, "work", "--executor", "subprocess", "--device", "cpu"]
+    out = subprocess.run(work, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    queue = JobQueue(tmp_path / "q.sqlite")
+    job = queue.get(1)
+    assert "job 1: succeeded" in out.stdout and "1 jobs run" in out.stdout
+    assert str(toy_env.python) in out.stderr  # the worker was started with the env's interpreter
+    assert torch.equal(toy_engine.final_latents(queue.get(job.id).session_id), in_process(toy_engine))
