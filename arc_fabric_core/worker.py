@@ -57,6 +57,7 @@ class Worker:
         )
         self.engine = Engine(SessionStore(store), plugins=plugins, device=device, dtype=dtype, cache=cache)
         self.cancel = threading.Event()
+        self.busy = False  # a job runs (guarded by the socket's write lock)
 
     def hello(self) -> dict[str, Any]:
         import torch
@@ -90,17 +91,20 @@ class Worker:
             if op == "cancel":
                 self.cancel.set()
             elif op == "run":
-                if job is not None and job.is_alive():
-                    with lock:
+                with lock:
+                    if self.busy:
                         send(conn, {"event": "error", "error": "this worker is already running a job"})
-                    continue
+                        continue
+                    self.busy = True
                 self.cancel.clear()
                 job = threading.Thread(target=self._run, args=(conn, lock, message), daemon=True)
                 job.start()
 
     def _run(self, conn: socket.socket, lock: threading.Lock, message: dict[str, Any]) -> None:
-        def tell(event: dict[str, Any]) -> None:
+        def tell(event: dict[str, Any], last: bool = False) -> None:
             with lock:
+                if last:  # free before the orchestrator hears the end: it may send the next job at once
+                    self.busy = False
                 send(conn, event)
 
         def on_step(p: Progress) -> None:
@@ -117,9 +121,9 @@ class Worker:
             )
         except Exception as exc:
             log.debug("job failed:\n%s", traceback.format_exc())
-            tell({"event": "error", "error": f"{type(exc).__name__}: {exc}"})
+            tell({"event": "error", "error": f"{type(exc).__name__}: {exc}"}, last=True)
             return
-        tell({"event": "done", **outcome.__dict__})
+        tell({"event": "done", **outcome.__dict__}, last=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -179,3 +179,16 @@ def test_jobs_work_finds_the_plugin_env_by_model_name(tmp_path: Path, toy_engine
     assert "job 1: succeeded" in out.stdout and "1 jobs run" in out.stdout
     assert str(toy_env.python) in out.stderr  # the worker was started with the env's interpreter
     assert torch.equal(toy_engine.final_latents(queue.get(job.id).session_id), in_process(toy_engine))
+
+
+def test_back_to_back_jobs_reach_a_free_worker(queue: JobQueue, toy_engine: Engine) -> None:
+    """The next job is sent the moment the last one ends: the worker must already be free."""
+    work = executor(toy_engine.store.root)
+    try:
+        runner = JobRunner(queue, executor=work)
+        for seed in range(12):
+            queue.submit("generate", {"model": "toy", "params": {**PARAMS, "steps": 1, "seed": seed}})
+        done = runner.run_all()
+        assert [j.state for j in done] == ["succeeded"] * 12, [j.error for j in done]
+    finally:
+        work.close()
