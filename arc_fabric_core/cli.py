@@ -5,6 +5,7 @@
     python -m arc_fabric_core sessions ...   # list, show, resume, fork, edit, decode, delete, gc
     python -m arc_fabric_core devices        # GPUs (NVML) or the CPU, with memory, as JSON
     python -m arc_fabric_core jobs ...       # the persisted job queue: submit, list, cancel, work
+    python -m arc_fabric_core serve          # the API and event stream on http://127.0.0.1:8188
     python -m arc_fabric_core env ...        # one venv per plugin, on a shared torch base: create, list, path, remove
 
 Generation runs through Hydra: the primary config is configs/config.yaml, and each
@@ -103,6 +104,11 @@ def main(argv: list[str] | None = None) -> None:
             from arc_fabric_core.jobs_cli import main as jobs_main
 
             jobs_main(argv[1:])
+            return
+        if argv and argv[0] == "serve":
+            from arc_fabric_core.server.serve_cli import main as serve_main
+
+            serve_main(argv[1:])
             return
         if argv and argv[0] == "sessions":
             from arc_fabric_core.sessions_cli import main as sessions_main

@@ -59,6 +59,9 @@ class StepEvent:
     elapsed_seconds: float
     # Where this run started: a resume, fork or edit begins past step 0.
     first_step: int = 0
+    # The loop's latents after this step (a live tensor: read it in the listener, do not
+    # keep or change it) — what live previews are drawn from.
+    latents: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     @property
     def eta_seconds(self) -> float:
@@ -897,6 +900,7 @@ class Engine:
                 step_seconds=now - t0,
                 elapsed_seconds=now - started,
                 first_step=done_before,
+                latents=session.latents,
             )
             for listener in listeners:
                 listener(event)

@@ -51,6 +51,8 @@ class Progress:
     total: int
     step_seconds: float
     elapsed_seconds: float
+    first_step: int = 0  # where this run started (a resume starts mid-way): for ETAs
+    preview: str | None = None  # a JPEG data URL of the latents (arc_fabric_core.previews), when asked for
 
 
 class WorkerDied(ArcFabricError):
@@ -100,19 +102,46 @@ def run_job(
     on_session: Callable[[str], None],
     stop: Callable[[], bool],
     listeners: Iterable[Callable[[Progress], None]] = (),
+    previews: bool = False,
+    video: bool = False,
 ) -> Outcome:
-    """Run one job with ``engine`` (in this process: the in-process executor and the worker both call it)."""
+    """Run one job with ``engine`` (in this process: the in-process executor and the
+    worker both call it); with ``previews`` every step's progress carries a preview JPEG;
+    with ``video`` a finished session is decoded to its ``video.mp4`` before the job ends,
+    where the model is (a client that sees the job succeed finds the video)."""
     session = session_for(engine, kind, payload)
     on_session(session.id)
     listeners = list(listeners)
 
     def relay(event: Any) -> None:
-        progress = Progress(session.id, event.step, event.total, event.step_seconds, event.elapsed_seconds)
+        preview = None
+        if previews and event.latents is not None:
+            from arc_fabric_core.previews import data_url, preview_jpeg
+
+            # Upscaled by the VAE's spatial compression: the preview has the video's size.
+            preview = data_url(preview_jpeg(event.latents, scale=session.ref.latent_space.spatial_compression))
+        progress = Progress(
+            session.id, event.step, event.total, event.step_seconds, event.elapsed_seconds, event.first_step, preview
+        )
         for listener in listeners:
             listener(progress)
 
     session = engine.run(session, until=payload.get("until"), listeners=[relay], stop=stop)
+    if session.done and video:
+        try:
+            write_session_video(engine, session)
+        except Exception as exc:  # the session is done and stored: a missing video must not fail the job
+            log.warning("session %s: no video (%s: %s)", session.id, type(exc).__name__, exc)
     return Outcome(session.id, session.done, session.step_index, session.doc.total_steps)
+
+
+def write_session_video(engine: Any, session: Any) -> Path:
+    """Decode a finished session to ``video.mp4`` in its store folder (where the server serves it from)."""
+    from arc_fabric_core.video import write_mp4
+
+    path = engine.store.session_dir(session.id) / "video.mp4"
+    write_mp4(engine.decode(session), path, fps=session.params.fps)
+    return path
 
 
 class InProcessExecutor:
@@ -120,8 +149,10 @@ class InProcessExecutor:
 
     name = "inprocess"
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Any, previews: bool = False, videos: bool = False) -> None:
         self.engine = engine
+        self.previews = previews
+        self.videos = videos
 
     def run(
         self,
@@ -131,7 +162,7 @@ class InProcessExecutor:
         stop: Callable[[], bool],
         listeners: Iterable[Callable[[Progress], None]] = (),
     ) -> Outcome:
-        return run_job(self.engine, kind, payload, on_session, stop, listeners)
+        return run_job(self.engine, kind, payload, on_session, stop, listeners, self.previews, self.videos)
 
     def close(self) -> None:
         pass
@@ -205,6 +236,8 @@ class SubprocessExecutor:
         start_timeout: float = 300.0,
         worker_args: Iterable[str] = (),
         environ: Mapping[str, str] | None = None,
+        previews: bool = False,
+        videos: bool = False,
     ) -> None:
         self.store_dir = Path(store_dir)
         self.pythons = dict(pythons or {})
@@ -212,6 +245,8 @@ class SubprocessExecutor:
         self.start_timeout = start_timeout
         self.worker_args = list(worker_args)
         self.environ = dict(environ or {})  # added to the workers' environment
+        self.previews = previews  # workers send a preview JPEG with every step
+        self.videos = videos  # workers decode finished sessions to video.mp4
         self.workers: dict[str, _Worker] = {}
         self._lock = threading.Lock()
 
@@ -318,7 +353,10 @@ class SubprocessExecutor:
         python = self.python_for(kind, payload)
         worker = self.worker(python)
         listeners = list(listeners)
-        send(worker.sock, {"op": "run", "kind": kind, "payload": payload})
+        send(
+            worker.sock,
+            {"op": "run", "kind": kind, "payload": payload, "previews": self.previews, "video": self.videos},
+        )
         cancelled = False
         session_id = None
         while True:
@@ -340,7 +378,7 @@ class SubprocessExecutor:
                 session_id = message["session_id"]
                 on_session(session_id)
             elif event == "step":
-                progress = Progress(**{k: message[k] for k in Progress.__dataclass_fields__})
+                progress = Progress(**{k: message[k] for k in Progress.__dataclass_fields__ if k in message})
                 for listener in listeners:
                     listener(progress)
                 if not cancelled and stop():

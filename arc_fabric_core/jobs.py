@@ -97,6 +97,9 @@ class JobQueue:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a commit survives any process crash (only a power cut may lose the
+        # last ones) and needs no fsync, so a busy disk never stalls the API's reads.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self.recovered = self._recover()
 
@@ -334,11 +337,17 @@ class JobRunner:
         self.engine = engine
         self.executor = executor or InProcessExecutor(engine)
 
-    def run_next(self, listeners: list[Callable[[Any], None]] | None = None) -> Job | None:
-        """Claim and run one job; return it finished (or None when nothing could start)."""
+    def run_next(
+        self, listeners: list[Callable[[Any], None]] | None = None, on_start: Callable[[Job], None] | None = None
+    ) -> Job | None:
+        """Claim and run one job; return it finished (or None when nothing could start).
+
+        ``on_start`` hears the job once claimed; ``listeners`` hear every step."""
         job = self.queue.claim()
         if job is None:
             return None
+        if on_start is not None:
+            on_start(job)
         stop = lambda: self.queue.cancel_requested(job.id)  # noqa: E731 - asked at every step boundary
         try:
             outcome = self.executor.run(

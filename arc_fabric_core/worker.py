@@ -118,6 +118,8 @@ class Worker:
                 on_session=lambda sid: tell({"event": "session", "session_id": sid}),
                 stop=self.cancel.is_set,
                 listeners=[on_step],
+                previews=bool(message.get("previews")),
+                video=bool(message.get("video")),
             )
         except Exception as exc:
             log.debug("job failed:\n%s", traceback.format_exc())

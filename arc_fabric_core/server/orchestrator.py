@@ -1,0 +1,338 @@
+"""The server's runtime: the queue, the engine, a thread that works through the jobs,
+and the events everything emits.
+
+Compute never runs on the event loop: jobs run on the worker thread (or in worker
+processes, with the ``subprocess`` executor), and every state change is published on
+the :class:`EventBus` for the WebSocket clients.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from arc_fabric_core.engine import Engine
+from arc_fabric_core.errors import InputError, SessionError
+from arc_fabric_core.executors import InProcessExecutor, Progress, SubprocessExecutor
+from arc_fabric_core.jobs import FINISHED, Job, JobQueue, JobRunner, JobState
+from arc_fabric_core.model_cache import CacheEvent, ModelCache
+from arc_fabric_core.plugins import Plugins, get_plugins
+from arc_fabric_core.server.events import EventBus
+from arc_fabric_core.store import SessionStore
+
+log = logging.getLogger(__name__)
+
+LOG_LINES = 200  # kept per job
+
+
+@dataclass
+class Settings:
+    data_dir: Path = Path("outputs/server")
+    device: str = "auto"
+    executor: str = "inprocess"
+    model_memory: int | None = None
+    cpu_tier: int = 0
+    write_videos: bool = True
+    previews: bool = True  # a preview JPEG of the latents with every step's event
+    worker_plugins: tuple[str, ...] = ()  # subprocess executor: modules its workers register as plugins
+    gpu_poll_seconds: float = 5.0
+
+
+@dataclass
+class JobLive:
+    """What the server knows of a job beyond the queue's row: progress and log lines."""
+
+    progress: dict[str, Any] | None = None
+    preview: str | None = None  # the latest preview (a JPEG data URL)
+    logs: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_LINES))
+
+
+class Orchestrator:
+    def __init__(self, settings: Settings, plugins: Plugins | None = None, bus: EventBus | None = None) -> None:
+        self.settings = settings
+        self.plugins = plugins or get_plugins()
+        self.bus = bus or EventBus()
+        root = Path(settings.data_dir)
+        self.store = SessionStore(root / "sessions")
+        self.queue = JobQueue(root / "jobs.sqlite")
+        self.cache = ModelCache(self.plugins, budget_bytes=settings.model_memory, cpu_tier_bytes=settings.cpu_tier)
+        self.cache.subscribe(self._on_cache_event)
+        self.engine = Engine(self.store, plugins=self.plugins, device=settings.device, cache=self.cache)
+        if settings.executor == "subprocess":
+            executor: Any = SubprocessExecutor(
+                self.store.root,
+                device=settings.device,
+                previews=settings.previews,
+                videos=settings.write_videos,
+                worker_args=[a for m in settings.worker_plugins for a in ("--plugin", m)],
+            )
+        elif settings.executor == "inprocess":
+            executor = InProcessExecutor(self.engine, previews=settings.previews, videos=settings.write_videos)
+        else:
+            raise InputError("executor", f"unknown executor {settings.executor!r}; allowed: inprocess, subprocess")
+        self.executor = executor
+        self.runner = JobRunner(self.queue, executor=executor)
+        self.live: dict[int, JobLive] = {}
+        self.model_events: deque[dict[str, Any]] = deque(maxlen=50)  # recent cache activity, for the snapshot
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        for job_id in self.queue.recovered:
+            self._log(job_id, "interrupted: the server stopped while it ran; resume its session to continue")
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start working the queue (again, after a stop: an app's lifespan may run more than once)."""
+        self._stop.clear()
+        worker = threading.Thread(target=self._work, name="arc-jobs", daemon=True)
+        poller = threading.Thread(target=self._poll_gpus, name="arc-gpus", daemon=True)
+        self._threads = [worker, poller]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        """Stop taking jobs; a running job is cancelled at its next step (its session paused)."""
+        self._stop.set()
+        self._wake.set()
+        for job in self.queue.list({JobState.RUNNING}):
+            if job.worker and job.worker.endswith(f":{_pid()}"):
+                self.queue.cancel(job.id)
+        for thread in self._threads:
+            thread.join(timeout=60)
+        self.executor.close()  # workers go; the next job (after a start) gets new ones
+
+    # ------------------------------------------------------------ jobs
+
+    def submit(self, kind: str, payload: dict[str, Any], priority: int = 0) -> Job:
+        """Check a job (as far as possible before compute) and queue it."""
+        self.validate(kind, payload)
+        job = self.queue.submit(kind, payload, priority=priority)
+        self._log(job.id, f"queued ({kind}, priority {priority})")
+        self._publish_job(job)
+        self._wake.set()
+        return job
+
+    def validate(self, kind: str, payload: dict[str, Any]) -> None:
+        if kind == "generate":
+            from arc_fabric_core.hybrid import parse_hybrid
+
+            hybrid = parse_hybrid(payload["schedule"]) if payload.get("schedule") else None
+            self.engine.plan(
+                str(payload["model"]),
+                payload.get("params") or {},
+                payload.get("variant"),
+                payload.get("weights"),
+                hybrid,
+            )
+            return
+        doc = self.store.load_doc(str(payload["session"]))  # SessionError (404) when missing
+        step = payload.get("step")
+        if kind == "fork" and not (isinstance(step, int) and 0 <= step <= doc.total_steps):
+            raise InputError("step", f"a fork of session {doc.id} starts at a step in 0..{doc.total_steps}, got {step}")
+
+    def cancel(self, job_id: int) -> Job:
+        job = self.queue.cancel(job_id)
+        self._log(
+            job_id, "cancelled" if job.state is JobState.CANCELLED else "cancel requested: stops at the next step"
+        )
+        self._publish_job(job)
+        return job
+
+    def position(self, job: Job) -> int | None:
+        """Place in the queue (0 = next to run); None when not queued."""
+        if job.state is not JobState.QUEUED:
+            return None
+        queued = sorted(self.queue.list({JobState.QUEUED}), key=lambda j: (-j.priority, j.id))
+        return next((i for i, j in enumerate(queued) if j.id == job.id), None)  # None: claimed meanwhile
+
+    def describe_job(self, job: Job, logs: bool = False) -> dict[str, Any]:
+        live = self.live.get(job.id)
+        out: dict[str, Any] = {
+            "id": job.id,
+            "kind": job.kind,
+            "state": job.state.value,
+            "priority": job.priority,
+            "position": self.position(job),
+            "session_id": job.session_id,
+            "error": job.error,
+            "created_at": job.created_at,
+            "started_at": job.started_at,
+            "finished_at": job.finished_at,
+            "payload": job.payload,
+            "progress": live.progress if live else None,
+            "preview": live.preview if live and job.state is JobState.RUNNING else None,
+            "video": self.video_url(job.session_id) if job.state is JobState.SUCCEEDED and job.session_id else None,
+        }
+        if logs:
+            out["logs"] = list(live.logs) if live else []
+        return out
+
+    def video_path(self, name: str) -> Path | None:
+        """``<session>.mp4`` -> the session's video.mp4; ``<session>-step<K>.mp4`` -> a preview decode."""
+        m = re.fullmatch(r"([0-9]{8}-[0-9]{6}-[0-9a-f]{8})(?:-step([0-9]{1,9}))?\.mp4", name)
+        if m is None:
+            return None
+        file = "video.mp4" if m.group(2) is None else f"video-step{int(m.group(2))}.mp4"
+        return self.store.session_dir(m.group(1)) / file
+
+    def video_url(self, session_id: str | None) -> str | None:
+        if session_id and (self.store.session_dir(session_id) / "video.mp4").is_file():
+            return f"/files/videos/{session_id}.mp4"
+        return None
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            try:
+                job = self._run_one()
+            except Exception:  # the worker thread must survive anything
+                log.exception("the job runner failed")
+                job = None
+            if job is None:
+                self._wake.wait(timeout=1.0)
+                self._wake.clear()
+
+    def _run_one(self) -> Job | None:
+        current: list[Job] = []
+
+        def on_start(job: Job) -> None:
+            current.append(job)
+            self.live.setdefault(job.id, JobLive())
+            self._log(job.id, "started")
+            self._publish_job(job)
+
+        def on_progress(p: Progress) -> None:
+            job = current[0]
+            done_here = max(p.step - p.first_step, 1)
+            progress = {
+                "session_id": p.session_id,
+                "step": p.step,
+                "total": p.total,
+                "elapsed": round(p.elapsed_seconds, 3),
+                "step_seconds": round(p.step_seconds, 4),
+                "eta": round(p.elapsed_seconds / done_here * (p.total - p.step), 3),
+            }
+            self.live[job.id].progress = progress
+            self.bus.publish("progress", job_id=job.id, **progress)
+            if p.preview is not None:
+                self.live[job.id].preview = p.preview
+                self.bus.publish("preview", job_id=job.id, session_id=p.session_id, step=p.step, image=p.preview)
+
+        done = self.runner.run_next(listeners=[on_progress], on_start=on_start)
+        if done is None:
+            return None
+        self._log(done.id, f"{done.state.value}" + (f": {done.error}" if done.error else ""))
+        self._publish_job(done)
+        return done
+
+    # ------------------------------------------------------------ events
+
+    def _log(self, job_id: int, line: str) -> None:
+        stamped = f"{time.strftime('%H:%M:%S')} {line}"
+        self.live.setdefault(job_id, JobLive()).logs.append(stamped)
+        self.bus.publish("log", job_id=job_id, line=stamped)
+
+    def _publish_job(self, job: Job) -> None:
+        self.bus.publish("job", job=self.describe_job(job))
+
+    def _on_cache_event(self, event: CacheEvent) -> None:
+        published = self.bus.publish(
+            "model", kind=event.kind, label=event.label, device=event.device, bytes=event.bytes, seconds=event.seconds
+        )
+        self.model_events.append(published)
+
+    def _poll_gpus(self) -> None:
+        while not self._stop.wait(self.settings.gpu_poll_seconds):
+            try:
+                self.bus.publish("gpus", devices=self.gpus())
+            except Exception:
+                log.exception("reading the devices failed")
+
+    # ------------------------------------------------------------ views
+
+    def gpus(self) -> list[dict[str, Any]]:
+        """Every device with its memory and the models warm on it."""
+        states = self.cache.states()
+        out = []
+        for device in self.cache.devices():
+            info = device.as_dict()
+            info["models"] = [s.label for s in states if s.device == device.id and s.state.value != "cold"]
+            out.append(info)
+        return out
+
+    def models(self) -> list[dict[str, Any]]:
+        states = {s.label: s for s in self.cache.states()}
+        out = []
+        for name in self.plugins.model_names():
+            spec = self.plugins.model(name)
+            described = spec.describe()
+            described["states"] = [
+                {
+                    "variant": v.name,
+                    "state": states[f"{name}/{v.name}"].state.value if f"{name}/{v.name}" in states else "cold",
+                    "device": states[f"{name}/{v.name}"].device if f"{name}/{v.name}" in states else None,
+                }
+                for v in spec.variants
+            ]
+            out.append(described)
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        """The current state, sent first to every (re)connecting client."""
+        jobs = [self.describe_job(j) for j in self.queue.list() if j.state not in FINISHED or _recent(j)]
+        return {
+            "jobs": jobs,
+            "models": self.models(),
+            "gpus": self.gpus(),
+            "paused": self.queue.paused,
+            "model_events": list(self.model_events),
+        }
+
+    def session_summary(self, doc: Any) -> dict[str, Any]:
+        return {
+            "id": doc.id,
+            "model": doc.model.name,
+            "variant": doc.model.variant,
+            "status": doc.status.value,
+            "step": doc.step_index,
+            "total_steps": doc.total_steps,
+            "created_at": doc.created_at,
+            "parent": doc.parent,
+            "parent_step": doc.parent_step,
+            "operation": doc.operation.value,
+            "prompt": doc.params.get("prompt"),
+            "video": self.video_url(doc.id),
+        }
+
+    def session_detail(self, session_id: str) -> dict[str, Any]:
+        from arc_fabric_core.lineage import ancestors
+
+        doc = self.store.load_doc(session_id)
+        docs = {d.id: d for d in self.store.load_all()}
+        return {
+            **self.session_summary(doc),
+            "doc": doc.model_dump(mode="json"),
+            "ancestors": ancestors(doc, docs),
+            "children": [d.id for d in docs.values() if d.parent == doc.id],
+            "checkpoint_steps": [c.step for c in doc.checkpoints],
+            "locked": self.store.is_locked(session_id),
+        }
+
+
+def _recent(job: Job) -> bool:
+    return job.finished_at is not None
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+__all__ = ["Orchestrator", "SessionError", "Settings"]

@@ -1,0 +1,745 @@
+// One session: its video (with a mask drawn on it for edits), the lineage tree, fork /
+// edit / resume / extend, step previews, its jobs, and its parameters.
+
+import { ACTIVE, api, badge, clear, debounce, fullTime, h, listen, relTime, setMediaSrc, setText, shortId, state, toast, truncate } from "./core.js";
+import { jobCard, jobRow, upsertJob } from "./jobs.js";
+
+const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+
+function sessionJobs(id, children = []) {
+  return [...state.jobs.values()]
+    .filter((j) => (j.payload && j.payload.session === id) || j.session_id === id || children.includes(j.session_id))
+    .sort((a, b) => b.id - a.id);
+}
+
+function opLabel(s) {
+  if (!s) return "";
+  if (s.operation === "create" || !s.operation) return "create";
+  return `${s.operation} @ ${s.parent_step}`;
+}
+
+export function mountSession(root, id) {
+  let detail = null;
+  let list = [];
+  let alive = true;
+  let tab = "fork";
+  let mask = null; // {x0, y0, x1, y1} in video pixels
+  let drag = null;
+  let stepPreview = null; // {step, video} while a decoded step is shown
+  let formsFilled = false;
+
+  // ---------------------------------------------------------------- skeleton
+  const crumbs = h("nav", { class: "crumbs" }, h("a", { href: "#/history" }, "History"), h("span", { class: "crumb-sep" }, "/"), h("span", { class: "mono" }, id));
+  const head = h("div", { class: "session-head" });
+  const loadError = h("div", { class: "form-error", role: "alert", "data-testid": "session-error", hidden: true });
+
+  const video = h("video", { class: "stage-video", "data-testid": "session-video", controls: true, loop: true, muted: true, autoplay: true, playsinline: true, preload: "auto", hidden: true });
+  const livePreview = h("img", { class: "stage-preview", alt: "Live preview", "data-testid": "session-preview", hidden: true });
+  const canvas = h("canvas", { class: "mask-canvas", "data-testid": "mask-canvas", "aria-label": "Drag to draw the edit region" });
+  const placeholder = h("div", { class: "stage-placeholder" });
+  const stage = h("div", { class: "stage", "data-testid": "video-stage" }, video, livePreview, canvas, placeholder);
+  const stageNote = h("span", { class: "stage-note muted", "data-testid": "stage-note" });
+  const scrubber = h("input", { type: "range", min: "0", max: "0", value: "0", step: "1", class: "scrubber", "data-testid": "frame-scrubber", "aria-label": "Frame" });
+  const scrubLabel = h("span", { class: "mono muted scrub-label" });
+  const scrubRow = h("div", { class: "scrub-row", hidden: true }, h("span", { class: "muted" }, "Frame"), scrubber, scrubLabel);
+  const decodeSelect = h("select", { "data-testid": "decode-step-select", "aria-label": "Checkpointed step" });
+  const decodeButton = h("button", { type: "button", class: "btn btn-sm", "data-testid": "decode-button" }, "Preview step");
+  const finalButton = h("button", { type: "button", class: "btn btn-sm btn-ghost", "data-testid": "show-final", hidden: true }, "Back to final");
+  const stageBar = h(
+    "div",
+    { class: "stage-bar" },
+    stageNote,
+    h("div", { class: "stage-tools" }, h("label", { class: "muted" }, "Decode a checkpoint"), decodeSelect, decodeButton, finalButton),
+  );
+  const jobsBox = h("div", { class: "session-jobs", "data-testid": "session-jobs" });
+  const jobRows = h("div", { class: "job-list job-list-tight", "data-testid": "session-job-rows" });
+  const jobsPanel = h(
+    "section",
+    { class: "panel", hidden: true },
+    h("div", { class: "panel-head" }, h("h2", null, "Jobs on this session")),
+    jobsBox,
+    jobRows,
+  );
+  const spawned = new Set(); // jobs started from this page: shown in full
+  const params = h("div", { "data-testid": "session-params" });
+  const tree = h("div", { class: "tree-wrap", "data-testid": "lineage-tree" });
+  const treeCount = h("span", { class: "muted" });
+  const actions = buildActions();
+
+  const layout = h(
+    "div",
+    { class: "session-layout", hidden: true },
+    h(
+      "div",
+      { class: "session-main" },
+      h("section", { class: "panel panel-stage" }, h("div", { class: "stage-wrap" }, stage), scrubRow, stageBar),
+      jobsPanel,
+    ),
+    h(
+      "aside",
+      { class: "session-side" },
+      h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", null, "Lineage"), treeCount), tree),
+      actions.panel,
+      h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", null, "Parameters")), params),
+    ),
+  );
+  const loading = h("div", { class: "empty" }, "Loading session…");
+  clear(root, h("div", { class: "page page-session", "data-testid": "session-page", "data-session-id": id }, crumbs, head, loadError, loading, layout));
+
+  // ---------------------------------------------------------------- data
+  async function load() {
+    try {
+      const [d, l] = await Promise.all([api(`/api/sessions/${id}`), api("/api/sessions?limit=1000")]);
+      if (!alive) return;
+      detail = d;
+      list = l;
+      loadError.hidden = true;
+      loading.hidden = true;
+      layout.hidden = false;
+      render();
+    } catch (err) {
+      if (!alive) return;
+      loading.hidden = true;
+      loadError.textContent = err.status === 404 ? `This session does not exist (any more). ${err.detail}` : err.message;
+      loadError.hidden = false;
+      if (err.status === 404 || err.status === 422) {
+        layout.hidden = true;
+        clear(head);
+      }
+    }
+  }
+  const reload = debounce(load, 150);
+
+  function render() {
+    renderHead();
+    renderStage();
+    renderTree();
+    renderParams();
+    renderJobs();
+    actions.update();
+  }
+
+  // ---------------------------------------------------------------- head
+  function activeJob() {
+    return sessionJobs(id).find((j) => ACTIVE.has(j.state) && (j.session_id === id || (j.kind === "resume" && j.payload.session === id)));
+  }
+
+  function renderHead() {
+    const d = detail;
+    const doc = d.doc || {};
+    const active = activeJob();
+    const cancel = h("button", { type: "button", class: "btn btn-danger-ghost", "data-testid": "session-cancel", hidden: !active }, "Cancel job");
+    cancel.addEventListener("click", async () => {
+      cancel.disabled = true;
+      try {
+        const job = await api(`/api/sessions/${id}/cancel`, { method: "POST" });
+        upsertJob(job);
+      } catch (err) {
+        toast(err.message, "error");
+        cancel.disabled = false;
+      }
+    });
+    const del = h("button", { type: "button", class: "btn btn-danger-ghost", "data-testid": "session-delete" }, "Delete");
+    del.addEventListener("click", async () => {
+      if (del.dataset.confirm !== "1") {
+        del.dataset.confirm = "1";
+        setText(del, "Click again to delete");
+        setTimeout(() => {
+          if (del.isConnected) {
+            del.dataset.confirm = "";
+            setText(del, "Delete");
+          }
+        }, 4000);
+        return;
+      }
+      del.disabled = true;
+      try {
+        const out = await api(`/api/sessions/${id}`, { method: "DELETE" });
+        toast(`Session ${shortId(id)} deleted`);
+        location.hash = out && d.parent ? `#/session/${d.parent}` : "#/history";
+      } catch (err) {
+        toast(err.message, "error");
+        del.disabled = false;
+      }
+    });
+    clear(
+      head,
+      h(
+        "div",
+        { class: "session-title" },
+        h("h1", { "data-testid": "session-title" }, d.prompt ? truncate(d.prompt, 120) : "Untitled session"),
+        h(
+          "div",
+          { class: "session-badges" },
+          badge(d.status, d.status, { "data-testid": "session-status" }),
+          h("span", { class: "tag", "data-testid": "session-op" }, d.operation === "create" ? "original" : `${d.operation} of `, d.parent ? h("a", { href: `#/session/${d.parent}`, class: "mono" }, shortId(d.parent)) : null, d.parent ? ` at step ${d.parent_step}` : null),
+          h("span", { class: "tag mono" }, `${d.model}/${d.variant}`),
+          h("span", { class: "tag", "data-testid": "session-steps" }, `step ${d.step} / ${d.total_steps}`),
+          d.locked ? h("span", { class: "tag tag-warn", title: "A job holds this session" }, "locked") : null,
+          h("span", { class: "muted", title: fullTime(d.created_at) }, relTime(d.created_at)),
+          h("span", { class: "mono muted", "data-testid": "session-id" }, d.id),
+        ),
+        doc.error ? h("div", { class: "form-error" }, doc.error) : null,
+      ),
+      h("div", { class: "session-actions" }, cancel, del),
+    );
+  }
+
+  // ---------------------------------------------------------------- stage
+  function videoDims() {
+    const p = (detail && detail.doc && detail.doc.params) || {};
+    return { W: video.videoWidth || p.width || 1, H: video.videoHeight || p.height || 1 };
+  }
+
+  function renderStage() {
+    const p = detail.doc.params || {};
+    if (p.width && p.height) {
+      stage.style.aspectRatio = `${p.width} / ${p.height}`;
+      stage.style.setProperty("--ar", String(p.width / p.height));
+    }
+    const want = stepPreview ? stepPreview.video : detail.video;
+    if (want) {
+      if (video.dataset.path !== want) setMediaSrc(video, want);
+      video.hidden = false;
+      livePreview.hidden = true;
+      placeholder.hidden = true;
+    } else {
+      video.hidden = true;
+      const job = sessionJobs(id).find((j) => j.session_id === id && j.state === "running");
+      const frames = job ? state.previews.get(job.id) : null;
+      if (frames && frames.length) {
+        livePreview.src = frames[frames.length - 1].image;
+        livePreview.hidden = false;
+        placeholder.hidden = true;
+      } else {
+        livePreview.hidden = true;
+        placeholder.hidden = false;
+        setText(placeholder, detail.status === "running" ? "Denoising…" : detail.status === "completed" ? "No video written yet: decode the final latents below." : `No video: the session is ${detail.status}.`);
+      }
+    }
+    const steps = detail.checkpoint_steps || [];
+    const opts = steps.map((s) => String(s));
+    if (decodeSelect.dataset.opts !== opts.join(",")) {
+      const keep = decodeSelect.value;
+      decodeSelect.dataset.opts = opts.join(",");
+      clear(decodeSelect, opts.map((s) => h("option", { value: s }, `step ${s}${Number(s) === detail.total_steps ? " (final)" : ""}`)));
+      decodeSelect.value = opts.includes(keep) ? keep : opts[Math.floor(opts.length / 2)] || "";
+    }
+    decodeButton.disabled = !steps.length;
+    finalButton.hidden = !stepPreview;
+    setText(stageNote, stepPreview ? `Showing step ${stepPreview.step} (decoded checkpoint)` : detail.video ? "Final video" : "");
+    const frames = Number(p.num_frames) || 1;
+    scrubber.max = String(Math.max(0, frames - 1));
+    setText(scrubLabel, `${scrubber.value} / ${frames - 1}`);
+    setMode();
+  }
+
+  let wasEditing = false;
+  function setMode() {
+    const editing = tab === "edit";
+    if (wasEditing && !editing && !video.hidden) video.play().catch(() => {});
+    wasEditing = editing;
+    stage.classList.toggle("masking", editing);
+    scrubRow.hidden = !editing || video.hidden;
+    video.controls = !editing;
+    if (editing && !video.paused) video.pause();
+    drawMask();
+  }
+
+  function seekFrame(f) {
+    const fps = Number((detail && detail.doc.params.fps) || 8);
+    video.pause();
+    const t = (f + 0.5) / fps;
+    video.currentTime = Number.isFinite(video.duration) ? Math.min(t, Math.max(0, video.duration - 0.001)) : t;
+    setText(scrubLabel, `${f} / ${scrubber.max}`);
+  }
+  scrubber.addEventListener("input", () => seekFrame(Number(scrubber.value)));
+
+  decodeButton.addEventListener("click", async () => {
+    const step = Number(decodeSelect.value);
+    decodeButton.disabled = true;
+    setText(stageNote, `Decoding step ${step}…`);
+    try {
+      const out = await api(`/api/sessions/${id}/decode`, { method: "POST", body: { step } });
+      stepPreview = { step: out.step, video: out.video };
+      renderStage();
+    } catch (err) {
+      toast(err.message, "error");
+      setText(stageNote, err.message);
+    } finally {
+      decodeButton.disabled = false;
+    }
+  });
+  finalButton.addEventListener("click", () => {
+    stepPreview = null;
+    renderStage();
+  });
+  video.addEventListener("loadedmetadata", drawMask);
+
+  // The mask: drag on the frame; kept in video pixels.
+  function toVideo(e) {
+    const r = canvas.getBoundingClientRect();
+    const { W, H } = videoDims();
+    return {
+      x: clamp(Math.round(((e.clientX - r.left) / r.width) * W), 0, W),
+      y: clamp(Math.round(((e.clientY - r.top) / r.height) * H), 0, H),
+    };
+  }
+  canvas.addEventListener("pointerdown", (e) => {
+    if (tab !== "edit" || e.button !== 0) return;
+    e.preventDefault();
+    canvas.setPointerCapture(e.pointerId);
+    drag = toVideo(e);
+    mask = null;
+    drawMask();
+  });
+  canvas.addEventListener("pointermove", (e) => {
+    if (!drag) return;
+    const p = toVideo(e);
+    mask = { x0: Math.min(drag.x, p.x), y0: Math.min(drag.y, p.y), x1: Math.max(drag.x, p.x), y1: Math.max(drag.y, p.y) };
+    drawMask();
+  });
+  const endDrag = () => {
+    if (!drag) return;
+    drag = null;
+    if (mask && (mask.x1 - mask.x0 < 1 || mask.y1 - mask.y0 < 1)) mask = null;
+    actions.showMask();
+    drawMask();
+  };
+  canvas.addEventListener("pointerup", endDrag);
+  canvas.addEventListener("pointercancel", endDrag);
+
+  function drawMask() {
+    const r = canvas.getBoundingClientRect();
+    const dpr = window.devicePixelRatio || 1;
+    const w = Math.max(1, Math.round(r.width * dpr));
+    const hgt = Math.max(1, Math.round(r.height * dpr));
+    if (canvas.width !== w) canvas.width = w;
+    if (canvas.height !== hgt) canvas.height = hgt;
+    const ctx = canvas.getContext("2d");
+    ctx.clearRect(0, 0, w, hgt);
+    if (tab !== "edit" || !mask) return;
+    const { W, H } = videoDims();
+    const sx = w / W;
+    const sy = hgt / H;
+    const x = mask.x0 * sx;
+    const y = mask.y0 * sy;
+    const mw = (mask.x1 - mask.x0) * sx;
+    const mh = (mask.y1 - mask.y0) * sy;
+    ctx.fillStyle = "rgba(8, 10, 16, 0.55)";
+    ctx.fillRect(0, 0, w, hgt);
+    ctx.clearRect(x, y, mw, mh);
+    ctx.fillStyle = "rgba(124, 92, 255, 0.18)";
+    ctx.fillRect(x, y, mw, mh);
+    ctx.lineWidth = 2 * dpr;
+    ctx.setLineDash([6 * dpr, 4 * dpr]);
+    ctx.strokeStyle = "#a48bff";
+    ctx.strokeRect(x + dpr, y + dpr, Math.max(0, mw - 2 * dpr), Math.max(0, mh - 2 * dpr));
+    ctx.setLineDash([]);
+    const label = `${mask.x1 - mask.x0}×${mask.y1 - mask.y0}`;
+    ctx.font = `${12 * dpr}px ui-monospace, monospace`;
+    const tw = ctx.measureText(label).width + 8 * dpr;
+    const ly = y > 18 * dpr ? y - 18 * dpr : y + mh + 2 * dpr;
+    ctx.fillStyle = "#7c5cff";
+    ctx.fillRect(x, ly, tw, 16 * dpr);
+    ctx.fillStyle = "#fff";
+    ctx.fillText(label, x + 4 * dpr, ly + 12 * dpr);
+  }
+  const resizer = new ResizeObserver(() => drawMask());
+  resizer.observe(stage);
+
+  // ---------------------------------------------------------------- lineage
+  function renderTree() {
+    const d = detail;
+    const byId = new Map(list.map((s) => [s.id, s]));
+    byId.set(d.id, d);
+    const kids = new Map();
+    for (const s of list) {
+      if (!s.parent) continue;
+      if (!kids.has(s.parent)) kids.set(s.parent, []);
+      kids.get(s.parent).push(s);
+    }
+    const chain = [...(d.ancestors || []), d.id];
+
+    function node(sid, relation) {
+      const s = byId.get(sid);
+      return h(
+        "a",
+        {
+          class: `tree-node rel-${relation}`,
+          href: `#/session/${sid}`,
+          "data-testid": "tree-node",
+          "data-session-id": sid,
+          "data-relation": relation,
+          "aria-current": relation === "current" ? "page" : null,
+          title: s ? `${sid}\n${s.prompt || ""}` : sid,
+        },
+        h("span", { class: `status-dot status-${s ? s.status : "unknown"}`, title: s ? s.status : "" }),
+        h("span", { class: "node-op" }, s ? opLabel(s) : "?"),
+        h("span", { class: "node-id mono" }, shortId(sid)),
+        h("span", { class: "node-prompt" }, s && s.prompt ? truncate(s.prompt, 42) : ""),
+      );
+    }
+
+    function descendants(sid, depth) {
+      const ids = sid === d.id ? [...(d.children || [])] : (kids.get(sid) || []).map((s) => s.id);
+      if (!ids.length) return null;
+      if (depth > 5) return h("ul", null, h("li", { class: "muted tree-more" }, `${ids.length} more…`));
+      ids.sort((a, b) => String((byId.get(a) || {}).created_at).localeCompare(String((byId.get(b) || {}).created_at)));
+      return h("ul", null, ids.map((c) => h("li", null, node(c, sid === d.id ? "child" : "descendant"), descendants(c, depth + 1))));
+    }
+
+    let inner = h("li", { class: "is-current" }, node(d.id, "current"), descendants(d.id, 1));
+    for (let i = chain.length - 2; i >= 0; i--) {
+      const others = (kids.get(chain[i]) || []).filter((s) => s.id !== chain[i + 1]);
+      inner = h(
+        "li",
+        null,
+        node(chain[i], "ancestor"),
+        h(
+          "ul",
+          null,
+          inner,
+          others.length
+            ? h("li", { class: "tree-more" }, h("a", { href: `#/session/${chain[i]}`, class: "muted" }, `+ ${others.length} other branch${others.length === 1 ? "" : "es"}`))
+            : null,
+        ),
+      );
+    }
+    const nAnc = chain.length - 1;
+    const nKids = (d.children || []).length;
+    setText(treeCount, `${nAnc} ancestor${nAnc === 1 ? "" : "s"} · ${nKids} child${nKids === 1 ? "" : "ren"}`);
+    clear(tree, h("ul", { class: "tree" }, inner));
+  }
+
+  // ---------------------------------------------------------------- params and jobs
+  function renderParams() {
+    const doc = detail.doc || {};
+    const p = doc.params || {};
+    const overrides = doc.overrides || {};
+    const fixed = new Set(((state.models.find((m) => m.name === detail.model) || {}).fixed_params) || []);
+    const meta = [
+      ["device", doc.device],
+      ["dtype", doc.dtype],
+      ["checkpoints", `${(detail.checkpoint_steps || []).length} (${summarizeSteps(detail.checkpoint_steps || [])})`],
+      ["schedule", doc.schedule_name || "–"],
+      ["stages", String((doc.stages || []).length)],
+      ...(doc.edit ? [["edit", editSummary(doc.edit)]] : []),
+      ["updated", fullTime(doc.updated_at)],
+    ];
+    clear(
+      params,
+      h(
+        "div",
+        { class: "kv-grid" },
+        Object.entries(p).map(([k, v]) =>
+          h(
+            "div",
+            { class: `kv${k in overrides ? " kv-override" : ""}`, "data-param": k },
+            h("span", { class: "kv-key" }, k, k in overrides ? h("span", { class: "tag tag-accent" }, "override") : null, fixed.has(k) ? h("span", { class: "tag tag-fixed" }, "fixed") : null),
+            h("span", { class: "kv-value mono" }, typeof v === "string" ? (v === "" ? "“”" : v) : JSON.stringify(v)),
+          ),
+        ),
+      ),
+      h("div", { class: "kv-grid kv-grid-meta" }, meta.map(([k, v]) => h("div", { class: "kv" }, h("span", { class: "kv-key" }, k), h("span", { class: "kv-value mono" }, v ?? "–")))),
+    );
+  }
+
+  function renderJobs() {
+    const jobs = sessionJobs(id, detail ? detail.children : []);
+    const full = jobs.filter((j) => ACTIVE.has(j.state) || spawned.has(j.id)).slice(0, 4);
+    const brief = jobs.filter((j) => !full.includes(j)).slice(0, 10);
+    jobsPanel.hidden = !jobs.length;
+    const cardsBefore = new Map([...jobsBox.querySelectorAll(".job-card")].map((c) => [Number(c.dataset.jobId), c]));
+    const cards = full.map((j) => cardsBefore.get(j.id) || jobCard(j, { currentSession: id }));
+    if (!(cards.length === jobsBox.children.length && cards.every((c, i) => jobsBox.children[i] === c))) clear(jobsBox, cards);
+    jobsBox.hidden = !cards.length;
+    const rowsBefore = new Map([...jobRows.querySelectorAll(".job-row")].map((r) => [Number(r.dataset.jobId), r]));
+    const rows = brief.map((j) => rowsBefore.get(j.id) || jobRow(j, { currentSession: id }));
+    if (!(rows.length === jobRows.children.length && rows.every((r, i) => jobRows.children[i] === r))) clear(jobRows, rows);
+    jobRows.hidden = !rows.length;
+  }
+
+  // ---------------------------------------------------------------- actions
+  function buildActions() {
+    const tabs = ["fork", "edit", "resume", "extend"];
+    const tabButtons = new Map();
+    const panels = new Map();
+    const errors = new Map();
+    const tablist = h("div", { class: "tabs", role: "tablist" });
+    for (const t of tabs) {
+      const b = h("button", { type: "button", role: "tab", class: "tab", "data-testid": `tab-${t}`, "aria-selected": t === tab ? "true" : "false" }, t.charAt(0).toUpperCase() + t.slice(1));
+      b.addEventListener("click", () => select(t));
+      tabButtons.set(t, b);
+      tablist.append(b);
+      errors.set(t, h("div", { class: "form-error", role: "alert", "data-testid": "action-error", hidden: true }));
+    }
+
+    // Fork
+    const forkRange = h("input", { type: "range", min: "0", max: "0", step: "1", value: "0", "aria-label": "Fork step", "data-testid": "fork-step-range" });
+    const forkStep = h("input", { type: "number", min: "0", max: "0", step: "1", value: "0", class: "num-sm", "data-testid": "fork-step" });
+    forkRange.addEventListener("input", () => (forkStep.value = forkRange.value));
+    forkStep.addEventListener("input", () => (forkRange.value = forkStep.value));
+    const forkHint = h("span", { class: "field-hint", "data-testid": "fork-step-hint" });
+    const forkPrompt = h("textarea", { rows: 3, "data-testid": "fork-prompt", placeholder: "The branch's prompt" });
+    const forkExtra = h("textarea", { rows: 2, class: "mono", "data-testid": "fork-overrides", placeholder: '{"seed": 7, "guidance": 3}' });
+    const forkSubmit = h("button", { type: "submit", class: "btn btn-primary", "data-testid": "fork-submit" }, "Fork");
+    const forkForm = h(
+      "form",
+      { class: "action-form", novalidate: true },
+      h("p", { class: "muted action-help" }, "Branch a new session from a step of this one. The steps before it are reused; the rest run with the new prompt."),
+      h("div", { class: "field" }, h("div", { class: "field-label" }, h("label", null, "From step"), forkHint), h("div", { class: "range-row" }, forkRange, forkStep)),
+      h("div", { class: "field" }, h("div", { class: "field-label" }, h("label", null, "Prompt")), forkPrompt),
+      h("details", { class: "advanced" }, h("summary", null, "More overrides (JSON)"), forkExtra),
+      errors.get("fork"),
+      h("div", { class: "form-actions" }, forkSubmit),
+    );
+    forkForm.addEventListener("submit", (e) => {
+      e.preventDefault();
+      let extra = {};
+      if (forkExtra.value.trim()) {
+        try {
+          extra = JSON.parse(forkExtra.value);
+        } catch {
+          return showError("fork", "overrides: not valid JSON");
+        }
+      }
+      const overrides = { ...extra };
+      if (forkPrompt.value !== (detail.doc.params.prompt ?? "")) overrides.prompt = forkPrompt.value;
+      const step = forkStep.value.trim() === "" ? NaN : Number(forkStep.value);
+      if (!Number.isInteger(step)) return showError("fork", "step: enter a whole number");
+      submit("fork", forkSubmit, `/api/sessions/${id}/fork`, { step, overrides });
+    });
+
+    // Edit
+    const maskReadout = h("span", { class: "mask-readout", "data-testid": "mask-readout" });
+    const maskClear = h("button", { type: "button", class: "btn btn-sm btn-ghost", "data-testid": "mask-clear" }, "Clear");
+    maskClear.addEventListener("click", () => {
+      mask = null;
+      showMask();
+      drawMask();
+    });
+    const frameStart = h("input", { type: "number", min: "0", step: "1", placeholder: "0", class: "num-sm", "data-testid": "mask-frame-start", "aria-label": "First frame" });
+    const frameEnd = h("input", { type: "number", min: "1", step: "1", placeholder: "all", class: "num-sm", "data-testid": "mask-frame-end", "aria-label": "End frame (exclusive)" });
+    const modeStrength = h("input", { type: "radio", name: `edit-mode-${id}`, value: "strength", checked: true, "data-testid": "edit-mode-strength" });
+    const modeStep = h("input", { type: "radio", name: `edit-mode-${id}`, value: "step", "data-testid": "edit-mode-step" });
+    const strength = h("input", { type: "range", min: "0.05", max: "1", step: "0.05", value: "0.5", "data-testid": "edit-strength", "aria-label": "Strength" });
+    const strengthOut = h("span", { class: "mono num-out" }, "0.50");
+    strength.addEventListener("input", () => setText(strengthOut, Number(strength.value).toFixed(2)));
+    const editStep = h("input", { type: "number", min: "0", step: "1", value: "0", class: "num-sm", "data-testid": "edit-step", disabled: true });
+    const syncMode = () => {
+      strength.disabled = !modeStrength.checked;
+      editStep.disabled = !modeStep.checked;
+    };
+    modeStrength.addEventListener("change", syncMode);
+    modeStep.addEventListener("change", syncMode);
+    const editPrompt = h("textarea", { rows: 3, "data-testid": "edit-prompt", placeholder: "What the region should show" });
+    const editSubmit = h("button", { type: "submit", class: "btn btn-primary", "data-testid": "edit-submit" }, "Edit region");
+    const editForm = h(
+      "form",
+      { class: "action-form", novalidate: true },
+      h("p", { class: "muted action-help" }, "Drag on the video to mark the region to re-denoise; outside it the video is kept exactly. No region: the whole frame."),
+      h("div", { class: "mask-row" }, h("span", { class: "mask-icon" }), maskReadout, maskClear),
+      h(
+        "div",
+        { class: "field" },
+        h("div", { class: "field-label" }, h("label", null, "Frames"), h("span", { class: "field-hint" }, "first … end (exclusive)")),
+        h("div", { class: "range-row" }, frameStart, h("span", { class: "muted" }, "to"), frameEnd),
+      ),
+      h(
+        "div",
+        { class: "field" },
+        h("div", { class: "field-label" }, h("label", null, "Re-denoise")),
+        h("label", { class: "radio-row" }, modeStrength, h("span", null, "Strength"), strength, strengthOut),
+        h("label", { class: "radio-row" }, modeStep, h("span", null, "From step"), editStep),
+      ),
+      h("div", { class: "field" }, h("div", { class: "field-label" }, h("label", null, "Prompt")), editPrompt),
+      errors.get("edit"),
+      h("div", { class: "form-actions" }, editSubmit),
+    );
+    editForm.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const body = {};
+      if (modeStrength.checked) body.strength = Number(strength.value);
+      else {
+        const step = Number(editStep.value);
+        if (editStep.value.trim() === "" || !Number.isInteger(step)) return showError("edit", "step: enter a whole number");
+        body.step = step;
+      }
+      if (editPrompt.value !== (detail.doc.params.prompt ?? "")) body.overrides = { prompt: editPrompt.value };
+      const m = {};
+      if (mask) m.rect = [mask.x0, mask.y0, mask.x1, mask.y1];
+      const a = frameStart.value.trim();
+      const b = frameEnd.value.trim();
+      if (a !== "" || b !== "") {
+        const nf = Number(detail.doc.params.num_frames) || 1;
+        m.frames = [a === "" ? 0 : Number(a), b === "" ? nf : Number(b)];
+      }
+      if (Object.keys(m).length) body.mask = m;
+      submit("edit", editSubmit, `/api/sessions/${id}/edit`, body);
+    });
+
+    // Resume
+    const until = h("input", { type: "number", min: "0", step: "1", placeholder: "the end", class: "num-sm", "data-testid": "resume-until" });
+    const resumeNote = h("p", { class: "muted action-help", "data-testid": "resume-note" });
+    const resumeSubmit = h("button", { type: "submit", class: "btn btn-primary", "data-testid": "resume-submit" }, "Resume");
+    const resumeForm = h(
+      "form",
+      { class: "action-form", novalidate: true },
+      resumeNote,
+      h("div", { class: "field" }, h("div", { class: "field-label" }, h("label", null, "Stop at step"), h("span", { class: "field-hint" }, "optional")), until),
+      errors.get("resume"),
+      h("div", { class: "form-actions" }, resumeSubmit),
+    );
+    resumeForm.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const body = {};
+      if (until.value.trim() !== "") body.until = Number(until.value);
+      submit("resume", resumeSubmit, `/api/sessions/${id}/resume`, body);
+    });
+
+    // Extend
+    const blocks = h("input", { type: "number", min: "1", max: "1000", step: "1", value: "1", class: "num-sm", "data-testid": "extend-blocks" });
+    const extendPrompt = h("textarea", { rows: 2, "data-testid": "extend-prompt", placeholder: "Prompt of the new blocks (optional)" });
+    const extendSubmit = h("button", { type: "submit", class: "btn btn-primary", "data-testid": "extend-submit" }, "Extend");
+    const extendForm = h(
+      "form",
+      { class: "action-form", novalidate: true },
+      h("p", { class: "muted action-help" }, "Add blocks to the end of the video (autoregressive models)."),
+      h("div", { class: "field" }, h("div", { class: "field-label" }, h("label", null, "Blocks")), blocks),
+      h("div", { class: "field" }, h("div", { class: "field-label" }, h("label", null, "Prompt")), extendPrompt),
+      errors.get("extend"),
+      h("div", { class: "form-actions" }, extendSubmit),
+    );
+    extendForm.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const body = { blocks: Number(blocks.value || 1) };
+      if (extendPrompt.value.trim()) body.prompt = extendPrompt.value;
+      submit("extend", extendSubmit, `/api/sessions/${id}/extend`, body);
+    });
+
+    panels.set("fork", forkForm);
+    panels.set("edit", editForm);
+    panels.set("resume", resumeForm);
+    panels.set("extend", extendForm);
+    const body = h("div", { class: "tab-body" }, [...panels.values()]);
+    const panel = h("section", { class: "panel", "data-testid": "session-actions" }, h("div", { class: "panel-head" }, h("h2", null, "Actions")), tablist, body);
+
+    function select(t) {
+      tab = t;
+      for (const [name, b] of tabButtons) b.setAttribute("aria-selected", name === t ? "true" : "false");
+      for (const [name, p] of panels) p.hidden = name !== t;
+      if (detail) setMode();
+    }
+
+    function showError(t, message) {
+      const el = errors.get(t);
+      el.textContent = message;
+      el.hidden = !message;
+    }
+
+    async function submit(t, button, path, payload) {
+      showError(t, "");
+      button.disabled = true;
+      try {
+        const job = await api(path, { method: "POST", body: payload });
+        spawned.add(job.id);
+        upsertJob(job);
+        renderJobs();
+      } catch (err) {
+        showError(t, err.message);
+      } finally {
+        button.disabled = false;
+      }
+    }
+
+    function showMask() {
+      if (mask) setText(maskReadout, `x ${mask.x0}–${mask.x1}, y ${mask.y0}–${mask.y1} (${mask.x1 - mask.x0}×${mask.y1 - mask.y0} px)`);
+      else setText(maskReadout, "No region drawn: the whole frame");
+      maskReadout.dataset.rect = mask ? [mask.x0, mask.y0, mask.x1, mask.y1].join(",") : "";
+      maskClear.hidden = !mask;
+    }
+
+    function update() {
+      const total = detail.total_steps;
+      const steps = detail.checkpoint_steps || [];
+      forkRange.max = String(total);
+      forkStep.max = String(total);
+      editStep.max = String(Math.max(0, total - 1));
+      const frames = Number(detail.doc.params.num_frames) || 1;
+      frameStart.max = String(frames - 1);
+      frameEnd.max = String(frames);
+      setText(forkHint, `0 … ${total} · ${steps.length} checkpointed`);
+      if (!formsFilled) {
+        formsFilled = true;
+        const mid = Math.floor(total / 2);
+        forkStep.value = forkRange.value = String(mid);
+        editStep.value = String(mid);
+        const prompt = detail.doc.params.prompt ?? "";
+        forkPrompt.value = prompt;
+        editPrompt.value = prompt;
+      }
+      const done = detail.status === "completed";
+      setText(
+        resumeNote,
+        done
+          ? "This session is complete: resuming has nothing left to run. Fork it to branch instead."
+          : `Continue denoising from step ${detail.step} of ${detail.total_steps} (the session is ${detail.status}).`,
+      );
+      showMask();
+    }
+
+    select(tab);
+    return { panel, update, showMask };
+  }
+
+  // ---------------------------------------------------------------- events
+  load();
+  const off = listen((ev) => {
+    if (ev.type === "snapshot") reload();
+    else if (ev.type === "job") {
+      const j = ev.job;
+      const related = (j.payload && j.payload.session === id) || j.session_id === id || (detail && (detail.children || []).includes(j.session_id));
+      if (!related) return;
+      if (detail) {
+        renderJobs();
+        renderHead();
+      }
+      if (ev.prev !== j.state) reload();
+    } else if (ev.type === "spawned" && detail) {
+      spawned.add(ev.job.id);
+      renderJobs();
+    } else if (ev.type === "preview" && ev.session_id === id && detail && !detail.video) renderStage();
+    else if (ev.type === "session" && (ev.id === id || (detail && (detail.children || []).includes(ev.id)))) reload();
+  });
+  return () => {
+    alive = false;
+    reload.cancel();
+    resizer.disconnect();
+    off();
+  };
+}
+
+function editSummary(e) {
+  const parts = [`from step ${e.start_step}`];
+  if (e.rect) parts.push(`region ${e.rect[0]},${e.rect[1]} → ${e.rect[2]},${e.rect[3]}`);
+  if (e.frames) parts.push(`frames ${e.frames[0]}–${e.frames[1]}`);
+  if (e.coverage !== undefined && e.coverage < 1) parts.push(`${Math.round(e.coverage * 100)}% covered`);
+  return parts.join(" · ");
+}
+
+function summarizeSteps(steps) {
+  if (!steps.length) return "none";
+  const out = [];
+  let start = steps[0];
+  let prev = steps[0];
+  for (const s of steps.slice(1).concat([null])) {
+    if (s !== null && s === prev + 1) {
+      prev = s;
+      continue;
+    }
+    out.push(start === prev ? `${start}` : `${start}–${prev}`);
+    start = prev = s;
+  }
+  return out.join(", ");
+}

@@ -1,0 +1,232 @@
+"""The server's REST API and event stream, through HTTP, on the toy model."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient
+from PIL import Image
+from starlette.websockets import WebSocketDisconnect
+
+from arc_fabric_core.server.app import create_app
+from arc_fabric_core.server.orchestrator import Settings
+
+PARAMS = {"num_frames": 4, "height": 16, "width": 16, "steps": 4, "prompt": "bands"}
+
+
+@pytest.fixture
+def client(tmp_path: Path, toy_plugins):
+    app = create_app(Settings(data_dir=tmp_path / "server", device="cpu", gpu_poll_seconds=0.2), plugins=toy_plugins)
+    with TestClient(app) as c:
+        yield c
+
+
+def wait_job(client: TestClient, job_id: int, states=("succeeded", "failed", "cancelled"), timeout=60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["state"] in states:
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} still {job['state']}")
+
+
+def test_shipped_schedules_are_listed(client: TestClient) -> None:
+    assert "hybrid_wan_1.3b_14b" in client.get("/api/schedules").json()
+
+
+def test_models_carry_their_schema_defaults_and_state(client: TestClient) -> None:
+    models = client.get("/api/models").json()
+    assert [m["name"] for m in models] == ["toy"]
+    toy = client.get("/api/models/toy").json()
+    schema = toy["params_schema"] if "params_schema" in toy else toy["params"]
+    assert "properties" in schema and "steps" in schema["properties"]
+    assert toy["states"] == [{"variant": "default", "state": "cold", "device": None}]
+    missing = client.get("/api/models/nope")
+    assert missing.status_code == 422 and missing.json()["field"] == "model" and "toy" in missing.json()["message"]
+
+
+def test_submit_poll_result_then_fork(client: TestClient) -> None:
+    queued = client.post("/api/sessions", json={"model": "toy", "params": PARAMS})
+    assert queued.status_code == 202
+    job = queued.json()
+    assert job["state"] in ("queued", "running", "succeeded") and job["kind"] == "generate"
+    done = wait_job(client, job["id"])
+    assert done["state"] == "succeeded", done["error"]
+    assert done["progress"]["step"] == 4 and done["progress"]["total"] == 4
+    assert any("started" in line for line in done["logs"])
+    assert done["video"] == f"/files/videos/{done['session_id']}.mp4"
+    video = client.get(done["video"])
+    assert video.status_code == 200 and video.headers["content-type"] == "video/mp4" and len(video.content) > 100
+    # The model is warm now, on the CPU.
+    assert client.get("/api/models/toy").json()["states"][0] == {"variant": "default", "state": "warm", "device": "cpu"}
+    assert client.get("/api/gpus").json()[0]["models"] == ["toy/default"]
+
+    session = client.get(f"/api/sessions/{done['session_id']}").json()
+    assert session["status"] == "completed" and session["checkpoint_steps"][-1] == 4
+    fork = client.post(f"/api/sessions/{done['session_id']}/fork", json={"step": 2, "overrides": {"prompt": "waves"}})
+    assert fork.status_code == 202
+    forked = wait_job(client, fork.json()["id"])
+    assert forked["state"] == "succeeded", forked["error"]
+    child = client.get(f"/api/sessions/{forked['session_id']}").json()
+    assert child["parent"] == done["session_id"] and child["ancestors"] == [done["session_id"]]
+    assert client.get(f"/api/sessions/{done['session_id']}").json()["children"] == [forked["session_id"]]
+    listing = client.get("/api/sessions").json()
+    assert [s["id"] for s in listing] == [forked["session_id"], done["session_id"]]
+
+    preview = client.post(f"/api/sessions/{done['session_id']}/decode", json={"step": 2})
+    assert preview.status_code == 200 and preview.json()["video"].endswith("-step2.mp4")
+    assert client.get(preview.json()["video"]).status_code == 200
+
+    deleted = client.delete(f"/api/sessions/{forked['session_id']}")
+    assert deleted.status_code == 200
+    assert client.get(f"/api/sessions/{forked['session_id']}").status_code == 404
+
+
+def test_queue_position_priority_cancel_and_pause(client: TestClient) -> None:
+    assert client.post("/api/queue/pause").json() == {"paused": True}
+    low = client.post("/api/sessions", json={"model": "toy", "params": PARAMS}).json()
+    high = client.post("/api/sessions", json={"model": "toy", "params": PARAMS, "priority": 5}).json()
+    gone = client.post("/api/sessions", json={"model": "toy", "params": PARAMS}).json()
+    assert client.get(f"/api/jobs/{high['id']}").json()["position"] == 0
+    assert client.get(f"/api/jobs/{low['id']}").json()["position"] == 1
+    cancelled = client.post(f"/api/jobs/{gone['id']}/cancel").json()
+    assert cancelled["state"] == "cancelled" and cancelled["position"] is None
+    again = client.post(f"/api/jobs/{gone['id']}/cancel")
+    assert again.status_code == 422 and again.json()["field"] == "job"
+    client.post("/api/queue/unpause")
+    first, second = wait_job(client, high["id"]), wait_job(client, low["id"])
+    assert first["state"] == second["state"] == "succeeded"
+    assert first["finished_at"] <= second["started_at"]  # priority first
+
+
+def test_bad_input_is_a_4xx_naming_the_field(client: TestClient) -> None:
+    cases = [
+        (client.post("/api/sessions", json={"model": "nope"}), 422, "model"),
+        (client.post("/api/sessions", json={"model": "toy", "params": {"steps": 0}}), 422, "steps"),
+        (client.post("/api/sessions", json={"model": "toy", "params": {"height": 12}}), 422, "height"),
+        (client.post("/api/sessions", json={"model": "toy", "colour": "red"}), 422, "colour"),
+        (client.post("/api/sessions", json={"model": "toy", "priority": 10**9}), 422, "priority"),
+        (client.post("/api/sessions", content=b"{not json", headers={"content-type": "application/json"}), 422, None),
+        (client.get("/api/sessions/..%2F..%2Fetc"), 404, None),
+        (client.get("/api/sessions/not-an-id"), 422, "session_id"),
+        (client.delete("/api/models"), 405, None),
+        (client.get("/api/sessions/20990101-000000-deadbeef"), 404, "session"),
+        (client.post("/api/sessions/20990101-000000-deadbeef/fork", json={"step": 1}), 404, "session"),
+        (client.get("/api/jobs/0"), 422, "job_id"),
+        (client.get("/api/jobs/999"), 422, "job"),
+        (client.get("/files/videos/..%2Fjobs.sqlite"), 404, None),
+        (client.get("/files/videos/jobs.sqlite"), 422, "name"),
+        (client.get("/files/videos/notes.mp4"), 422, "name"),
+        (client.get("/files/videos/20990101-000000-deadbeef.mp4"), 404, "name"),
+    ]
+    for response, status, field in cases:
+        assert response.status_code == status, (response.request.url, response.text)
+        body = response.json()
+        assert body["message"], body
+        if field is not None:
+            assert body["field"] == field, (response.request.url, body)
+
+
+def test_fork_beyond_the_schedule_and_extend_are_refused(client: TestClient) -> None:
+    job = wait_job(client, client.post("/api/sessions", json={"model": "toy", "params": PARAMS}).json()["id"])
+    sid = job["session_id"]
+    beyond = client.post(f"/api/sessions/{sid}/fork", json={"step": 9})
+    assert beyond.status_code == 422 and beyond.json()["field"] == "step" and "0..4" in beyond.json()["message"]
+    extend = client.post(f"/api/sessions/{sid}/extend", json={"blocks": 2})
+    assert extend.status_code == 409 and "autoregressive" in extend.json()["message"]
+    edit = client.post(f"/api/sessions/{sid}/edit", json={})
+    assert edit.status_code == 422 and edit.json()["field"] == "step"
+
+
+def test_events_start_with_a_snapshot_then_stream_progress(client: TestClient) -> None:
+    with client.websocket_connect("/api/events") as ws:
+        first = ws.receive_json()
+        assert first["type"] == "snapshot" and {"jobs", "models", "gpus", "paused"} <= set(first)
+        job = client.post("/api/sessions", json={"model": "toy", "params": PARAMS}).json()
+        seen: list[dict] = []
+        while not any(e["type"] == "job" and e["job"]["state"] == "succeeded" for e in seen):
+            seen.append(ws.receive_json())
+        kinds = [e["type"] for e in seen]
+        assert {"job", "log", "progress", "model", "preview"} <= set(kinds)
+        previews = [e for e in seen if e["type"] == "preview"]
+        assert [e["step"] for e in previews] == [1, 2, 3, 4]
+        jpeg = base64.b64decode(previews[-1]["image"].removeprefix("data:image/jpeg;base64,"))
+        assert Image.open(io.BytesIO(jpeg)).size == (16, 16)  # the toy's latents are the image: scale 1
+        steps = [e["step"] for e in seen if e["type"] == "progress" and e["job_id"] == job["id"]]
+        assert steps == [1, 2, 3, 4]
+        loads = [e for e in seen if e["type"] == "model" and e["kind"] == "load"]
+        assert loads and loads[0]["label"] == "toy/default"
+        assert [e["seq"] for e in seen] == sorted(e["seq"] for e in seen)
+    # A client that reconnects gets the current state first: the finished job is in it.
+    with client.websocket_connect("/api/events") as ws:
+        snapshot = ws.receive_json()
+        assert any(j["id"] == job["id"] and j["state"] == "succeeded" for j in snapshot["jobs"])
+        assert snapshot["models"][0]["states"][0]["state"] == "warm"
+        assert [e["kind"] for e in snapshot["model_events"]] == ["load"]  # recent cache activity
+
+
+def test_a_token_guards_every_route(tmp_path: Path, toy_plugins) -> None:
+    app = create_app(Settings(data_dir=tmp_path / "s", device="cpu"), plugins=toy_plugins, token="s3cret")
+    with TestClient(app) as c:
+        assert c.get("/api/models").status_code == 401
+        assert c.get("/api/models", headers={"Authorization": "Bearer nope"}).status_code == 401
+        assert c.get("/api/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        with pytest.raises(WebSocketDisconnect) as refused, c.websocket_connect("/api/events") as ws:
+            ws.receive_json()
+        assert refused.value.code == 4401
+        with c.websocket_connect("/api/events?token=s3cret") as ws:
+            assert ws.receive_json()["type"] == "snapshot"
+        # The page and its scripts hold no data and load without the header (a browser cannot add one).
+        assert c.get("/").status_code == 200 and c.get("/static/app.js").status_code == 200
+        # Files take ?token= as well (a <video src> cannot send a header).
+        name = "/files/videos/20990101-000000-deadbeef.mp4"
+        assert c.get(name).status_code == 401 and c.get(f"{name}?token=nope").status_code == 401
+        assert c.get(f"{name}?token=s3cret").status_code == 404  # through the guard: no such video
+
+
+def test_serve_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "ARC_FABRIC_TOKEN"}
+    out = subprocess.run(
+        [sys.executable, "-m", "arc_fabric_core", "serve", "--host", "0.0.0.0", "--data", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "error: --host: 0.0.0.0 is reachable from other machines" in out.stderr
+
+
+def test_serve_starts_on_localhost_and_answers(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "arc_fabric_core", "serve", "--port", str(port), "--data", str(tmp_path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+                time.sleep(0.2)
+        assert health.json()["ok"] is True
+        spec = httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=5).json()
+        assert {"/api/models", "/api/sessions", "/api/jobs/{job_id}", "/api/gpus"} <= set(spec["paths"])
+    finally:
+        process.terminate()
+        process.wait(30)

@@ -1,0 +1,511 @@
+"""The web UI, end to end: a real server on 127.0.0.1, driven by headless Chromium.
+
+Screenshots of every stage are kept in ``outputs/ui-screenshots/``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("playwright.sync_api", reason="the browser tests need the playwright package")
+pytest.importorskip("uvicorn")
+pytest.importorskip("httpx")
+
+import httpx
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from arc_fabric_core.hookspecs import hookimpl
+from arc_fabric_core.server.app import create_app
+from arc_fabric_core.server.orchestrator import Settings
+from arc_fabric_core.testing.server import running_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(f"the browser tests need Chromium at {CHROMIUM}", allow_module_level=True)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "outputs" / "ui-screenshots"
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WAIT_MS = 30_000
+expect.set_options(timeout=WAIT_MS)
+
+
+class StepGate:
+    """A plugin that owns no model: it wraps every denoising step and, after
+    ``hold_after(n)``, lets n more steps run and holds the next one until ``release()``.
+    It makes "a job caught mid-run" a state the test sets, not a race it hopes to win."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._left: int | None = None  # None: no limit
+
+    def hold_after(self, steps: int) -> None:
+        with self._cond:
+            self._left = steps
+
+    def release(self) -> None:
+        with self._cond:
+            self._left = None
+            self._cond.notify_all()
+
+    @hookimpl(wrapper=True)
+    def arc_denoise_step(self) -> Any:
+        with self._cond:
+            self._cond.wait_for(lambda: self._left is None or self._left > 0, timeout=WAIT_MS / 1000)
+            if self._left is not None:
+                self._left = max(0, self._left - 1)
+        return (yield)
+
+
+@dataclass
+class Server:
+    url: str
+    gate: StepGate
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = httpx.request(method, self.url + path, timeout=30, **kwargs)
+        response.raise_for_status()
+        return response.json()
+
+    def generate(self, **params: Any) -> dict[str, Any]:
+        """Queue a generation and wait for it to succeed."""
+        job = self.api("POST", "/api/sessions", json={"model": "toy", "params": params})
+        return self.wait_job(job["id"])
+
+    def wait_job(self, job_id: int) -> dict[str, Any]:
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while time.monotonic() < deadline:
+            job = self.api("GET", f"/api/jobs/{job_id}")
+            if job["state"] in ("succeeded", "failed", "cancelled", "interrupted"):
+                assert job["state"] == "succeeded", job
+                return job
+            time.sleep(0.05)
+        raise AssertionError(f"job {job_id} did not finish")
+
+
+@pytest.fixture
+def server(tmp_path: Path, toy_plugins) -> Iterator[Server]:
+    gate = StepGate()
+    toy_plugins.register(gate, name="step-gate")
+    app = create_app(Settings(data_dir=tmp_path / "server", device="cpu", gpu_poll_seconds=0.5), plugins=toy_plugins)
+    with running_server(app, timeout=60) as url:
+        try:
+            yield Server(url=url, gate=gate)
+        finally:
+            gate.release()  # a held step must not keep the server from stopping
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=BROWSER_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser, server: Server) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+
+    def on_console(msg: Any) -> None:
+        # A 4xx answer is logged by the browser itself; the UI shows it, so it is no fault.
+        if msg.type == "error" and "Failed to load resource" not in msg.text:
+            problems.append(f"console error: {msg.text}")
+
+    page.on("console", on_console)
+    yield page
+    context.close()
+    assert not problems, problems
+
+
+def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def open_ui(page: Page, server: Server, route: str = "") -> None:
+    page.goto(f"{server.url}/{route}")
+    expect(page.get_by_test_id("conn-status")).to_have_attribute("data-state", "live")
+
+
+def wait_playing(page: Page, selector: str) -> None:
+    """The <video> has decoded frames and its clock moves."""
+    page.wait_for_function(
+        """sel => { const v = document.querySelector(sel);
+                    return v && v.readyState >= 2 && v.duration > 0 && v.videoWidth > 0; }""",
+        arg=selector,
+    )
+    page.eval_on_selector(selector, "v => v.play()")
+    page.wait_for_function(
+        "sel => { const v = document.querySelector(sel); return !v.paused && v.currentTime > 0.2; }", arg=selector
+    )
+
+
+# ---------------------------------------------------------------------- tests
+
+
+def test_generate_streams_progress_previews_and_plays_the_video(page: Page, server: Server) -> None:
+    open_ui(page, server)
+    card = page.locator('[data-testid="model-card"][data-model="toy"]')
+    expect(card).to_be_visible()
+    expect(card.get_by_test_id("model-state")).to_have_text("cold")
+    card.click()
+    expect(card).to_have_attribute("aria-pressed", "true")
+    # The form comes from the schema, with its defaults.
+    steps = page.get_by_test_id("param-steps")
+    expect(steps).to_have_value("8")
+    expect(page.get_by_test_id("param-height")).to_have_value("64")
+    expect(page.get_by_test_id("param-grain")).to_have_value("0.1")
+    expect(page.get_by_test_id("param-prompt")).to_have_js_property("tagName", "TEXTAREA")
+    shot(page, "01-models-and-form")
+
+    steps.fill("12")
+    page.get_by_test_id("param-prompt").fill("sunset over drifting bands")
+    # Record every step the progress bar shows.
+    page.evaluate(
+        """() => { window.seenSteps = [];
+            new MutationObserver(records => { for (const r of records)
+                if (r.target.closest('[data-testid=output]'))
+                    window.seenSteps.push(Number(r.target.getAttribute('aria-valuenow'))); })
+            .observe(document.body, {subtree: true, attributes: true, attributeFilter: ['aria-valuenow']}); }"""
+    )
+    server.gate.hold_after(5)
+    page.get_by_test_id("generate-button").click()
+
+    output = page.get_by_test_id("output")
+    bar = output.get_by_test_id("progress-bar")
+    expect(bar).to_have_attribute("aria-valuenow", "5")
+    expect(bar).to_have_attribute("aria-valuemax", "12")
+    expect(output.get_by_test_id("progress-text")).to_contain_text("Step 5 / 12")
+    expect(output.get_by_test_id("job-state")).to_have_text("running")
+    preview = output.get_by_test_id("preview-image")
+    expect(preview).to_be_visible()
+    expect(preview).to_have_attribute("src", re.compile(r"^data:image/jpeg;base64,"))
+    expect(output.get_by_test_id("preview-frame")).to_have_count(5)
+    expect(output.get_by_test_id("job-logs")).to_contain_text("started")
+    timer = output.get_by_test_id("job-timer")
+    first = timer.inner_text()
+    expect(timer).not_to_have_text(first)  # the clock runs while the job does
+    shot(page, "02-running-progress-preview")
+
+    server.gate.release()
+    expect(bar).to_have_attribute("aria-valuenow", "12")
+    expect(output.get_by_test_id("job-state")).to_have_text("succeeded")
+    video = output.get_by_test_id("result-video")
+    expect(video).to_be_visible()
+    expect(video).to_have_attribute("src", re.compile(r"/files/videos/\d{8}-\d{6}-[0-9a-f]{8}\.mp4$"))
+    wait_playing(page, '[data-testid="output"] video')
+    expect(output.get_by_test_id("job-logs")).to_contain_text("succeeded")
+    seen = page.evaluate("window.seenSteps")
+    assert seen == sorted(seen) and seen[-1] == 12 and {5, 6, 12} <= set(seen), seen
+    expect(card.get_by_test_id("model-state")).to_have_text("warm · cpu")
+    shot(page, "03-finished-video")
+
+    # On to the session page.
+    output.get_by_test_id("open-session").click()
+    expect(page).to_have_url(re.compile(r"#/session/\d{8}-\d{6}-[0-9a-f]{8}$"))
+    current = page.locator('[data-testid="tree-node"][data-relation="current"]')
+    expect(current).to_contain_text("create")
+    expect(page.get_by_test_id("session-title")).to_have_text("sunset over drifting bands")
+
+
+def test_session_page_forks_and_edits_into_the_lineage_tree(page: Page, server: Server) -> None:
+    root = server.generate(steps=12, prompt="origin bands")["session_id"]
+    open_ui(page, server, f"#/session/{root}")
+    expect(page.get_by_test_id("session-status")).to_have_text("completed")
+    expect(page.get_by_test_id("session-steps")).to_have_text("step 12 / 12")
+    wait_playing(page, '[data-testid="session-video"]')
+    nodes = page.get_by_test_id("tree-node")
+    expect(nodes).to_have_count(1)
+    expect(nodes.first).to_have_attribute("data-session-id", root)
+    shot(page, "04-session-page")
+
+    # Fork at step 6 with a new prompt: the child shows up in the tree, then finishes.
+    page.get_by_test_id("tab-fork").click()
+    expect(page.get_by_test_id("fork-prompt")).to_have_value("origin bands")
+    page.get_by_test_id("fork-step").fill("6")
+    page.get_by_test_id("fork-prompt").fill("waves after the fork")
+    page.get_by_test_id("fork-submit").click()
+    child = page.locator('[data-testid="tree-node"][data-relation="child"]')
+    expect(child).to_have_count(1)
+    expect(child).to_contain_text("fork @ 6")
+    fork_card = page.locator('[data-testid="session-jobs"] [data-testid="job-card"]').first
+    expect(fork_card.get_by_test_id("job-state")).to_have_text("succeeded")
+    expect(child).to_contain_text("waves after the fork")
+    shot(page, "05-fork-done")
+
+    child_id = child.get_attribute("data-session-id")
+    child.click()
+    expect(page).to_have_url(re.compile(f"#/session/{child_id}$"))
+    expect(page.locator('[data-testid="tree-node"][data-relation="ancestor"]')).to_have_attribute(
+        "data-session-id", root
+    )
+    expect(page.get_by_test_id("session-op")).to_contain_text("fork of")
+    expect(page.get_by_test_id("session-op")).to_contain_text("at step 6")
+    wait_playing(page, '[data-testid="session-video"]')
+
+    # A checkpoint decoded on demand replaces the final video until "back to final".
+    page.get_by_test_id("decode-step-select").select_option("8")
+    page.get_by_test_id("decode-button").click()
+    expect(page.get_by_test_id("stage-note")).to_have_text("Showing step 8 (decoded checkpoint)")
+    expect(page.get_by_test_id("session-video")).to_have_attribute("src", re.compile(r"-step8\.mp4$"))
+    wait_playing(page, '[data-testid="session-video"]')
+    page.get_by_test_id("show-final").click()
+    expect(page.get_by_test_id("stage-note")).to_have_text("Final video")
+
+    # Edit: draw the region by dragging over the paused frame (64x64 video pixels).
+    page.get_by_test_id("tab-edit").click()
+    canvas = page.get_by_test_id("mask-canvas")
+    box = canvas.bounding_box()
+    assert box is not None and box["width"] > 200, box
+    page.mouse.move(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.25)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5, steps=4)
+    page.mouse.move(box["x"] + box["width"] * 0.75, box["y"] + box["height"] * 0.625, steps=4)
+    page.mouse.up()
+    readout = page.get_by_test_id("mask-readout")
+    expect(readout).to_have_attribute("data-rect", "16,16,48,40")
+    expect(readout).to_contain_text("32\N{MULTIPLICATION SIGN}24 px")
+    page.get_by_test_id("frame-scrubber").fill("3")
+    page.get_by_test_id("edit-prompt").fill("sparks in the box")
+    shot(page, "06-edit-mask")
+    page.get_by_test_id("edit-submit").click()
+    edited = page.locator('[data-testid="tree-node"][data-relation="child"]')
+    expect(edited).to_have_count(1)
+    expect(edited).to_contain_text("edit @ 6")  # strength 0.5 of 12 steps
+    edit_card = page.locator('[data-testid="session-jobs"] [data-testid="job-card"]').first
+    expect(edit_card.get_by_test_id("job-state")).to_have_text("succeeded")
+    detail = server.api("GET", f"/api/sessions/{edited.get_attribute('data-session-id')}")
+    assert detail["doc"]["edit"]["rect"] == [16, 16, 48, 40], detail["doc"]["edit"]
+    assert detail["doc"]["edit"]["start_step"] == 6
+    assert detail["ancestors"] == [root, child_id]
+
+    # Extend is for autoregressive models: the server's refusal is shown as it is.
+    page.get_by_test_id("tab-extend").click()
+    page.get_by_test_id("extend-submit").click()
+    error = page.locator('[data-testid="action-error"]:visible')
+    expect(error).to_have_text("session: toy is not an autoregressive model; only those extend")
+    shot(page, "07-extend-refused")
+
+    # Back at the root, the whole lineage: root -> fork -> edit.
+    page.locator(f'[data-testid="tree-node"][data-session-id="{root}"]').click()
+    expect(page.locator('[data-testid="tree-node"][data-relation="current"]')).to_have_attribute(
+        "data-session-id", root
+    )
+    expect(page.locator('[data-testid="tree-node"][data-relation="descendant"]')).to_have_count(1)
+
+
+def test_a_bad_parameter_shows_the_servers_message(page: Page, server: Server) -> None:
+    open_ui(page, server)
+    page.locator('[data-testid="model-card"][data-model="toy"]').click()
+    page.get_by_test_id("param-height").fill("12")
+    page.get_by_test_id("generate-button").click()
+    expect(page.get_by_test_id("form-error")).to_contain_text("height: must be a multiple of 8 (got 12)")
+    expect(page.get_by_test_id("field-error-height")).to_have_text("must be a multiple of 8 (got 12)")
+    expect(page.get_by_test_id("param-height")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_test_id("job-row")).to_have_count(0)
+    shot(page, "08-error")
+    # Fixing the field clears its error, and the job goes through.
+    page.get_by_test_id("param-height").fill("16")
+    expect(page.get_by_test_id("field-error-height")).to_be_hidden()
+    page.get_by_test_id("generate-button").click()
+    expect(page.get_by_test_id("form-error")).to_be_hidden()
+    expect(page.get_by_test_id("job-row")).to_have_count(1)
+
+
+def test_devices_and_history_show_the_warm_model_and_every_session(page: Page, server: Server) -> None:
+    first = server.generate(steps=4, prompt="first light")["session_id"]
+    second = server.generate(steps=4, prompt="second wind", seed=3)["session_id"]
+
+    open_ui(page, server, "#/gpus")
+    cpu = page.locator('[data-testid="gpu-card"][data-device="cpu"]')
+    expect(cpu).to_be_visible()
+    expect(cpu.get_by_test_id("gpu-model")).to_have_text(re.compile(r"toy/default\s*warm"))
+    bar = cpu.get_by_test_id("gpu-memory-bar")
+    assert 0 < int(bar.get_attribute("aria-valuenow")) <= int(bar.get_attribute("aria-valuemax"))
+    expect(cpu.get_by_test_id("gpu-memory-text")).to_contain_text("free")
+    expect(page.locator('[data-testid="cache-row"][data-label="toy/default"]')).to_contain_text("warm")
+    shot(page, "09-devices")
+
+    page.get_by_test_id("nav-history").click()
+    cards = page.get_by_test_id("history-card")
+    expect(cards).to_have_count(2)
+    assert [c.get_attribute("data-session-id") for c in cards.all()] == [second, first]  # newest first
+    expect(cards.first).to_contain_text("second wind")
+    expect(cards.first.get_by_test_id("history-status")).to_have_text("completed")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=history-video]')].every(v => v.readyState >= 1)"
+    )
+    shot(page, "10-history")
+    page.get_by_test_id("history-search").fill("first")
+    expect(cards).to_have_count(1)
+    cards.first.click()
+    expect(page).to_have_url(re.compile(f"#/session/{first}$"))
+
+
+def test_pause_cancel_and_resume_the_queue(page: Page, server: Server) -> None:
+    open_ui(page, server)
+    page.locator('[data-testid="model-card"][data-model="toy"]').click()
+    page.get_by_test_id("param-steps").fill("6")
+
+    # A queued job, cancelled before it runs.
+    page.get_by_test_id("queue-toggle").click()
+    expect(page.get_by_test_id("paused-banner")).to_be_visible()
+    expect(page.get_by_test_id("queue-toggle")).to_have_text("Resume queue")
+    page.get_by_test_id("generate-button").click()
+    output = page.get_by_test_id("output")
+    expect(output.get_by_test_id("job-state")).to_have_text("queued")
+    expect(output.get_by_test_id("progress-text")).to_contain_text("next in line")
+    expect(page.get_by_test_id("queue-info")).to_have_text("0 running · 1 queued")
+    output.get_by_test_id("job-cancel").click()
+    expect(output.get_by_test_id("job-state")).to_have_text("cancelled")
+
+    # A running job, cancelled mid-way: it stops at its next step, its session paused.
+    page.get_by_test_id("queue-toggle").click()
+    expect(page.get_by_test_id("paused-banner")).to_be_hidden()
+    server.gate.hold_after(2)
+    page.get_by_test_id("generate-button").click()
+    expect(output.get_by_test_id("progress-bar")).to_have_attribute("aria-valuenow", "2")
+    output.get_by_test_id("job-cancel").click()
+    expect(output.get_by_test_id("job-logs")).to_contain_text("cancel requested")
+    server.gate.release()
+    expect(output.get_by_test_id("job-state")).to_have_text("cancelled")
+    expect(output.get_by_test_id("job-error")).to_contain_text("is paused there")
+    expect(output.get_by_test_id("job-resume")).to_be_visible()
+    rows = page.get_by_test_id("job-row")
+    expect(rows).to_have_count(2)
+    shot(page, "11-queue-cancelled")
+
+    # The paused session resumes from its session page.
+    output.get_by_test_id("open-session").click()
+    expect(page.get_by_test_id("session-status")).to_have_text("paused")
+    page.get_by_test_id("tab-resume").click()
+    expect(page.get_by_test_id("resume-note")).to_contain_text("from step")
+    page.get_by_test_id("resume-submit").click()
+    expect(page.get_by_test_id("session-status")).to_have_text("completed")
+    wait_playing(page, '[data-testid="session-video"]')
+
+
+def test_the_page_reconnects_and_renders_from_the_snapshot(page: Page, server: Server) -> None:
+    sockets: list[Any] = []
+    silent: list[Any] = []
+
+    def route(ws: Any) -> None:
+        sockets.append(ws)
+        if len(sockets) == 2:  # the first reconnection: held open, silent
+            silent.append(ws)
+            return
+        ws.connect_to_server()
+
+    page.route_web_socket(re.compile(r"/api/events"), route)
+    open_ui(page, server)
+    expect(page.get_by_test_id("job-row")).to_have_count(0)
+
+    sockets[0].close()
+    expect(page.get_by_test_id("conn-status")).not_to_have_attribute("data-state", "live")
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not silent:
+        assert time.monotonic() < deadline, "the page did not reconnect"
+        page.wait_for_timeout(50)
+    # While the page hears nothing, a job runs to the end.
+    done = server.generate(steps=4, prompt="while you were away")
+    expect(page.get_by_test_id("job-row")).to_have_count(0)
+    silent[0].close()
+    # The next connection gets the snapshot: the job is there, finished.
+    expect(page.get_by_test_id("conn-status")).to_have_attribute("data-state", "live")
+    row = page.locator(f'[data-testid="job-row"][data-job-id="{done["id"]}"]')
+    expect(row.get_by_test_id("job-state")).to_have_text("succeeded")
+    assert len(sockets) == 3
+
+
+SCHEMA_MODEL = {
+    "name": "probe",
+    "fixed_params": ["steps"],
+    "variants": [{"name": "small", "param_defaults": {"steps": 4}}],
+    "params_schema": {
+        "properties": {
+            "prompt": {"type": "string", "default": "a cat"},
+            "steps": {"type": "integer", "default": 8, "minimum": 1},
+            "shift": {"type": "number", "default": 5.0, "exclusiveMinimum": 0},
+            "multiscale": {"type": "boolean", "default": False},
+            "schedule": {"enum": ["linear", "cosine"], "default": "cosine"},
+            "sampler": {"$ref": "#/$defs/Sampler", "default": "euler"},
+            "noise": {"anyOf": [{"type": "number", "maximum": 1}, {"type": "null"}], "default": 0.025},
+            "timesteps": {"anyOf": [{"type": "array", "items": {"type": "number"}}, {"type": "null"}], "default": None},
+        },
+        "$defs": {"Sampler": {"enum": ["euler", "heun"], "type": "string"}},
+    },
+}
+
+
+def test_schema_forms_cover_every_field_kind(page: Page, server: Server) -> None:
+    open_ui(page, server)
+    out = page.evaluate(
+        """async model => {
+            const { schemaFields } = await import('./static/form.js');
+            const form = schemaFields(model, { idPrefix: 'probe' });
+            document.getElementById('view').append(form.el);
+            const kinds = Object.fromEntries(
+                form.fields.map(f => [f.name, [f.kind, f.control.tagName, f.control.type]]));
+            const initial = form.read().params;
+            const c = name => form.byName.get(name).control;
+            c('multiscale').checked = true;
+            c('schedule').value = '0';
+            c('timesteps').value = '[1000, 500.5]';
+            c('noise').value = '';
+            const changed = form.read().params;
+            c('timesteps').value = '[1000,';
+            const broken = form.read().errors;
+            form.fill(form.defaults('small'));
+            return { kinds, initial, changed, broken, variant: form.read().params.steps,
+                     fixedTag: !!form.byName.get('steps').el.querySelector('.tag-fixed') };
+        }""",
+        SCHEMA_MODEL,
+    )
+    assert out["kinds"] == {
+        "prompt": ["text", "TEXTAREA", "textarea"],
+        "steps": ["int", "INPUT", "number"],
+        "shift": ["float", "INPUT", "number"],
+        "multiscale": ["bool", "INPUT", "checkbox"],
+        "schedule": ["enum", "SELECT", "select-one"],
+        "sampler": ["enum", "SELECT", "select-one"],
+        "noise": ["float", "INPUT", "number"],
+        "timesteps": ["json", "TEXTAREA", "textarea"],
+    }
+    assert out["initial"] == {
+        "prompt": "a cat",
+        "steps": 8,
+        "shift": 5,
+        "multiscale": False,
+        "schedule": "cosine",
+        "sampler": "euler",
+        "noise": 0.025,
+        "timesteps": None,
+    }
+    assert out["changed"] == out["initial"] | {
+        "multiscale": True,
+        "schedule": "linear",
+        "timesteps": [1000, 500.5],
+        "noise": None,
+    }
+    assert out["broken"] == [{"field": "timesteps", "message": "not valid JSON"}]
+    assert out["variant"] == 4 and out["fixedTag"] is True
