@@ -114,6 +114,8 @@ function onEvent(ev) {
       state.gpus = ev.gpus || [];
       state.gpusAt = Date.now();
       state.paused = Boolean(ev.paused);
+      // Recent cache activity from before this page connected, newest first as the events add them.
+      if (Array.isArray(ev.model_events) && !state.modelEvents.length) state.modelEvents = ev.model_events.slice().reverse();
       setConn("live");
       authBanner.hidden = true;
       backoff = 500;

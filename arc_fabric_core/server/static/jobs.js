@@ -137,7 +137,13 @@ export function upsertJob(view) {
   const old = state.jobs.get(view.id);
   // A job only moves forward; a late answer (a POST reply after the job's events) is older news.
   if (old && stateRank(view.state) < stateRank(old.state)) return old;
+  // Progress only moves forward too: a REST answer computed before the latest step event
+  // must not put the bar back.
+  const stale =
+    old && old.progress && view.progress && view.state === old.state && view.progress.step < old.progress.step;
+  const kept = stale ? { progress: old.progress, preview: old.preview } : null;
   const job = old ? Object.assign(old, view) : view;
+  if (kept) Object.assign(job, kept);
   if (old && !view.progress && old.progress) job.progress = old.progress;
   state.jobs.set(job.id, job);
   if (job.preview) addPreview(job.id, job.progress ? job.progress.step : null, job.preview);
