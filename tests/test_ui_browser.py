@@ -5,6 +5,7 @@ Screenshots of every stage are kept in ``outputs/ui-screenshots/``.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -76,8 +77,11 @@ class StepGate:
 class Server:
     url: str
     gate: StepGate
+    token: str | None = None
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        if self.token:
+            kwargs["headers"] = {"Authorization": f"Bearer {self.token}"}
         response = httpx.request(method, self.url + path, timeout=30, **kwargs)
         response.raise_for_status()
         return response.json()
@@ -98,16 +102,22 @@ class Server:
         raise AssertionError(f"job {job_id} did not finish")
 
 
-@pytest.fixture
-def server(tmp_path: Path, toy_plugins) -> Iterator[Server]:
+@contextlib.contextmanager
+def serve(tmp_path: Path, plugins: Any, token: str | None = None) -> Iterator[Server]:
     gate = StepGate()
-    toy_plugins.register(gate, name="step-gate")
-    app = create_app(Settings(data_dir=tmp_path / "server", device="cpu", gpu_poll_seconds=0.5), plugins=toy_plugins)
-    with running_server(app, timeout=60) as url:
+    plugins.register(gate, name="step-gate")
+    settings = Settings(data_dir=tmp_path / "server", device="cpu", gpu_poll_seconds=0.5)
+    with running_server(create_app(settings, plugins=plugins, token=token), timeout=60) as url:
         try:
-            yield Server(url=url, gate=gate)
+            yield Server(url=url, gate=gate, token=token)
         finally:
             gate.release()  # a held step must not keep the server from stopping
+
+
+@pytest.fixture
+def server(tmp_path: Path, toy_plugins) -> Iterator[Server]:
+    with serve(tmp_path, toy_plugins) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +171,58 @@ def wait_playing(page: Page, selector: str) -> None:
 
 
 # ---------------------------------------------------------------------- tests
+
+
+def test_a_late_rest_answer_never_moves_progress_back(page: Page, server: Server) -> None:
+    """A job view fetched over REST before a step event but answered after it (the log
+    fetch does that) is older news: the step the events gave stays."""
+    open_ui(page, server)
+    steps = page.evaluate(
+        """async () => {
+            const { upsertJob } = await import('./static/jobs.js');
+            const { state } = await import('./static/core.js');
+            const base = { id: 9001, kind: 'generate', state: 'running', payload: { model: 'toy' } };
+            const seen = [];
+            const step = () => { const p = state.jobs.get(9001).progress; seen.push(p ? p.step : null); };
+            upsertJob({ ...base, progress: { step: 3, total: 12 } }); step();
+            upsertJob({ ...base, progress: null }); step();                   // computed before step 1
+            upsertJob({ ...base, progress: { step: 1, total: 12 } }); step(); // computed at step 1
+            upsertJob({ ...base, progress: { step: 4, total: 12 } }); step();
+            upsertJob({ ...base, state: 'queued', progress: null }); step();  // the POST's answer
+            upsertJob({ ...base, state: 'succeeded', progress: { step: 12, total: 12 } }); step();
+            return seen;
+        }"""
+    )
+    assert steps == [3, 3, 3, 4, 4, 12]
+
+
+def test_with_a_token_the_page_asks_for_it_then_works(browser: Browser, tmp_path: Path, toy_plugins) -> None:
+    token = "t0ken-for-the-browser-test"
+    with serve(tmp_path, toy_plugins, token=token) as server:
+        context = browser.new_context(viewport={"width": 1440, "height": 1000})
+        try:
+            page = context.new_page()
+            page.goto(f"{server.url}/")
+            expect(page.get_by_test_id("conn-status")).to_have_attribute("data-state", "unauthorized")
+            expect(page.get_by_test_id("auth-banner")).to_be_visible()
+            expect(page.get_by_test_id("auth-banner")).to_contain_text("?token=")
+            shot(page, "08-token-refused")
+
+            page.goto(f"{server.url}/?token={token}")
+            expect(page.get_by_test_id("conn-status")).to_have_attribute("data-state", "live")
+            expect(page.get_by_test_id("auth-banner")).to_be_hidden()
+            page.locator('[data-testid="model-card"][data-model="toy"]').click()
+            page.get_by_test_id("param-steps").fill("4")
+            page.get_by_test_id("generate-button").click()
+            output = page.get_by_test_id("output")
+            expect(output.get_by_test_id("job-state")).to_have_text("succeeded")
+            expect(output.get_by_test_id("job-logs")).to_contain_text("succeeded")
+            # The video comes with the Authorization header, played from a blob.
+            expect(output.get_by_test_id("result-video")).to_have_attribute("src", re.compile(r"^blob:"))
+            wait_playing(page, '[data-testid="output"] video')
+            shot(page, "09-token-accepted")
+        finally:
+            context.close()
 
 
 def test_generate_streams_progress_previews_and_plays_the_video(page: Page, server: Server) -> None:

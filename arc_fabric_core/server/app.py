@@ -382,7 +382,11 @@ def create_app(
     async def events(ws: WebSocket) -> None:
         """The current state first (``snapshot``), then every event as it happens."""
         if token and not hmac.compare_digest((ws.query_params.get("token") or "").encode(), token.encode()):
-            await ws.close(code=4401)
+            # Accepted first: a refusal during the handshake reaches a browser only as
+            # "abnormal closure" (1006), and the page could not tell a wrong token from a
+            # network fault.
+            await ws.accept()
+            await ws.close(code=4401, reason="missing or wrong token (?token=)")
             return
         await ws.accept()
         queue = orch.bus.subscribe()

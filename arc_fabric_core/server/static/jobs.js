@@ -139,12 +139,11 @@ export function upsertJob(view) {
   if (old && stateRank(view.state) < stateRank(old.state)) return old;
   // Progress only moves forward too: a REST answer computed before the latest step event
   // must not put the bar back.
-  const stale =
-    old && old.progress && view.progress && view.state === old.state && view.progress.step < old.progress.step;
-  const kept = stale ? { progress: old.progress, preview: old.preview } : null;
+  // (Read before the merge below: it writes into ``old``.)
+  const had = old && old.progress ? { progress: old.progress, preview: old.preview } : null;
+  const stale = had && view.state === old.state && (!view.progress || view.progress.step < had.progress.step);
   const job = old ? Object.assign(old, view) : view;
-  if (kept) Object.assign(job, kept);
-  if (old && !view.progress && old.progress) job.progress = old.progress;
+  if (stale) Object.assign(job, had);
   state.jobs.set(job.id, job);
   if (job.preview) addPreview(job.id, job.progress ? job.progress.step : null, job.preview);
   refreshJob(job.id);
