@@ -69,6 +69,7 @@ class Executor(Protocol):
         on_session: Callable[[str], None],
         stop: Callable[[], bool],
         listeners: Iterable[Callable[[Progress], None]] = (),
+        on_log: Callable[[str], None] | None = None,
     ) -> Outcome: ...
 
     def close(self) -> None: ...
@@ -104,14 +105,38 @@ def run_job(
     listeners: Iterable[Callable[[Progress], None]] = (),
     previews: bool = False,
     video: bool = False,
+    on_log: Callable[[str], None] | None = None,
 ) -> Outcome:
     """Run one job with ``engine`` (in this process: the in-process executor and the
     worker both call it); with ``previews`` every step's progress carries a preview JPEG;
     with ``video`` a finished session is decoded to its ``video.mp4`` before the job ends,
-    where the model is (a client that sees the job succeed finds the video)."""
+    where the model is (a client that sees the job succeed finds the video). ``on_log``
+    hears the job's log lines (:mod:`arc_fabric_core.job_log`)."""
+    from arc_fabric_core.job_log import job_log
+
+    with job_log(on_log, getattr(engine, "cache", None)) as say:
+        return _run_job(engine, kind, payload, on_session, stop, list(listeners), previews, video, say)
+
+
+def _run_job(
+    engine: Any,
+    kind: str,
+    payload: dict[str, Any],
+    on_session: Callable[[str], None],
+    stop: Callable[[], bool],
+    listeners: list[Callable[[Progress], None]],
+    previews: bool,
+    video: bool,
+    say: Callable[[str], None],
+) -> Outcome:
     session = session_for(engine, kind, payload)
     on_session(session.id)
-    listeners = list(listeners)
+    doc = session.doc
+    until = payload.get("until")
+    say(
+        f"session {session.id}: {kind} with {session.ref.label}, "
+        f"steps {session.step_index}→{until if until is not None else doc.total_steps} of {doc.total_steps}"
+    )
 
     def relay(event: Any) -> None:
         preview = None
@@ -126,10 +151,14 @@ def run_job(
         for listener in listeners:
             listener(progress)
 
-    session = engine.run(session, until=payload.get("until"), listeners=[relay], stop=stop)
-    if session.done and video:
+    session = engine.run(session, until=until, listeners=[relay], stop=stop)
+    if not session.done:
+        say(f"paused at step {session.step_index} of {session.doc.total_steps} (checkpointed)")
+    elif video:
+        say("decoding the video")
         try:
-            write_session_video(engine, session)
+            path = write_session_video(engine, session)
+            say(f"wrote {path.name} ({path.stat().st_size / 1024:.0f} KiB)")
         except Exception as exc:  # the session is done and stored: a missing video must not fail the job
             log.warning("session %s: no video (%s: %s)", session.id, type(exc).__name__, exc)
     return Outcome(session.id, session.done, session.step_index, session.doc.total_steps)
@@ -161,8 +190,9 @@ class InProcessExecutor:
         on_session: Callable[[str], None],
         stop: Callable[[], bool],
         listeners: Iterable[Callable[[Progress], None]] = (),
+        on_log: Callable[[str], None] | None = None,
     ) -> Outcome:
-        return run_job(self.engine, kind, payload, on_session, stop, listeners, self.previews, self.videos)
+        return run_job(self.engine, kind, payload, on_session, stop, listeners, self.previews, self.videos, on_log)
 
     def close(self) -> None:
         pass
@@ -172,7 +202,8 @@ class InProcessExecutor:
 # One JSON object per line over a TCP connection on 127.0.0.1. The orchestrator sends
 # {"op": "hello", "token"}, then {"op": "run", "kind", "payload"} and, while it runs,
 # possibly {"op": "cancel"}; the worker answers with events: {"event": "session"},
-# {"event": "step"}, and one {"event": "done"} or {"event": "error"}.
+# {"event": "step"}, {"event": "log", "line"}, {"event": "model"} (a cache event with the
+# worker's model states), and one {"event": "done"} or {"event": "error"}.
 
 
 def send(sock: socket.socket, message: dict[str, Any]) -> None:
@@ -249,6 +280,25 @@ class SubprocessExecutor:
         self.videos = videos  # workers decode finished sessions to video.mp4
         self.workers: dict[str, _Worker] = {}
         self._lock = threading.Lock()
+        # What each worker's model cache holds (its ``ModelStatus`` list as JSON), by
+        # interpreter: the server's model cards and device view read it.
+        self.model_states: dict[str, list[dict[str, Any]]] = {}
+        self._model_listeners: list[Callable[[dict[str, Any]], None]] = []
+
+    def subscribe_models(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``listener`` with every cache event of every worker (a worker that dies
+        reports its warm models evicted)."""
+        self._model_listeners.append(listener)
+
+    def held_models(self) -> list[dict[str, Any]]:
+        return [status for states in list(self.model_states.values()) for status in states]
+
+    def _tell_models(self, event: dict[str, Any]) -> None:
+        for listener in list(self._model_listeners):
+            try:
+                listener(event)
+            except Exception:  # a listener's failure never fails a job
+                log.exception("model listener failed on %s", event)
 
     # ------------------------------------------------------------ which env
 
@@ -339,6 +389,11 @@ class SubprocessExecutor:
             if worker.process.poll() is None:
                 worker.process.kill()
             worker.process.wait(10)
+        # Whatever it held is gone with it.
+        for status in self.model_states.pop(python, []):
+            if status.get("state") != "cold":
+                label, device = status["label"], status.get("device")
+                self._tell_models({"kind": "evict", "label": label, "device": device, "bytes": status["bytes"]})
 
     # ------------------------------------------------------------ running a job
 
@@ -349,6 +404,7 @@ class SubprocessExecutor:
         on_session: Callable[[str], None],
         stop: Callable[[], bool],
         listeners: Iterable[Callable[[Progress], None]] = (),
+        on_log: Callable[[str], None] | None = None,
     ) -> Outcome:
         python = self.python_for(kind, payload)
         worker = self.worker(python)
@@ -384,6 +440,12 @@ class SubprocessExecutor:
                 if not cancelled and stop():
                     cancelled = True
                     send(worker.sock, {"op": "cancel"})
+            elif event == "log":
+                if on_log is not None:
+                    on_log(str(message["line"]))
+            elif event == "model":
+                self.model_states[python] = list(message.pop("states", []))
+                self._tell_models(message)
             elif event == "done":
                 return Outcome(message["session_id"], message["done"], message["step"], message["total"])
             elif event == "error":

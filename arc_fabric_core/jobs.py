@@ -338,11 +338,15 @@ class JobRunner:
         self.executor = executor or InProcessExecutor(engine)
 
     def run_next(
-        self, listeners: list[Callable[[Any], None]] | None = None, on_start: Callable[[Job], None] | None = None
+        self,
+        listeners: list[Callable[[Any], None]] | None = None,
+        on_start: Callable[[Job], None] | None = None,
+        on_log: Callable[[str], None] | None = None,
     ) -> Job | None:
         """Claim and run one job; return it finished (or None when nothing could start).
 
-        ``on_start`` hears the job once claimed; ``listeners`` hear every step."""
+        ``on_start`` hears the job once claimed; ``listeners`` hear every step; ``on_log``
+        every line of its log (:mod:`arc_fabric_core.job_log`)."""
         job = self.queue.claim()
         if job is None:
             return None
@@ -356,6 +360,7 @@ class JobRunner:
                 on_session=lambda session_id: self.queue.attach_session(job.id, session_id),
                 stop=stop,
                 listeners=listeners or (),
+                on_log=on_log,
             )
         except Exception as exc:  # the job fails with the reason; the runner goes on
             return self.queue.finish(job.id, JobState.FAILED, f"{type(exc).__name__}: {exc}")

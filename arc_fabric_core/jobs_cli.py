@@ -233,7 +233,8 @@ def _work(queue: Any, args: argparse.Namespace) -> None:
     runner = JobRunner(queue, executor=executor)
     count = 0
     try:
-        while (job := runner.run_next()) is not None:
+        # Each job's log, as it happens (the server streams the same lines).
+        while (job := runner.run_next(on_log=lambda line: print(f"  {line}", flush=True))) is not None:
             count += 1
             print(f"job {job.id}: {job.state.value}{f' ({job.error})' if job.error else ''} session {job.session_id}")
     finally:

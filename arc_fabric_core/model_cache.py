@@ -63,7 +63,7 @@ class ModelStatus:
 
 @dataclass(frozen=True)
 class CacheEvent:
-    kind: str  # load | evict | offload | restore | move | pin | unpin | release-unconfirmed
+    kind: str  # loading | load | evicting | evict | offload | restore | move | pin | unpin | release-unconfirmed
     label: str
     device: str | None
     bytes: int
@@ -355,6 +355,8 @@ class ModelCache:
                 waiter.wait()
                 continue
             try:
+                if source == "load":  # a load can take minutes: say so before, not only after
+                    self._emit("loading", entry, target, need)
                 return self._bring(entry, key, source, previous, target, holder)
             finally:
                 with self._lock:
@@ -628,7 +630,7 @@ class ModelCache:
     def _emit(self, kind: str, entry: _Entry, device: str | None, nbytes: int, seconds: float = 0.0) -> None:
         if kind in ("load", "evict", "offload", "restore", "move"):
             self.events.append((kind, entry.label))
-        if kind != "evicting":
+        if kind not in ("evicting", "loading"):
             log.debug("%s %s on %s (%s, %.2fs)", kind, entry.label, device, _gib(nbytes), seconds)
         event = CacheEvent(kind, entry.label, device, nbytes, seconds)
         for listener in list(self._listeners):

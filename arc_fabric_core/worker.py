@@ -12,6 +12,7 @@ this process, sessions are written to the shared store.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hmac
 import logging
 import os
@@ -22,6 +23,7 @@ import traceback
 from typing import Any
 
 from arc_fabric_core.executors import Lines, Progress, run_job, send
+from arc_fabric_core.model_cache import CacheEvent
 
 log = logging.getLogger("arc_fabric.worker")
 
@@ -110,6 +112,14 @@ class Worker:
         def on_step(p: Progress) -> None:
             tell({"event": "step", **p.__dict__})
 
+        def on_cache(event: CacheEvent) -> None:
+            states = [
+                {"label": s.label, "state": s.state.value, "device": s.device, "bytes": s.bytes}
+                for s in self.engine.cache.states()
+            ]
+            tell({"event": "model", **dataclasses.asdict(event), "states": states})
+
+        unsubscribe = self.engine.cache.subscribe(on_cache)
         try:
             outcome = run_job(
                 self.engine,
@@ -120,11 +130,14 @@ class Worker:
                 listeners=[on_step],
                 previews=bool(message.get("previews")),
                 video=bool(message.get("video")),
+                on_log=lambda line: tell({"event": "log", "line": line}),
             )
         except Exception as exc:
+            unsubscribe()  # before the end is told: the next job may start at once
             log.debug("job failed:\n%s", traceback.format_exc())
             tell({"event": "error", "error": f"{type(exc).__name__}: {exc}"}, last=True)
             return
+        unsubscribe()
         tell({"event": "done", **outcome.__dict__}, last=True)
 
 

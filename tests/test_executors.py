@@ -49,10 +49,21 @@ def test_a_worker_process_gives_the_latents_of_an_in_process_run(queue: JobQueue
     try:
         runner = JobRunner(queue, executor=work)
         steps: list[int] = []
+        lines: list[str] = []
+        cache_events: list[dict] = []
+        work.subscribe_models(cache_events.append)
         job = queue.submit("generate", {"model": "toy", "params": PARAMS})
-        done = runner.run_next(listeners=[lambda p: steps.append(p.step)])
+        done = runner.run_next(listeners=[lambda p: steps.append(p.step)], on_log=lines.append)
         assert done.state == "succeeded", done.error
         assert steps == [1, 2, 3, 4, 5, 6]
+        # The worker's log lines and its cache's events come back; its models show as held.
+        assert lines[0] == f"session {done.session_id}: generate with toy/default, steps 0→6 of 6", lines
+        assert lines[1].startswith("loading toy/default onto cpu") and lines[2].startswith("loaded toy/default on cpu")
+        assert [(e["kind"], e["label"], e["device"]) for e in cache_events] == [
+            ("loading", "toy/default", "cpu"),
+            ("load", "toy/default", "cpu"),
+        ]
+        assert [(m["label"], m["state"], m["device"]) for m in work.held_models()] == [("toy/default", "warm", "cpu")]
         assert torch.equal(toy_engine.final_latents(done.session_id), in_process(toy_engine))
         pid = work.pids()[sys.executable]
         # The worker stays: a second job reuses it (its models warm).
@@ -75,8 +86,12 @@ def test_a_worker_killed_mid_job_fails_the_job_and_the_session_resumes(queue: Jo
             if progress.step == 20:
                 os.kill(work.pids()[sys.executable], signal.SIGKILL)
 
+        cache_events: list[dict] = []
+        work.subscribe_models(cache_events.append)
         failed = runner.run_next(listeners=[kill_at_step_20])
         assert failed.state == "failed"
+        # What the dead worker held is reported gone.
+        assert work.held_models() == [] and cache_events[-1]["kind"] == "evict"
         assert "killed by SIGKILL" in failed.error and f"session {failed.session_id}" in failed.error
         doc = toy_engine.store.load_doc(failed.session_id)
         # At its last checkpoint the store recorded, mid-run (the writer trails the loop by a few steps).

@@ -190,9 +190,9 @@ def test_states_are_visible_while_a_model_loads(tmp_path: Path) -> None:
     worker.join(10)
     second.join(10)
     assert [(s.state, s.device) for s in cache.states()] == [(ModelState.WARM, "cuda:0")]
-    assert cache.loads == 1 and [e.kind for e in seen] == ["load"]
+    assert cache.loads == 1 and [e.kind for e in seen] == ["loading", "load"]
     cache.evict(ref)
-    assert [e.kind for e in seen] == ["load", "evicting", "evict"]
+    assert [e.kind for e in seen] == ["loading", "load", "evicting", "evict"]
     assert cache.states()[0].state is ModelState.COLD
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import os
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +20,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from starlette.websockets import WebSocketDisconnect
 
+from arc_fabric_core.hookspecs import hookimpl
 from arc_fabric_core.server.app import create_app
 from arc_fabric_core.server.orchestrator import Settings
 
@@ -64,7 +67,17 @@ def test_submit_poll_result_then_fork(client: TestClient) -> None:
     done = wait_job(client, job["id"])
     assert done["state"] == "succeeded", done["error"]
     assert done["progress"]["step"] == 4 and done["progress"]["total"] == 4
-    assert any("started" in line for line in done["logs"])
+    # The job's log narrates it: time-stamped lines, in order.
+    said = [line.split(" ", 1)[1] for line in done["logs"]]
+    assert said[:4] == [
+        "queued (generate, priority 0)",
+        "started",
+        f"session {done['session_id']}: generate with toy/default, steps 0→4 of 4",
+        "loading toy/default onto cpu",
+    ]
+    assert said[4].startswith("loaded toy/default on cpu in ")
+    assert said[5:7] == ["decoding the video", said[6]] and said[6].startswith("wrote video.mp4 (")
+    assert said[-1] == "succeeded"
     assert done["video"] == f"/files/videos/{done['session_id']}.mp4"
     video = client.get(done["video"])
     assert video.status_code == 200 and video.headers["content-type"] == "video/mp4" and len(video.content) > 100
@@ -91,6 +104,54 @@ def test_submit_poll_result_then_fork(client: TestClient) -> None:
     deleted = client.delete(f"/api/sessions/{forked['session_id']}")
     assert deleted.status_code == 200
     assert client.get(f"/api/sessions/{forked['session_id']}").status_code == 404
+
+
+def test_with_worker_processes_the_models_show_where_the_workers_hold_them(
+    tmp_path: Path, toy_plugins, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    toy = Path(__file__).resolve().parents[1] / "examples" / "arc_toy"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(toy), os.environ.get("PYTHONPATH", "")]))
+    settings = Settings(
+        data_dir=tmp_path / "server", device="cpu", executor="subprocess", worker_plugins=("arc_toy.plugin",)
+    )
+    with TestClient(create_app(settings, plugins=toy_plugins)) as client:
+        job = client.post("/api/sessions", json={"model": "toy", "params": PARAMS}).json()
+        done = wait_job(client, job["id"])
+        assert done["state"] == "succeeded", done["error"]
+        # The server's own cache never loaded it: the worker's did, and says so.
+        assert client.get("/api/models/toy").json()["states"][0] == {
+            "variant": "default",
+            "state": "warm",
+            "device": "cpu",
+        }
+        assert client.get("/api/gpus").json()[0]["models"] == ["toy/default"]
+        said = [line.split(" ", 1)[1] for line in done["logs"]]
+        assert any(line.startswith("loaded toy/default on cpu in ") for line in said), said
+        with client.websocket_connect("/api/events") as ws:
+            recent = ws.receive_json()["model_events"]
+        assert [(e["kind"], e["label"]) for e in recent] == [("loading", "toy/default"), ("load", "toy/default")]
+
+
+def test_warnings_said_while_a_job_runs_reach_its_log(tmp_path: Path, toy_plugins) -> None:
+    class Grumbles:
+        @hookimpl(wrapper=True)
+        def arc_denoise_step(self) -> Any:
+            logging.getLogger("grumbles").warning("step looks odd\n(details)")
+            logging.getLogger("grumbles").info("not worth a line")
+            return (yield)
+
+    toy_plugins.register(Grumbles(), name="grumbles")
+    app = create_app(Settings(data_dir=tmp_path / "server", device="cpu"), plugins=toy_plugins)
+    with TestClient(app) as client:
+        job = client.post("/api/sessions", json={"model": "toy", "params": PARAMS}).json()
+        done = wait_job(client, job["id"])
+        said = [line.split(" ", 1)[1] for line in done["logs"]]
+        assert said.count("warning: step looks odd [grumbles]") == 4  # one per step, first line only
+        assert not any("not worth" in line for line in said)
+        # Outside a job nothing is captured: the handler is gone.
+        logging.getLogger("grumbles").warning("after the job")
+        again = client.get(f"/api/jobs/{job['id']}").json()
+        assert not any("after the job" in line for line in again["logs"])
 
 
 def test_queue_position_priority_cancel_and_pause(client: TestClient) -> None:
@@ -173,7 +234,7 @@ def test_events_start_with_a_snapshot_then_stream_progress(client: TestClient) -
         snapshot = ws.receive_json()
         assert any(j["id"] == job["id"] and j["state"] == "succeeded" for j in snapshot["jobs"])
         assert snapshot["models"][0]["states"][0]["state"] == "warm"
-        assert [e["kind"] for e in snapshot["model_events"]] == ["load"]  # recent cache activity
+        assert [e["kind"] for e in snapshot["model_events"]] == ["loading", "load"]  # recent cache activity
 
 
 def test_a_token_guards_every_route(tmp_path: Path, toy_plugins) -> None:

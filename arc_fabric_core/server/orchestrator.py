@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,8 @@ class Orchestrator:
         else:
             raise InputError("executor", f"unknown executor {settings.executor!r}; allowed: inprocess, subprocess")
         self.executor = executor
+        if isinstance(executor, SubprocessExecutor):  # the workers' caches hold the models
+            executor.subscribe_models(self._on_worker_model_event)
         self.runner = JobRunner(self.queue, executor=executor)
         self.live: dict[int, JobLive] = {}
         self.model_events: deque[dict[str, Any]] = deque(maxlen=50)  # recent cache activity, for the snapshot
@@ -224,7 +226,10 @@ class Orchestrator:
                 self.live[job.id].preview = p.preview
                 self.bus.publish("preview", job_id=job.id, session_id=p.session_id, step=p.step, image=p.preview)
 
-        done = self.runner.run_next(listeners=[on_progress], on_start=on_start)
+        def on_log(line: str) -> None:
+            self._log(current[0].id, line)
+
+        done = self.runner.run_next(listeners=[on_progress], on_start=on_start, on_log=on_log)
         if done is None:
             return None
         self._log(done.id, f"{done.state.value}" + (f": {done.error}" if done.error else ""))
@@ -242,8 +247,16 @@ class Orchestrator:
         self.bus.publish("job", job=self.describe_job(job))
 
     def _on_cache_event(self, event: CacheEvent) -> None:
+        self._on_worker_model_event(asdict(event))
+
+    def _on_worker_model_event(self, event: dict[str, Any]) -> None:
         published = self.bus.publish(
-            "model", kind=event.kind, label=event.label, device=event.device, bytes=event.bytes, seconds=event.seconds
+            "model",
+            kind=event["kind"],
+            label=event["label"],
+            device=event.get("device"),
+            bytes=event.get("bytes", 0),
+            seconds=event.get("seconds", 0.0),
         )
         self.model_events.append(published)
 
@@ -256,30 +269,36 @@ class Orchestrator:
 
     # ------------------------------------------------------------ views
 
+    def model_states(self) -> dict[str, dict[str, Any]]:
+        """``model/variant`` -> its state and device, in this process's cache or a worker's
+        (a model cold everywhere is absent)."""
+        out: dict[str, dict[str, Any]] = {}
+        held = [{"label": s.label, "state": s.state.value, "device": s.device} for s in self.cache.states()]
+        if isinstance(self.executor, SubprocessExecutor):
+            held += self.executor.held_models()
+        for status in held:
+            if status["state"] != "cold":
+                out[status["label"]] = {"state": status["state"], "device": status["device"]}
+        return out
+
     def gpus(self) -> list[dict[str, Any]]:
         """Every device with its memory and the models warm on it."""
-        states = self.cache.states()
+        states = self.model_states()
         out = []
         for device in self.cache.devices():
             info = device.as_dict()
-            info["models"] = [s.label for s in states if s.device == device.id and s.state.value != "cold"]
+            info["models"] = [label for label, s in states.items() if s["device"] == device.id]
             out.append(info)
         return out
 
     def models(self) -> list[dict[str, Any]]:
-        states = {s.label: s for s in self.cache.states()}
+        states = self.model_states()
+        cold = {"state": "cold", "device": None}
         out = []
         for name in self.plugins.model_names():
             spec = self.plugins.model(name)
             described = spec.describe()
-            described["states"] = [
-                {
-                    "variant": v.name,
-                    "state": states[f"{name}/{v.name}"].state.value if f"{name}/{v.name}" in states else "cold",
-                    "device": states[f"{name}/{v.name}"].device if f"{name}/{v.name}" in states else None,
-                }
-                for v in spec.variants
-            ]
+            described["states"] = [{"variant": v.name, **states.get(f"{name}/{v.name}", cold)} for v in spec.variants]
             out.append(described)
         return out
 
