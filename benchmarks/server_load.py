@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import statistics
 import sys
@@ -46,7 +47,6 @@ def run_load(base: str, clients: int, jobs_each: int, params: dict[str, Any]) ->
     statuses: list[int] = []
     latencies: dict[str, list[float]] = {"GET /api/jobs/{id}": [], "POST /api/sessions": []}
     lock = threading.Lock()
-    stop = threading.Event()
     ready = threading.Barrier(clients + 1)
 
     def client(n: int) -> None:
@@ -71,22 +71,12 @@ def run_load(base: str, clients: int, jobs_each: int, params: dict[str, Any]) ->
                 if event["type"] == "job" and event["job"]["state"] in ("succeeded", "failed", "cancelled"):
                     seen_done[n].add(event["job"]["id"])
 
-    def prober() -> None:
-        with httpx.Client(base_url=base, timeout=60) as http:
-            while not stop.is_set():
-                ids = list(submitted)
-                if not ids:
-                    time.sleep(0.01)
-                    continue
-                t0 = time.perf_counter()
-                r = http.get(f"/api/jobs/{ids[-1]}", params={"logs": "false"})
-                with lock:
-                    latencies["GET /api/jobs/{id}"].append(time.perf_counter() - t0)
-                    statuses.append(r.status_code)
-                time.sleep(0.01)
-
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    probe = threading.Thread(target=prober)
+    # The prober has a process of its own: in this one it would time the 20 clients'
+    # JSON parsing (one GIL) as much as the server.
+    context = multiprocessing.get_context("spawn")
+    probed, stop_file = context.Queue(), _stop_file()
+    probe = context.Process(target=probe_jobs, args=(base, clients * jobs_each, probed, stop_file), daemon=True)
     start = time.perf_counter()
     for t in threads:
         t.start()
@@ -94,8 +84,11 @@ def run_load(base: str, clients: int, jobs_each: int, params: dict[str, Any]) ->
     probe.start()
     for t in threads:
         t.join()
-    stop.set()
-    probe.join()
+    stop_file.touch()
+    got = probed.get(timeout=60)
+    probe.join(30)
+    latencies["GET /api/jobs/{id}"] = got["latencies"]
+    statuses += got["statuses"]
     wall = time.perf_counter() - start
     jobs = httpx.get(f"{base}/api/jobs", timeout=60).json()
     by_id = {j["id"]: j for j in jobs}
@@ -124,10 +117,35 @@ def run_load(base: str, clients: int, jobs_each: int, params: dict[str, Any]) ->
     }
 
 
+def _stop_file() -> Path:
+    return Path(tempfile.mkdtemp(prefix="arc-probe-")) / "stop"
+
+
+def probe_jobs(base: str, job_id: int, out: Any, stop: Path) -> None:
+    """Time GET /api/jobs/{job_id} every 10 ms until ``stop`` exists (the last job of
+    the load: queued most of the run, so each answer computes its queue position)."""
+    import httpx
+
+    latencies: list[float] = []
+    statuses: list[int] = []
+    with httpx.Client(base_url=base, timeout=60) as http:
+        while not stop.exists():
+            t0 = time.perf_counter()
+            r = http.get(f"/api/jobs/{job_id}", params={"logs": "false"})
+            if r.status_code == 404:  # not submitted yet
+                time.sleep(0.01)
+                continue
+            latencies.append(time.perf_counter() - t0)
+            statuses.append(r.status_code)
+            time.sleep(0.01)
+    out.put({"latencies": latencies, "statuses": statuses})
+
+
 def serve(port: int, data: Path, executor: str) -> None:
     """The server alone in this process (the load generator must not share its GIL)."""
     import uvicorn
 
+    from arc_fabric_core.server import UVICORN_OPTIONS
     from arc_fabric_core.server.app import create_app
     from arc_fabric_core.server.orchestrator import Settings
 
@@ -136,7 +154,8 @@ def serve(port: int, data: Path, executor: str) -> None:
     )
     toy = str(ROOT / "examples" / "arc_toy")  # where subprocess workers find the toy plugin
     os.environ["PYTHONPATH"] = os.pathsep.join([toy, os.environ.get("PYTHONPATH", "")])
-    uvicorn.run(create_app(settings, plugins=toy_plugins()), host="127.0.0.1", port=port, log_level="warning")
+    app = create_app(settings, plugins=toy_plugins())
+    uvicorn.run(app, host="127.0.0.1", port=port, **UVICORN_OPTIONS)  # type: ignore[arg-type]
 
 
 def main() -> None:

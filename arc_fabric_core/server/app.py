@@ -394,7 +394,7 @@ def create_app(
             snapshot = await asyncio.to_thread(orch.snapshot)
             await ws.send_json({"type": "snapshot", **snapshot})
             while True:
-                await ws.send_json(await queue.get())
+                await ws.send_text(await queue.get())  # serialized once, by the publisher
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:

@@ -53,6 +53,7 @@ def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from arc_fabric_core.devices import parse_bytes
+    from arc_fabric_core.server import UVICORN_OPTIONS
     from arc_fabric_core.server.app import create_app
     from arc_fabric_core.server.orchestrator import Settings
 
@@ -74,4 +75,4 @@ def _serve(args: argparse.Namespace) -> None:
     )
     app = create_app(settings, token=token)
     print(f"Arc Fabric on http://{args.host}:{args.port}  (API docs: /docs, events: ws /api/events)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, **UVICORN_OPTIONS)  # type: ignore[arg-type]

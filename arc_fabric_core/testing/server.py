@@ -26,7 +26,10 @@ def running_server(app: Any, timeout: float = 30.0) -> Iterator[str]:
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    from arc_fabric_core.server import UVICORN_OPTIONS
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", **UVICORN_OPTIONS)  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="arc-test-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
