@@ -30,12 +30,13 @@ def size_text(nbytes: int) -> str:
 
 def cache_line(event: CacheEvent) -> str | None:
     """A log line for what the model cache did for the job (None: nothing worth a line)."""
-    where, size = event.device, size_text(event.bytes)
+    where = event.device
+    size = f" ({size_text(event.bytes)})" if event.bytes else ""  # a model without tensors: no size
     return {
-        "loading": f"loading {event.label} onto {where}" + (f" (about {size})" if event.bytes else ""),
-        "load": f"loaded {event.label} on {where} in {event.seconds:.2f} s ({size})",
-        "evict": f"evicted {event.label} from {where} to make room ({size})",
-        "offload": f"parked {event.label} in RAM to make room ({size})",
+        "loading": f"loading {event.label} onto {where}" + (f" (about {size_text(event.bytes)})" if size else ""),
+        "load": f"loaded {event.label} on {where} in {event.seconds:.2f} s{size}",
+        "evict": f"evicted {event.label} from {where} to make room{size}",
+        "offload": f"parked {event.label} in RAM to make room{size}",
         "restore": f"{event.label} back on {where} from RAM in {event.seconds:.2f} s",
         "move": f"moved {event.label} to {where} in {event.seconds:.2f} s",
     }.get(event.kind)

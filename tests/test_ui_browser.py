@@ -206,6 +206,7 @@ def test_with_a_token_the_page_asks_for_it_then_works(browser: Browser, tmp_path
             expect(page.get_by_test_id("conn-status")).to_have_attribute("data-state", "unauthorized")
             expect(page.get_by_test_id("auth-banner")).to_be_visible()
             expect(page.get_by_test_id("auth-banner")).to_contain_text("?token=")
+            expect(page.locator("#view")).to_contain_text("The server needs its token to list the models")
             shot(page, "08-token-refused")
 
             page.goto(f"{server.url}/?token={token}")

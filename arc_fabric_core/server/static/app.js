@@ -68,9 +68,11 @@ function renderHeader() {
 }
 
 function setConn(value, detail = "") {
+  const changed = state.conn !== value;
   state.conn = value;
   connEl.dataset.state = value;
   setText(connEl.querySelector(".conn-text"), detail || { live: "live", connecting: "connecting", reconnecting: "reconnecting", unauthorized: "token refused" }[value] || value);
+  if (changed) emit({ type: "conn", state: value });
 }
 
 queueToggle.addEventListener("click", async () => {

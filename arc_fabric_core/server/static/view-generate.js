@@ -119,7 +119,7 @@ export function mountGenerate(root) {
     const models = state.models;
     setText(modelCount, models.length === 1 ? "1 installed" : `${models.length} installed`);
     if (!models.length) {
-      clear(modelGrid, h("div", { class: "empty" }, state.conn === "live" ? "No models are installed." : "Loading models…"));
+      clear(modelGrid, h("div", { class: "empty" }, modelsPlaceholder()));
       return;
     }
     if (!ui.model || !models.some((m) => m.name === ui.model)) ui.model = models[0].name;
@@ -336,6 +336,7 @@ export function mountGenerate(root) {
         break;
       case "models":
       case "gpus":
+      case "conn":
         renderModels();
         if (!form) renderForm();
         break;
@@ -367,4 +368,10 @@ function fieldWrap(name, label, control, help) {
     h("div", { class: "field-help" }, help),
     h("div", { class: "field-error", "data-testid": `field-error-${name}`, hidden: true }),
   );
+}
+
+function modelsPlaceholder() {
+  if (state.conn === "live") return "No models are installed.";
+  if (state.conn === "unauthorized") return "The server needs its token to list the models (see above).";
+  return "Loading models…";
 }
