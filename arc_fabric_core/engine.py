@@ -122,6 +122,8 @@ class Session:
     # models load there too (a scheduler's history cannot span devices).
     device: torch.device | None = None
     placement: str | None = None  # that device as the model cache names it ("cuda:1", a fake GPU...)
+    # What plugins keep between steps (StepContext.state): memory only, rebuilt after a restore.
+    model_state: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -653,6 +655,10 @@ class Engine:
             finally:
                 writer.close()
                 self.cache.let_go(session.id)
+                for value in session.model_state.values():
+                    park = getattr(value, "park", None)
+                    if callable(park):
+                        park()
         return session
 
     def _hook(self, name: str, ref: ModelRef) -> Any:
@@ -837,6 +843,7 @@ class Engine:
             timestep=schedule.timesteps[index],
             sigma=float(sigmas[index]) if sigmas is not None else None,
             pass_index=session.pass_index,
+            state=session.model_state,
         )
 
     def _enter_next_pass(self, session: Session) -> None:
@@ -957,6 +964,7 @@ class Engine:
             raise SessionError("; ".join(errors) or f"session {doc.id}: no readable checkpoint")
         step = int(metadata["step"])
         pass_index = int(metadata.get("pass", "0"))
+        session.model_state.clear()  # made for other latents: the plugin rebuilds it
         # The model of the stage at this step rebuilds the schedule: a resume after a
         # hand-off never loads the models of finished stages.
         stage_index = session.stage_of(min(step, doc.total_steps - 1))

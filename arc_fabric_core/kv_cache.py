@@ -163,6 +163,10 @@ class KVCache:
 
     # ------------------------------------------------------------ where it lives
 
+    def park(self) -> None:
+        """While its session is paused: in CPU memory (the engine calls it)."""
+        self.to("cpu")
+
     def to(self, device: torch.device | str, pin: bool = True) -> KVCache:
         """Move every tensor to ``device`` (to the CPU: pinned when CUDA is there, so the
         way back is a fast copy)."""

@@ -79,3 +79,9 @@ class StepContext:
     timestep: torch.Tensor
     sigma: float | None
     pass_index: int = 0
+    # The session's model state: what a plugin keeps between the steps of one session
+    # (an autoregressive model's KV cache). Empty when the session starts, after a resume
+    # and in a fork: the plugin rebuilds what it needs from the latents (so it is never
+    # checkpointed, and a resume stays exact). A value with ``park()`` is parked there
+    # (to CPU memory) when the session stops running.
+    state: dict[str, Any] = field(default_factory=dict)

@@ -88,9 +88,8 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
 class CausalWan:
     """A ``WanTransformer3DModel`` driven block by block (see the module's doc)."""
 
-    def __init__(self, transformer: Any, policy: WindowPolicy) -> None:
+    def __init__(self, transformer: Any) -> None:
         self.transformer = transformer
-        self.policy = policy
         self._local = threading.local()
         for i, block in enumerate(transformer.blocks):
             block.attn1.set_processor(_SelfAttention(self, i))
@@ -101,9 +100,9 @@ class CausalWan:
         _, p_h, p_w = self.transformer.config.patch_size
         return (height // p_h) * (width // p_w)
 
-    def new_cache(self, height: int, width: int) -> KVCache:
+    def new_cache(self, policy: WindowPolicy, height: int, width: int) -> KVCache:
         """An empty cache for a session of latents ``height`` by ``width``."""
-        return KVCache(len(self.transformer.blocks), self.policy, self.tokens_per_frame(height, width))
+        return KVCache(len(self.transformer.blocks), policy, self.tokens_per_frame(height, width))
 
     def current(self) -> _Call:
         call = getattr(self._local, "call", None)
@@ -128,17 +127,17 @@ class CausalWan:
         return self._forward(latents, timesteps, prompt_embeds, start, _Call(start, cache, write))
 
     def reference_forward(
-        self, latents: torch.Tensor, timesteps: torch.Tensor, prompt_embeds: torch.Tensor
+        self, latents: torch.Tensor, timesteps: torch.Tensor, prompt_embeds: torch.Tensor, policy: WindowPolicy
     ) -> torch.Tensor:
         """Every frame from 0 in one pass, no cache: each block sees what it would see
-        through the cache (itself, the sink, its window). ``timesteps``: one per frame."""
+        through a cache with ``policy`` (itself, the sink, its window). ``timesteps``: one per frame."""
         frames = latents.shape[2] // self.transformer.config.patch_size[0]
         per_frame = self.tokens_per_frame(latents.shape[3], latents.shape[4])
         visible = torch.zeros(frames, frames, dtype=torch.bool)
-        block = self.policy.block_frames
+        block = policy.block_frames
         for s in range(0, frames, block):
             e = min(s + block, frames)
-            seen = self.policy.visible(s, e) + list(range(s, e))
+            seen = [*policy.visible(s, e), *range(s, e)]
             visible[s:e, seen] = True
         mask = visible.repeat_interleave(per_frame, 0).repeat_interleave(per_frame, 1).to(latents.device)
         return self._forward(latents, timesteps, prompt_embeds, 0, _Call(0, None, False, mask))

@@ -56,20 +56,9 @@ SCHEDULER_CONFIG = dict(
 
 def build_tokenizer():
     """A small Unigram tokenizer (letters, digits, punctuation) in T5's fast-tokenizer shape."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
-    from tokenizers.processors import TemplateProcessing
-    from transformers import T5TokenizerFast
+    from arc_fabric_core.testing.tiny_text import t5_tokenizer
 
-    pieces = ["<pad>", "</s>", "<unk>", "▁"]
-    pieces += [chr(c) for c in range(ord("a"), ord("z") + 1)]
-    pieces += [str(d) for d in range(10)] + list(".,;:!?'-\"()")
-    vocab = [(p, 0.0 if i < 3 else -float(i) / 10) for i, p in enumerate(pieces)]
-    tok = Tokenizer(models.Unigram(vocab, unk_id=2, byte_fallback=False))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.decoder = decoders.Metaspace()
-    tok.post_processor = TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return T5TokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", extra_ids=0)
+    return t5_tokenizer()
 
 
 def build_tiny_pipeline(seed: int = 0, large: bool = False):

@@ -1,0 +1,236 @@
+"""The LongLive plugin: a video made a block of latent frames at a time.
+
+The engine sees a session of ``blocks`` passes of ``steps`` steps. At each step the
+plugin runs the causal transformer on the current block only, attending to the KV cache
+of the blocks before it; the block's schedule turns the model's flow into the clean
+estimate and re-noises it to the next level (LongLive's loop), writing only the block's
+frames into the session's latents.
+
+The KV cache is the session's model state (``StepContext.state``), never checkpointed:
+at the first step of a block the plugin brings it up to date from the clean latents —
+normally one pass (the block just finished, at t=0, writing its keys and values, as
+LongLive does after each block), after a resume or in a fork every earlier block in
+order, with the prompt switches where they were. The cache is a deterministic function
+of the clean latents, so a resumed session equals an uninterrupted one bit for bit.
+
+Every block draws its noise (the first, and the re-noising between steps) from a
+generator of its own, seeded from the session's seed and the block: a block's noise does
+not depend on how many blocks there are, so extending a video by N blocks gives what
+generating the longer video at once gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from arc_fabric_core.hookspecs import hookimpl
+from arc_fabric_core.kv_cache import KVCache, WindowPolicy
+from arc_fabric_core.loading import component_dtypes, quiet_loading
+from arc_fabric_core.models import ModelRef, ModelSpec
+from arc_fabric_core.schedule import Schedule, StepContext
+from arc_longlive.causal import CausalWan
+from arc_longlive.spec import BLOCK_FRAMES, LONGLIVE, LongLiveParams, block_start
+
+KV_STATE = "longlive.kv"
+WRITTEN_STATE = "longlive.written"  # blocks whose clean pass is in the cache
+
+
+@dataclass
+class LongLiveComponents:
+    pipe: Any  # diffusers.WanPipeline (text encoder, VAE, transformer)
+    causal: CausalWan
+    device: torch.device
+
+
+@hookimpl
+def arc_register_models(register: Callable[[ModelSpec], None]) -> None:
+    register(LONGLIVE)
+
+
+@hookimpl
+def arc_load(model: ModelRef, device: torch.device, dtype: str) -> LongLiveComponents:
+    from diffusers import WanPipeline
+
+    from arc_longlive.tiny import ensure_tiny_checkpoint
+
+    if model.weights is not None:
+        from arc_longlive.weights import apply_longlive_weights
+
+        pipe = WanPipeline.from_pretrained(str(model.weights), dtype=component_dtypes(device, dtype))
+        apply_longlive_weights(pipe.transformer, model.weights)
+    else:
+        with quiet_loading():
+            pipe = WanPipeline.from_pretrained(str(ensure_tiny_checkpoint()), dtype=component_dtypes(device, dtype))
+    pipe.set_progress_bar_config(disable=True)
+    pipe.to(device)
+    for module in (pipe.transformer, pipe.text_encoder, pipe.vae):
+        module.eval().requires_grad_(False)
+    return LongLiveComponents(pipe=pipe, causal=CausalWan(pipe.transformer), device=device)
+
+
+@hookimpl
+def arc_encode(components: LongLiveComponents, params: LongLiveParams) -> dict[str, torch.Tensor]:
+    pipe = components.pipe
+    out = {}
+    for i, prompt in enumerate(params.all_prompts()):
+        embeds, _ = pipe.encode_prompt(
+            prompt=prompt, do_classifier_free_guidance=False, num_videos_per_prompt=1, device=components.device
+        )
+        out[f"prompt_embeds.{i}"] = embeds.to(pipe.transformer.dtype)
+    return out
+
+
+@hookimpl
+def arc_passes(params: LongLiveParams) -> list[int]:
+    return [params.steps] * params.blocks
+
+
+class BlockLevels:
+    """The "scheduler" of a block: LongLive's levels have no state beyond their config
+    (the checkpoint records the config; there are no internals to restore)."""
+
+    def __init__(self, shift: float, steps: int) -> None:
+        self.config = {"kind": "longlive-block-levels", "shift": shift, "steps": steps}
+
+
+@dataclass
+class BlockSchedule(Schedule):
+    """One block's steps: predict the clean block from the flow, re-noise it to the next
+    level with the block's own noise; only the block's frames change."""
+
+    block: int = 0
+    seed: int = 0
+
+    def step(
+        self, model_output: torch.Tensor, index: int, latents: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        assert self.sigmas is not None
+        start, end = self.block * BLOCK_FRAMES, (self.block + 1) * BLOCK_FRAMES
+        x = latents[:, :, start:end]
+        x0 = x - float(self.sigmas[index]) * model_output.to(x.dtype)
+        if index + 1 < len(self):
+            sigma = float(self.sigmas[index + 1])
+            noise = block_noise(x0.shape, self.seed, self.block, index + 1).to(x0.device)
+            x0 = (1 - sigma) * x0 + sigma * noise
+        out = latents.clone()
+        out[:, :, start:end] = x0
+        return out
+
+
+def block_noise(shape: torch.Size | tuple[int, ...], seed: int, block: int, draw: int) -> torch.Tensor:
+    """The noise of a block: draw 0 starts it, draw i re-noises before step i. Seeded per
+    (seed, block, draw) so that no block's noise depends on another's."""
+    generator = torch.Generator("cpu").manual_seed((seed * 1_000_003 + block) * 16 + draw)
+    return torch.randn(tuple(shape), generator=generator, dtype=torch.float32)
+
+
+def levels(params: LongLiveParams) -> list[float]:
+    """LongLive's denoising levels: [1000, 750, 500, 250] for 4 steps, warped through the
+    shift (sigma' = shift·s / (1 + (shift - 1)·s)), then 0."""
+    plain = [1.0 - i / params.steps for i in range(params.steps)]
+    return [params.shift * s / (1 + (params.shift - 1) * s) for s in plain] + [0.0]
+
+
+@hookimpl
+def arc_schedule(params: LongLiveParams, pass_index: int) -> Schedule:
+    sigmas = torch.tensor(levels(params), dtype=torch.float64)
+    return BlockSchedule(
+        timesteps=(sigmas[:-1] * 1000).float(),
+        scheduler=BlockLevels(params.shift, params.steps),
+        sigmas=sigmas.float(),
+        block=pass_index,
+        seed=params.seed,
+    )
+
+
+@hookimpl
+def arc_next_pass(latents: torch.Tensor) -> torch.Tensor:
+    return latents  # the next block's frames hold its first noise already
+
+
+@hookimpl
+def arc_prepare_latents(components: LongLiveComponents, params: LongLiveParams) -> torch.Tensor:
+    height, width = params.height // 8, params.width // 8
+    blocks = [block_noise((1, 16, BLOCK_FRAMES, height, width), params.seed, b, 0) for b in range(params.blocks)]
+    return torch.cat(blocks, dim=2).to(components.device)
+
+
+def _policy(params: LongLiveParams) -> WindowPolicy:
+    return WindowPolicy(BLOCK_FRAMES, params.window_frames, params.sink_frames)
+
+
+def _prompt(conditioning: dict[str, torch.Tensor], params: LongLiveParams, block: int) -> torch.Tensor:
+    return conditioning[f"prompt_embeds.{params.prompt_index(block)}"]
+
+
+def catch_up(
+    components: LongLiveComponents,
+    state: dict[str, Any],
+    latents: torch.Tensor,
+    conditioning: dict[str, torch.Tensor],
+    params: LongLiveParams,
+    block: int,
+) -> KVCache:
+    """The session's KV cache holding every block before ``block`` (clean passes at t=0,
+    and the re-caching after each prompt switch), made from the clean latents."""
+    causal = components.causal
+    cache = state.get(KV_STATE)
+    if cache is None:
+        cache = causal.new_cache(_policy(params), latents.shape[3], latents.shape[4])
+        state[KV_STATE], state[WRITTEN_STATE] = cache, 0
+    cache.to(latents.device)
+    zero = torch.tensor(0.0)
+    while state[WRITTEN_STATE] < block:
+        k = state[WRITTEN_STATE]
+        start = k * BLOCK_FRAMES
+        clean = latents[:, :, start : start + BLOCK_FRAMES]
+        causal(clean, zero, _prompt(conditioning, params, k), start, cache, write=True)
+        state[WRITTEN_STATE] = k + 1
+        nxt = k + 1
+        if nxt < params.blocks and params.prompt_index(nxt) != params.prompt_index(k):
+            # A new prompt from the next block on: LongLive re-caches the recent clean frames
+            # (not the sink) under it, in one pass seeing the sink and each other.
+            switch = nxt * BLOCK_FRAMES
+            policy = cache.policy
+            first = policy.sink_frames
+            if policy.window_frames != -1:
+                first = max(first, switch - (policy.window_frames - policy.sink_frames))
+            if first < switch:
+                recent = latents[:, :, first:switch]
+                causal(recent, zero, _prompt(conditioning, params, nxt), first, cache, write=True)
+    return cache
+
+
+@hookimpl
+def arc_denoise_step(
+    components: LongLiveComponents,
+    latents: torch.Tensor,
+    step: StepContext,
+    conditioning: dict[str, torch.Tensor],
+    params: LongLiveParams,
+) -> torch.Tensor:
+    block = step.pass_index
+    cache = catch_up(components, step.state, latents, conditioning, params, block)
+    start = block * BLOCK_FRAMES
+    x = latents[:, :, start : start + BLOCK_FRAMES]
+    return components.causal(x, step.timestep, _prompt(conditioning, params, block), start, cache)
+
+
+@hookimpl
+def arc_decode(components: LongLiveComponents, latents: torch.Tensor) -> torch.Tensor:
+    vae = components.pipe.vae
+    z = latents.to(vae.device, vae.dtype)
+    mean = torch.tensor(vae.config.latents_mean).view(1, vae.config.z_dim, 1, 1, 1).to(z)
+    inv_std = 1.0 / torch.tensor(vae.config.latents_std).view(1, vae.config.z_dim, 1, 1, 1).to(z)
+    video = vae.decode(z / inv_std + mean, return_dict=False)[0]
+    frames = components.pipe.video_processor.postprocess_video(video, output_type="pt")
+    return frames[0].permute(0, 2, 3, 1).float()
+
+
+def switch_blocks(params: LongLiveParams) -> list[int]:
+    """The blocks where a new prompt takes over."""
+    return [block_start(f) // BLOCK_FRAMES for f in params.switch_frames]
