@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from arc_fabric_core.models import LatentSpace, ModelSpec, VariantSpec
 from arc_fabric_core.params import GenerationParams
@@ -44,9 +44,10 @@ class LongLiveParams(GenerationParams):
     switch_frames: list[int] = Field(
         default_factory=list,
         description="Latent frames where each of `prompts` takes over (a switch lands on the next block start).",
+        validate_default=True,  # prompts without switch frames must be refused
     )
-    window_frames: int = Field(12, ge=-1, description="Latent frames a block attends to, itself included (-1: all).")
     sink_frames: int = Field(3, ge=0, description="First latent frames every block attends to (never evicted).")
+    window_frames: int = Field(12, ge=-1, description="Latent frames a block attends to, itself included (-1: all).")
 
     # These shape the trajectory of every block: a fork (a rewind) continues with them.
     fixed_fields: ClassVar[frozenset[str]] = GenerationParams.fixed_fields | {"shift", "window_frames", "sink_frames"}
@@ -68,24 +69,27 @@ class LongLiveParams(GenerationParams):
             raise ValueError(f"must be a multiple of 16; nearest: {v - v % 16 or 16} or {v - v % 16 + 16}")
         return v
 
-    @model_validator(mode="after")
-    def _prompt_schedule(self) -> LongLiveParams:
-        if len(self.switch_frames) != len(self.prompts):
-            raise ValueError(
-                f"switch_frames: one per entry of prompts ({len(self.prompts)}), got {len(self.switch_frames)}"
-            )
-        total = latent_frames(self.num_frames)
+    @field_validator("switch_frames")
+    @classmethod
+    def _switches(cls, v: list[int], info: ValidationInfo) -> list[int]:
+        prompts, frames = info.data.get("prompts"), info.data.get("num_frames")
+        if prompts is not None and len(v) != len(prompts):
+            raise ValueError(f"one per entry of prompts ({len(prompts)}), got {len(v)}")
+        total = latent_frames(frames) if frames is not None else None
         last = 0
-        for frame in self.switch_frames:
-            if not last < frame < total:
-                raise ValueError(f"switch_frames: increasing latent frames in 1..{total - 1}, got {self.switch_frames}")
+        for frame in v:
+            if frame <= last or (total is not None and frame >= total):
+                raise ValueError(f"increasing latent frames in 1..{total - 1 if total else '...'}, got {v}")
             last = frame
-        if self.window_frames != -1 and self.window_frames < BLOCK_FRAMES + self.sink_frames:
-            raise ValueError(
-                f"window_frames: at least a block and the sink ({BLOCK_FRAMES} + {self.sink_frames}), "
-                f"or -1; got {self.window_frames}"
-            )
-        return self
+        return v
+
+    @field_validator("window_frames")
+    @classmethod
+    def _window(cls, v: int, info: ValidationInfo) -> int:
+        sink = info.data.get("sink_frames", 0)
+        if v != -1 and v < BLOCK_FRAMES + sink:
+            raise ValueError(f"at least a block and the sink ({BLOCK_FRAMES} + {sink}), or -1; got {v}")
+        return v
 
     # ------------------------------------------------------------ derived
 

@@ -1,0 +1,109 @@
+"""LongLive sessions through the engine, on the tiny checkpoint: the engine's block loop
+equals LongLive's loop written out with full recompute; a session resumed after a crash
+(mid-block, in a new engine) equals an uninterrupted one bit for bit, prompt switches
+included; a switch changes only the blocks after it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from arc_fabric_core.engine import Engine
+from arc_fabric_core.errors import InputError
+from arc_fabric_core.kv_cache import WindowPolicy
+from arc_fabric_core.store import SessionStore
+from arc_longlive.plugin import block_noise, levels
+from arc_longlive.spec import BLOCK_FRAMES
+
+SMALL = {"prompt": "a fox in the snow", "num_frames": 45, "height": 64, "width": 64, "seed": 3}  # 4 blocks
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    return Engine(SessionStore(tmp_path / "sessions"), device="cpu")
+
+
+def run(engine: Engine, **params) -> torch.Tensor:
+    session = engine.create("longlive", {**SMALL, **params}, variant="tiny")
+    engine.run(session)
+    return engine.final_latents(session)
+
+
+def test_the_engine_runs_longlives_loop(engine: Engine) -> None:
+    """LongLive's loop by hand — per block: 4 steps, x0 = x - sigma * flow, re-noise to the
+    next level — with full block-causal recompute (no cache) in place of the plugin's cache."""
+    session = engine.create("longlive", {**SMALL, "window_frames": 6, "sink_frames": 3}, variant="tiny")
+    assert session.doc.passes == [4, 4, 4, 4] and session.doc.total_steps == 16
+    engine.run(session)
+    got = engine.final_latents(session)
+
+    components = engine.load(session.ref, "cpu")
+    params = session.params
+    prompt = engine.open(session.id).doc  # conditioning is stored with the session
+    cond, _ = engine.store.read_tensors(session.id, prompt.conditioning)
+    sigmas = levels(params)
+    policy = WindowPolicy(BLOCK_FRAMES, 6, 3)
+    clean = torch.zeros(1, 16, 12, 8, 8)
+    with torch.no_grad():
+        for b in range(4):
+            s, e = b * BLOCK_FRAMES, (b + 1) * BLOCK_FRAMES
+            x = block_noise((1, 16, 3, 8, 8), params.seed, b, 0)
+            for i in range(4):
+                steps = torch.cat([torch.zeros(s), torch.full((3,), sigmas[i] * 1000)])
+                everything = torch.cat([clean[:, :, :s], x], 2)
+                flow = components.causal.reference_forward(everything, steps, cond["prompt_embeds.0"], policy)
+                x0 = x - sigmas[i] * flow[:, :, s:]
+                x = (
+                    x0
+                    if i == 3
+                    else (1 - sigmas[i + 1]) * x0 + sigmas[i + 1] * block_noise(x0.shape, params.seed, b, i + 1)
+                )
+            clean[:, :, s:e] = x
+    assert torch.allclose(got, clean, atol=1e-5, rtol=0), (got - clean).abs().max()
+
+
+@pytest.mark.parametrize("until", [6, 8, 13])  # mid-block, at a block's end, in the block after the switch
+def test_a_session_resumed_in_a_new_engine_equals_an_uninterrupted_one(tmp_path: Path, until: int) -> None:
+    switch = {"prompts": ["a cat on a roof"], "switch_frames": [5]}  # takes over at block 2 (frame 6)
+    store = SessionStore(tmp_path / "sessions")
+    whole = run(Engine(store, device="cpu"), **switch)
+
+    first = Engine(store, device="cpu")
+    session = first.create("longlive", {**SMALL, **switch}, variant="tiny")
+    first.run(session, until=until)
+    second = Engine(SessionStore(tmp_path / "sessions"), device="cpu")  # a new process, no cache in memory
+    resumed = second.open(session.id)
+    second.run(resumed)
+    assert torch.equal(second.final_latents(resumed), whole)
+
+
+def test_a_prompt_switch_changes_only_the_blocks_after_it(engine: Engine) -> None:
+    plain = run(engine)
+    switched = run(engine, prompts=["a cat on a roof"], switch_frames=[6])  # block 2 on
+    assert torch.equal(switched[:, :, :6], plain[:, :, :6])
+    assert not torch.allclose(switched[:, :, 6:9], plain[:, :, 6:9], atol=1e-4)
+
+
+def test_the_video_decodes_to_every_frame(engine: Engine) -> None:
+    session = engine.create("longlive", SMALL, variant="tiny")
+    engine.run(session)
+    frames = engine.decode(session)
+    assert frames.shape == (45, 64, 64, 3) and float(frames.min()) >= 0 and float(frames.max()) <= 1
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "message"),
+    [
+        ({"num_frames": 40}, "num_frames", "12k-3"),
+        ({"prompts": ["b"]}, "switch_frames", "one per entry of prompts"),
+        ({"prompts": ["b"], "switch_frames": [20]}, "switch_frames", "increasing latent frames in 1..11"),
+        ({"guidance": 5.0}, "guidance", "less than or equal to 1"),
+        ({"window_frames": 4}, "window_frames", "at least a block and the sink"),
+    ],
+)
+def test_bad_parameters_are_refused_before_any_compute(engine: Engine, params: dict, field: str, message: str) -> None:
+    with pytest.raises(InputError) as err:
+        engine.create("longlive", {**SMALL, **params}, variant="tiny")
+    assert message in str(err.value) and err.value.field == field
