@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from arc_fabric_core.edit_mask import EditMask, latent_mask
-from arc_fabric_core.errors import InputError, SessionError
+from arc_fabric_core.errors import ArcFabricError, InputError, SessionError
 from arc_fabric_core.hybrid import HybridSpec, check_latent_spaces, end_steps, resolve_stage
 from arc_fabric_core.model_cache import ModelCache, check_dtype, resolve_device
 from arc_fabric_core.models import ModelRef
@@ -487,6 +487,54 @@ class Engine:
         self.store.save_doc(doc)
         return Session(doc=doc, ref=ref, params=params, step_index=step, stages=self._stages_of(doc, params))
 
+    def extend(self, parent_id: str, blocks: int, prompt: str | None = None) -> Session:
+        """A finished autoregressive session made ``blocks`` blocks longer (with ``prompt``
+        from the first new block on, when given): a new session that holds the parent's
+        video and runs only the new blocks. Nothing is computed here; the run starts at the
+        parent's last step, and the model rebuilds its state (the KV cache) from the
+        parent's latents, so the result is what generating the longer video at once gives.
+        """
+        if not isinstance(blocks, int) or blocks < 1:
+            raise InputError("blocks", f"must be a whole number of blocks, at least 1; got {blocks!r}")
+        parent = self.store.load_doc(parent_id)
+        ref = self.resolve(parent.model.name, parent.model.variant, parent.model.weights)
+        hook = self.plugins.optional_stage("arc_extend_params", ref.spec.name)
+        if hook is None:
+            raise InputError("session", f"{ref.spec.name} is not an autoregressive model; only those extend")
+        if parent.final is None:
+            raise InputError(
+                "session", f"session {parent.id} is {parent.status.value}: only a finished session extends (resume it)"
+            )
+        if parent.stages:
+            raise InputError("session", f"session {parent.id} runs a hybrid schedule; those do not extend")
+        overrides = hook(model=ref, params=ref.params(parent.params), blocks=blocks, prompt=prompt)
+        params = ref.params({**parent.params, **overrides})
+        passes = self._passes(ref, params)
+        old = parent.passes or [parent.total_steps]
+        if passes[: len(old)] != old:
+            raise ArcFabricError(
+                f"{ref.spec.name}: arc_extend_params made passes {passes} that do not begin with the parent's {old}"
+            )
+        doc = SessionDoc(
+            model=parent.model,
+            params=params.model_dump(),
+            device=str(self.device),
+            dtype=self.dtype,
+            total_steps=sum(passes),
+            passes=passes if len(passes) > 1 else [],
+            step_index=parent.total_steps,
+            operation=Operation.EXTEND,
+            parent=parent.id,
+            parent_step=parent.total_steps,
+            overrides=overrides,
+        )
+        doc.extends = self.store.share_file(parent.id, parent.final, doc.id)
+        changed = {k for k, v in params.model_dump().items() if parent.params.get(k) != v}
+        if not changed - NON_CONDITIONING - set(ref.spec.params.fixed_fields):
+            self._share_conditioning(parent, doc)
+        self.store.save_doc(doc)
+        return Session(doc=doc, ref=ref, params=params, step_index=parent.total_steps)
+
     def _share_conditioning(self, parent: SessionDoc, doc: SessionDoc) -> None:
         """Link the parent's encoded prompts into ``doc`` for every stage model both run."""
         if parent.conditioning is not None:
@@ -635,6 +683,8 @@ class Engine:
                             self._restore(session, writer)
                         elif session.doc.operation is Operation.EDIT:
                             self._start_edit(session, writer)
+                        elif session.doc.operation is Operation.EXTEND:
+                            self._start_extension(session, writer)
                         else:
                             self._start(session, writer)
                     self._set_status(session, writer, SessionStatus.RUNNING)
@@ -797,6 +847,23 @@ class Engine:
         x0, noise = tensors["x0"].to(device), tensors["noise"].to(device)
         session.latents = session.schedule.add_noise(x0, noise, index).to(torch.float32)
         session.step_index = info.start_step
+        self._checkpoint(session, writer)
+
+    def _start_extension(self, session: Session, writer: CheckpointWriter) -> None:
+        """An extension's first state: the parent's video, then the new frames' first noise."""
+        doc = session.doc
+        assert doc.extends is not None
+        components = self._components(session, 0)
+        self._conditioning(session, 0, components, writer)
+        self._plan_schedule(session, components, session.ref, writer, first_pass=session.pass_of(doc.step_index))
+        session.generator = torch.Generator("cpu").manual_seed(session.params.seed)
+        fresh = self._hook("arc_prepare_latents", session.ref)(
+            model=session.ref, components=components, params=session.params, generator=session.generator
+        ).to(torch.float32)
+        made, _ = self.store.read_tensors(doc.id, doc.extends)
+        old = made[LATENTS_KEY].to(fresh.device, torch.float32)
+        session.latents = torch.cat([old, fresh[:, :, old.shape[2] :]], dim=2)
+        session.step_index = doc.step_index
         self._checkpoint(session, writer)
 
     def _load_edit(self, session: Session) -> dict[str, torch.Tensor]:

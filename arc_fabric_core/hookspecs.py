@@ -144,6 +144,17 @@ def arc_denoise_step(
 
 
 @hookspec(firstresult=True)
+def arc_extend_params(model: ModelRef, params: GenerationParams, blocks: int, prompt: str | None) -> dict[str, Any]:
+    """Optional; autoregressive models only (implementing it is what lets a session
+    extend). The parameter overrides of a finished session made ``blocks`` blocks longer,
+    with ``prompt`` from the first new block on when given (e.g. more frames, one more
+    prompt switch). The new parameters' passes must begin with the old ones.
+
+    Called when an extension is created, before any compute.
+    """
+
+
+@hookspec(firstresult=True)
 def arc_decode(model: ModelRef, components: Any, latents: torch.Tensor, params: GenerationParams) -> torch.Tensor:
     """Decode latents to frames: float32 in [0, 1], layout (F, H, W, 3).
 

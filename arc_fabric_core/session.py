@@ -40,6 +40,7 @@ class Operation(StrEnum):
     CREATE = "create"
     FORK = "fork"
     EDIT = "edit"
+    EXTEND = "extend"
 
 
 class FileRecord(BaseModel):
@@ -116,6 +117,8 @@ class SessionDoc(BaseModel):
     parent_step: int | None = None
     overrides: dict[str, Any] = Field(default_factory=dict)
     edit: EditInfo | None = None
+    # An extension: the parent's final latents (shared), which its first frames continue.
+    extends: FileRecord | None = None
     # A hybrid schedule: the stages over the steps (empty: ``model`` runs every step).
     schedule_name: str | None = None
     boundary_unit: str = "fraction"

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from arc_fabric_core.errors import InputError
 from arc_fabric_core.hookspecs import hookimpl
 from arc_fabric_core.kv_cache import KVCache, WindowPolicy
 from arc_fabric_core.loading import component_dtypes, quiet_loading
@@ -84,9 +85,31 @@ def arc_encode(components: LongLiveComponents, params: LongLiveParams) -> dict[s
     return out
 
 
+# Latent frames the rotary table of each variant covers (Wan's 1024; the tiny one's 32).
+MAX_LATENT_FRAMES = {"1.3b": 1024, "tiny": 32}
+
+
 @hookimpl
-def arc_passes(params: LongLiveParams) -> list[int]:
+def arc_passes(model: ModelRef, params: LongLiveParams) -> list[int]:
+    limit = MAX_LATENT_FRAMES.get(model.variant.name, 1024)
+    if params.blocks * BLOCK_FRAMES > limit:
+        most = (limit // BLOCK_FRAMES * BLOCK_FRAMES - 1) * 4 + 1
+        raise InputError(
+            "num_frames",
+            f"{model.label} places at most {limit} latent frames (its rotary table): at most {most} frames, "
+            f"got {params.num_frames}",
+        )
     return [params.steps] * params.blocks
+
+
+@hookimpl
+def arc_extend_params(params: LongLiveParams, blocks: int, prompt: str | None) -> dict[str, Any]:
+    """``blocks`` more blocks; a new prompt takes over at the first of them."""
+    out: dict[str, Any] = {"num_frames": params.num_frames + 4 * BLOCK_FRAMES * blocks}
+    if prompt is not None:
+        out["prompts"] = [*params.prompts, prompt]
+        out["switch_frames"] = [*params.switch_frames, params.blocks * BLOCK_FRAMES]
+    return out
 
 
 class BlockLevels:

@@ -107,3 +107,34 @@ def test_bad_parameters_are_refused_before_any_compute(engine: Engine, params: d
     with pytest.raises(InputError) as err:
         engine.create("longlive", {**SMALL, **params}, variant="tiny")
     assert message in str(err.value) and err.value.field == field
+
+
+def test_an_extension_equals_generating_the_longer_video_at_once(engine: Engine) -> None:
+    short = engine.create("longlive", {**SMALL, "num_frames": 21}, variant="tiny")  # 2 blocks
+    engine.run(short)
+    longer = engine.extend(short.id, blocks=2)
+    assert longer.doc.parent == short.id and longer.doc.operation == "extend" and longer.step_index == 8
+    engine.run(longer)
+    assert torch.equal(engine.final_latents(longer), run(engine))  # 4 blocks in one go
+    assert engine.decode(longer).shape[0] == 45
+
+    # With a new prompt: the switch lands on the first new block.
+    switched = engine.extend(short.id, blocks=2, prompt="a cat on a roof")
+    assert switched.params.switch_frames == [6]
+    engine.run(switched)
+    assert torch.equal(engine.final_latents(switched), run(engine, prompts=["a cat on a roof"], switch_frames=[6]))
+
+
+def test_only_a_finished_autoregressive_session_extends(engine: Engine) -> None:
+    session = engine.create("longlive", SMALL, variant="tiny")
+    engine.run(session, until=5)
+    with pytest.raises(InputError, match="only a finished session extends") as err:
+        engine.extend(session.id, blocks=1)
+    assert err.value.field == "session"
+    with pytest.raises(InputError) as err:
+        engine.extend(session.id, blocks=0)
+    assert err.value.field == "blocks"
+    engine.run(engine.open(session.id))
+    with pytest.raises(InputError, match="at most 32 latent frames") as err:
+        engine.extend(session.id, blocks=7)  # 12 + 21 latent frames > the tiny rotary table
+    assert err.value.field == "num_frames"
