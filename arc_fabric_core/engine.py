@@ -535,6 +535,23 @@ class Engine:
         self.store.save_doc(doc)
         return Session(doc=doc, ref=ref, params=params, step_index=parent.total_steps)
 
+    def rewind(
+        self, session_id: str, block: int, prompt: str | None = None, overrides: dict[str, Any] | None = None
+    ) -> Session:
+        """An autoregressive session rewound to ``block``: a fork at the block's first step
+        that makes the blocks from there on again (under ``prompt`` from that block on,
+        when given) — the autoregressive form of an edit, without regenerating the past."""
+        doc = self.store.load_doc(session_id)
+        ref = self.resolve(doc.model.name, doc.model.variant, doc.model.weights)
+        hook = self.plugins.optional_stage("arc_rewind_params", ref.spec.name)
+        if hook is None:
+            raise InputError("session", f"{ref.spec.name} is not an autoregressive model; only those rewind")
+        passes = doc.passes or [doc.total_steps]
+        if not isinstance(block, int) or not 0 <= block < len(passes):
+            raise InputError("block", f"session {doc.id} has blocks 0..{len(passes) - 1}, got {block!r}")
+        changes = hook(model=ref, params=ref.params(doc.params), block=block, prompt=prompt)
+        return self.fork(session_id, sum(passes[:block]), {**changes, **(overrides or {})})
+
     def _share_conditioning(self, parent: SessionDoc, doc: SessionDoc) -> None:
         """Link the parent's encoded prompts into ``doc`` for every stage model both run."""
         if parent.conditioning is not None:

@@ -155,6 +155,16 @@ def arc_extend_params(model: ModelRef, params: GenerationParams, blocks: int, pr
 
 
 @hookspec(firstresult=True)
+def arc_rewind_params(model: ModelRef, params: GenerationParams, block: int, prompt: str | None) -> dict[str, Any]:
+    """Optional; autoregressive models. The parameter overrides of a session rewound to
+    ``block`` (pass ``block``) that makes the blocks from there on again, under
+    ``prompt`` when given; the blocks before it must keep the prompts they were made with.
+
+    Called when a rewind is created (a fork at the block's first step), before any compute.
+    """
+
+
+@hookspec(firstresult=True)
 def arc_decode(model: ModelRef, components: Any, latents: torch.Tensor, params: GenerationParams) -> torch.Tensor:
     """Decode latents to frames: float32 in [0, 1], layout (F, H, W, 3).
 

@@ -182,6 +182,20 @@ def arc_prepare_latents(components: LongLiveComponents, params: LongLiveParams) 
     return torch.cat(blocks, dim=2).to(components.device)
 
 
+@hookimpl
+def arc_rewind_params(params: LongLiveParams, block: int, prompt: str | None) -> dict[str, Any]:
+    """The switches before ``block`` stay (those blocks keep their prompts); a new prompt
+    takes over at ``block``; later switches go (the blocks after are made again)."""
+    start = block * BLOCK_FRAMES
+    kept = [(p, f) for p, f in zip(params.prompts, params.switch_frames, strict=True) if block_start(f) < start]
+    if prompt is not None and start > 0:
+        kept.append((prompt, start))
+    out: dict[str, Any] = {"prompts": [p for p, _ in kept], "switch_frames": [f for _, f in kept]}
+    if prompt is not None and start == 0:
+        out["prompt"] = prompt  # from the first block: the first prompt itself
+    return out
+
+
 def _policy(params: LongLiveParams) -> WindowPolicy:
     return WindowPolicy(BLOCK_FRAMES, params.window_frames, params.sink_frames)
 

@@ -138,3 +138,16 @@ def test_only_a_finished_autoregressive_session_extends(engine: Engine) -> None:
     with pytest.raises(InputError, match="at most 32 latent frames") as err:
         engine.extend(session.id, blocks=7)  # 12 + 21 latent frames > the tiny rotary table
     assert err.value.field == "num_frames"
+
+
+def test_a_rewind_remakes_the_blocks_from_there_under_a_new_prompt(engine: Engine) -> None:
+    session = engine.create("longlive", SMALL, variant="tiny")
+    engine.run(session)
+    rewound = engine.rewind(session.id, block=2, prompt="a cat on a roof")
+    assert rewound.step_index == 8 and rewound.doc.parent == session.id
+    engine.run(rewound)
+    # What generating with that switch from the start gives, without remaking blocks 0 and 1.
+    assert torch.equal(engine.final_latents(rewound), run(engine, prompts=["a cat on a roof"], switch_frames=[6]))
+    with pytest.raises(InputError) as err:
+        engine.rewind(session.id, block=4)
+    assert err.value.field == "block" and "0..3" in err.value.message
