@@ -219,10 +219,17 @@ def _generate(cfg: Any) -> None:
         if str(hydra_cfg.mode) == "RunMode.MULTIRUN":  # one folder per job, never one video over another
             out_dir = out_dir / str(hydra_cfg.job.num)
     store_dir = Path(cfg.store_dir).expanduser() if cfg.get("store_dir") else default_store_dir()
+    from omegaconf import OmegaConf
+
     values = {k: cfg.get(k) for k in GenerationParams.model_fields}
-    # Plugins may add parameters of their own under model.params.
+    # Plugins may add parameters of their own under model.params, or at the top level
+    # where their config puts them (LongLive's prompts and switch_frames).
     extra = model_cfg.get("params") or {}
     values.update({k: v for k, v in dict(extra).items()})
+    if model_cfg.name in get_plugins().model_names():
+        own = set(get_plugins().model(str(model_cfg.name)).params.model_fields) - set(GenerationParams.model_fields)
+        values.update({k: cfg[k] for k in own if k in cfg and cfg[k] is not None})
+    values = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in values.items()}
 
     engine = _engine(
         store_dir,

@@ -7,6 +7,10 @@
                      [--stage N=MODEL/VARIANT] [--hand-off MODEL/VARIANT]
     sessions edit ID --step K | --strength S [--rect x0,y0,x1,y1] [--mask-image PNG]
                      [--frames A:B] [k=v ...]
+    sessions extend ID --blocks N [--prompt P]
+                                          an autoregressive video made N blocks longer
+    sessions rewind ID --block B [--prompt P] [k=v ...]
+                                          remake an autoregressive video from block B on
     sessions decode ID [--frames A:B] [--step K]
                                           to mp4 (an unfinished session: its preview)
     sessions delete ID                    children keep the checkpoints they share
@@ -90,6 +94,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-run", action="store_true", help="create the edit only; run it later with resume")
     running(p)
 
+    p = sub.add_parser("extend", help="an autoregressive video made longer (a new session)")
+    p.add_argument("id")
+    p.add_argument("--blocks", type=int, required=True, help="blocks to add")
+    p.add_argument("--prompt", default=None, help="the prompt of the new blocks (default: the last one)")
+    p.add_argument("--no-run", action="store_true", help="create the extension only; run it later with resume")
+    running(p)
+
+    p = sub.add_parser("rewind", help="remake an autoregressive video from a block on (a new session)")
+    p.add_argument("id")
+    p.add_argument("--block", type=int, required=True, help="the first block made again")
+    p.add_argument("--prompt", default=None, help="the prompt from that block on (default: as before)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. seed=3")
+    p.add_argument("--no-run", action="store_true", help="create the rewind only; run it later with resume")
+    running(p)
+
     p = sub.add_parser("decode", help="decode to mp4 (all frames or a range)")
     p.add_argument("id")
     p.add_argument("--frames", default=None, help="pixel frames A:B (B exclusive)")
@@ -133,6 +152,13 @@ def _dispatch(args: argparse.Namespace) -> None:
         session = engine.open(session_id)
         if session.doc.final is not None:
             raise SessionError(f"session {session_id} is already finished; fork or edit it instead")
+    elif command == "extend":
+        session = engine.extend(session_id, args.blocks, args.prompt)
+        added = session.doc.total_steps - session.step_index
+        print(f"extend: {session.id} from {session_id}, {args.blocks} more blocks ({added} steps)")
+    elif command == "rewind":
+        session = engine.rewind(session_id, args.block, args.prompt, parse_overrides(args.overrides))
+        print(f"rewind: {session.id} from {session_id} at block {args.block} (step {session.step_index})")
     elif command == "fork":
         hybrid = restage(store.load_doc(session_id), args.step, args.stage, args.hand_off)
         session = engine.fork(session_id, args.step, parse_overrides(args.overrides), hybrid=hybrid)
