@@ -1,7 +1,7 @@
 """Nox sessions: the suite, each plugin alone in its own venv, lint, benchmarks.
 
 nox -s tests          core + every plugin in this repo, the whole suite
-nox -s wan21 ltx toy  one venv per plugin: the core and that plugin only
+nox -s wan21 ltx longlive toy   one venv per plugin: the core and that plugin only
 nox -s lint           ruff
 nox -s bench          engine vs diffusers, what sessions cost, what hybrids save, the runtime, on mid-size random Wans
 """
@@ -15,7 +15,12 @@ nox.options.reuse_existing_virtualenvs = True
 
 # torch from the pinned wheel (the cap in pyproject keeps pip off multi-GB downloads).
 CORE = ["-e", ".[test]"]
-PLUGINS = {"wan21": "plugins/arc_wan21", "ltx": "plugins/arc_ltx", "toy": "examples/arc_toy"}
+PLUGINS = {
+    "wan21": "plugins/arc_wan21",
+    "ltx": "plugins/arc_ltx",
+    "longlive": "plugins/arc_longlive",
+    "toy": "examples/arc_toy",
+}
 
 
 @nox.session(python="3.11")
@@ -35,6 +40,12 @@ def plugin_wan21(session: nox.Session) -> None:
 def plugin_ltx(session: nox.Session) -> None:
     session.install(*CORE, PLUGINS["ltx"])
     session.run("pytest", "plugins/arc_ltx/tests", *session.posargs)
+
+
+@nox.session(python="3.11", name="longlive")
+def plugin_longlive(session: nox.Session) -> None:
+    session.install(*CORE, PLUGINS["longlive"])
+    session.run("pytest", "plugins/arc_longlive/tests", *session.posargs)
 
 
 @nox.session(python="3.11", name="toy")

@@ -40,7 +40,12 @@ from arc_fabric_core.errors import EnvError, InputError
 BASE_NAME = "_base"
 BASE_REQUIREMENTS: tuple[str, ...] = ("torch==2.14.1", "numpy")
 # The plugins this checkout carries, by short name (relative to the checkout's root).
-KNOWN_SOURCES = {"wan21": "plugins/arc_wan21", "ltx": "plugins/arc_ltx", "toy": "examples/arc_toy"}
+KNOWN_SOURCES = {
+    "wan21": "plugins/arc_wan21",
+    "ltx": "plugins/arc_ltx",
+    "longlive": "plugins/arc_longlive",
+    "toy": "examples/arc_toy",
+}
 RECORD = "arc_fabric_env.json"  # what was installed, written once an install succeeded
 LAYER_PTH = "_arc_fabric_base.pth"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")

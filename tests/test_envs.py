@@ -42,7 +42,7 @@ def test_unknown_name_is_refused_before_anything_is_made(tmp_path: Path, capsys:
     root = tmp_path / "envs"
     code, _, err = cli(capsys, "create", "sdxl", "--root", str(root))
     assert code == 2
-    assert err.startswith("error: name: unknown plugin 'sdxl'; allowed: wan21, ltx, toy")
+    assert err.startswith("error: name: unknown plugin 'sdxl'; allowed: wan21, ltx, longlive, toy")
     assert "--from" in err
     assert len(err.strip().splitlines()) == 1
     assert not root.exists()
