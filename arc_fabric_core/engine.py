@@ -487,26 +487,28 @@ class Engine:
         self.store.save_doc(doc)
         return Session(doc=doc, ref=ref, params=params, step_index=step, stages=self._stages_of(doc, params))
 
-    def extend(self, parent_id: str, blocks: int, prompt: str | None = None) -> Session:
-        """A finished autoregressive session made ``blocks`` blocks longer (with ``prompt``
-        from the first new block on, when given): a new session that holds the parent's
-        video and runs only the new blocks. Nothing is computed here; the run starts at the
-        parent's last step, and the model rebuilds its state (the KV cache) from the
-        parent's latents, so the result is what generating the longer video at once gives.
-        """
+    def autoregressive(self, model: str) -> bool:
+        """Whether ``model`` makes its video a block at a time (it extends and rewinds)."""
+        return self.plugins.optional_stage("arc_extend_params", model) is not None
+
+    def check_extension(
+        self, parent_id: str, blocks: int, prompt: str | None = None
+    ) -> tuple[SessionDoc, ModelRef, Any, list[int], dict[str, Any]]:
+        """Everything :meth:`extend` checks, before any compute or write: the parent, its
+        model, the new parameters and passes, and the overrides that made them."""
         if not isinstance(blocks, int) or blocks < 1:
             raise InputError("blocks", f"must be a whole number of blocks, at least 1; got {blocks!r}")
         parent = self.store.load_doc(parent_id)
         ref = self.resolve(parent.model.name, parent.model.variant, parent.model.weights)
         hook = self.plugins.optional_stage("arc_extend_params", ref.spec.name)
         if hook is None:
-            raise InputError("session", f"{ref.spec.name} is not an autoregressive model; only those extend")
+            raise SessionError(f"{ref.spec.name} is not an autoregressive model; only those extend")
         if parent.final is None:
-            raise InputError(
-                "session", f"session {parent.id} is {parent.status.value}: only a finished session extends (resume it)"
+            raise SessionError(
+                f"session {parent.id} is {parent.status.value}: only a finished session extends (resume it first)"
             )
         if parent.stages:
-            raise InputError("session", f"session {parent.id} runs a hybrid schedule; those do not extend")
+            raise SessionError(f"session {parent.id} runs a hybrid schedule; those do not extend")
         overrides = hook(model=ref, params=ref.params(parent.params), blocks=blocks, prompt=prompt)
         params = ref.params({**parent.params, **overrides})
         passes = self._passes(ref, params)
@@ -515,6 +517,16 @@ class Engine:
             raise ArcFabricError(
                 f"{ref.spec.name}: arc_extend_params made passes {passes} that do not begin with the parent's {old}"
             )
+        return parent, ref, params, passes, overrides
+
+    def extend(self, parent_id: str, blocks: int, prompt: str | None = None) -> Session:
+        """A finished autoregressive session made ``blocks`` blocks longer (with ``prompt``
+        from the first new block on, when given): a new session that holds the parent's
+        video and runs only the new blocks. Nothing is computed here; the run starts at the
+        parent's last step, and the model rebuilds its state (the KV cache) from the
+        parent's latents, so the result is what generating the longer video at once gives.
+        """
+        parent, ref, params, passes, overrides = self.check_extension(parent_id, blocks, prompt)
         doc = SessionDoc(
             model=parent.model,
             params=params.model_dump(),
@@ -541,16 +553,27 @@ class Engine:
         """An autoregressive session rewound to ``block``: a fork at the block's first step
         that makes the blocks from there on again (under ``prompt`` from that block on,
         when given) — the autoregressive form of an edit, without regenerating the past."""
+        step, changes = self.check_rewind(session_id, block, prompt, overrides)
+        return self.fork(session_id, step, changes)
+
+    def check_rewind(
+        self, session_id: str, block: int, prompt: str | None = None, overrides: dict[str, Any] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """What :meth:`rewind` checks, before any write: the fork step and its overrides."""
         doc = self.store.load_doc(session_id)
         ref = self.resolve(doc.model.name, doc.model.variant, doc.model.weights)
         hook = self.plugins.optional_stage("arc_rewind_params", ref.spec.name)
         if hook is None:
-            raise InputError("session", f"{ref.spec.name} is not an autoregressive model; only those rewind")
+            raise SessionError(f"{ref.spec.name} is not an autoregressive model; only those rewind")
         passes = doc.passes or [doc.total_steps]
         if not isinstance(block, int) or not 0 <= block < len(passes):
             raise InputError("block", f"session {doc.id} has blocks 0..{len(passes) - 1}, got {block!r}")
-        changes = hook(model=ref, params=ref.params(doc.params), block=block, prompt=prompt)
-        return self.fork(session_id, sum(passes[:block]), {**changes, **(overrides or {})})
+        changes = {**hook(model=ref, params=ref.params(doc.params), block=block, prompt=prompt), **(overrides or {})}
+        step = sum(passes[:block])
+        self._with_overrides(doc, changes)
+        if not any(c.step == step for c in doc.checkpoints):
+            raise InputError("block", f"session {doc.id} has no checkpoint at block {block}'s first step ({step})")
+        return step, changes
 
     def _share_conditioning(self, parent: SessionDoc, doc: SessionDoc) -> None:
         """Link the parent's encoded prompts into ``doc`` for every stage model both run."""

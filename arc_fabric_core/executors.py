@@ -93,6 +93,10 @@ def session_for(engine: Any, kind: str, payload: dict[str, Any]) -> Any:
 
         mask = EditMask(**p["mask"]) if p.get("mask") else None
         return engine.edit(p["session"], p.get("step"), p.get("strength"), p.get("overrides"), mask)
+    if kind == "extend":
+        return engine.extend(p["session"], int(p["blocks"]), p.get("prompt"))
+    if kind == "rewind":
+        return engine.rewind(p["session"], int(p["block"]), p.get("prompt"), p.get("overrides"))
     raise InputError("kind", f"unknown job kind {kind!r}")
 
 

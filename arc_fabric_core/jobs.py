@@ -64,6 +64,9 @@ KINDS: dict[str, tuple[set[str], set[str]]] = {
     "resume": ({"session"}, {"until"}),
     "fork": ({"session", "step"}, {"overrides"}),
     "edit": ({"session"}, {"step", "strength", "overrides", "mask"}),
+    # Autoregressive models only.
+    "extend": ({"session", "blocks"}, {"prompt"}),
+    "rewind": ({"session", "block"}, {"prompt", "overrides"}),
 }
 
 

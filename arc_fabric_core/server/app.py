@@ -85,7 +85,15 @@ class DecodeRequest(Strict):
 
 class ExtendRequest(Strict):
     blocks: int = Field(1, ge=1, le=1000, description="Blocks to add")
-    prompt: str | None = None
+    prompt: str | None = Field(None, description="The prompt of the new blocks (default: the last one)")
+    priority: int = Field(0, ge=-1000, le=1000)
+
+
+class RewindRequest(Strict):
+    block: int = Field(ge=0, le=100_000, description="The first block made again")
+    prompt: str | None = Field(None, description="The prompt from that block on (default: as before)")
+    overrides: dict[str, Any] | None = Field(None, description="Other parameters to change, e.g. seed")
+    priority: int = Field(0, ge=-1000, le=1000)
 
 
 class JobView(BaseModel):
@@ -310,12 +318,23 @@ def create_app(
 
     @app.post("/api/sessions/{session_id}/extend", status_code=202, tags=["sessions"])
     def extend(session_id: SessionId, request: ExtendRequest) -> JobView:
-        """Autoregressive models only (LongLive): add blocks to the video."""
-        doc = orch.store.load_doc(session_id)
-        raise HTTPException(
-            409,
-            {"field": "session", "message": f"{doc.model.name} is not an autoregressive model; only those extend"},
-        )
+        """Autoregressive models only (LongLive): a new session, the video made ``blocks``
+        blocks longer (under ``prompt`` from the first new block, when given)."""
+        payload: dict[str, Any] = {"session": session_id, "blocks": request.blocks}
+        if request.prompt is not None:
+            payload["prompt"] = request.prompt
+        return _queued("extend", payload, request.priority)
+
+    @app.post("/api/sessions/{session_id}/rewind", status_code=202, tags=["sessions"])
+    def rewind(session_id: SessionId, request: RewindRequest) -> JobView:
+        """Autoregressive models only (LongLive): a new session that makes the blocks from
+        ``block`` on again (under ``prompt`` from there, when given)."""
+        payload: dict[str, Any] = {"session": session_id, "block": request.block}
+        if request.prompt is not None:
+            payload["prompt"] = request.prompt
+        if request.overrides:
+            payload["overrides"] = request.overrides
+        return _queued("rewind", payload, request.priority)
 
     @app.post("/api/sessions/{session_id}/cancel", tags=["sessions"])
     def cancel_session(session_id: SessionId) -> JobView:

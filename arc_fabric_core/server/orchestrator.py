@@ -134,6 +134,14 @@ class Orchestrator:
                 hybrid,
             )
             return
+        if kind == "extend":
+            self.engine.check_extension(str(payload["session"]), payload["blocks"], payload.get("prompt"))
+            return
+        if kind == "rewind":
+            self.engine.check_rewind(
+                str(payload["session"]), payload["block"], payload.get("prompt"), payload.get("overrides")
+            )
+            return
         doc = self.store.load_doc(str(payload["session"]))  # SessionError (404) when missing
         step = payload.get("step")
         if kind == "fork" and not (isinstance(step, int) and 0 <= step <= doc.total_steps):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from arc_fabric_core.engine import Engine
-from arc_fabric_core.errors import InputError
+from arc_fabric_core.errors import InputError, SessionError
 from arc_fabric_core.kv_cache import WindowPolicy
 from arc_fabric_core.store import SessionStore
 from arc_longlive.plugin import block_noise, levels
@@ -128,9 +128,8 @@ def test_an_extension_equals_generating_the_longer_video_at_once(engine: Engine)
 def test_only_a_finished_autoregressive_session_extends(engine: Engine) -> None:
     session = engine.create("longlive", SMALL, variant="tiny")
     engine.run(session, until=5)
-    with pytest.raises(InputError, match="only a finished session extends") as err:
+    with pytest.raises(SessionError, match="only a finished session extends"):
         engine.extend(session.id, blocks=1)
-    assert err.value.field == "session"
     with pytest.raises(InputError) as err:
         engine.extend(session.id, blocks=0)
     assert err.value.field == "blocks"
