@@ -34,6 +34,9 @@ class _Call:
     cache: KVCache | None
     write: bool  # store the input's keys and values (the clean pass)
     mask: torch.Tensor | None = None  # the reference's visibility mask (no cache)
+    # The prompt's cross-attention keys and values by layer (LongLive's cross-attention
+    # cache): made at the first call with a prompt, reused while it lasts.
+    cross: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
 class _SelfAttention:
@@ -75,6 +78,35 @@ class _SelfAttention:
         return attn.to_out[1](attn.to_out[0](out))
 
 
+class _CrossAttention:
+    """``attn2``'s processor: attention to the prompt, its keys and values cached."""
+
+    def __init__(self, owner: CausalWan, layer: int) -> None:
+        self.owner, self.layer = owner, layer
+
+    def __call__(
+        self,
+        attn: Any,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        assert encoder_hidden_states is not None
+        store = self.owner.current().cross
+        kv = store.get(self.layer) if store is not None else None
+        if kv is None:
+            key = attn.norm_k(attn.to_k(encoder_hidden_states)).unflatten(2, (attn.heads, -1))
+            value = attn.to_v(encoder_hidden_states).unflatten(2, (attn.heads, -1))
+            kv = (key, value)
+            if store is not None:
+                store[self.layer] = kv
+        query = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1))
+        out = F.scaled_dot_product_attention(query.transpose(1, 2), kv[0].transpose(1, 2), kv[1].transpose(1, 2))
+        out = out.transpose(1, 2).flatten(2, 3).type_as(query)
+        return attn.to_out[1](attn.to_out[0](out))
+
+
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Wan's rotary embedding on interleaved pairs (diffusers' arithmetic)."""
     x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
@@ -93,6 +125,8 @@ class CausalWan:
         self._local = threading.local()
         for i, block in enumerate(transformer.blocks):
             block.attn1.set_processor(_SelfAttention(self, i))
+            if getattr(block.attn2, "add_k_proj", None) is None:  # text-only cross-attention (T2V)
+                block.attn2.set_processor(_CrossAttention(self, i))
 
     # ------------------------------------------------------------ shapes
 
@@ -120,11 +154,13 @@ class CausalWan:
         start: int,
         cache: KVCache,
         write: bool = False,
+        cross: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> torch.Tensor:
         """The model's output (flow) for ``latents`` [B, C, f, H, W], the frames from
         ``start`` on, at ``timesteps`` (one per frame, or one for all), attending to
-        ``cache``; with ``write`` their keys and values go into the cache."""
-        return self._forward(latents, timesteps, prompt_embeds, start, _Call(start, cache, write))
+        ``cache``; with ``write`` their keys and values go into the cache. ``cross``: the
+        prompt's cross-attention cache (filled on first use; one dict per prompt)."""
+        return self._forward(latents, timesteps, prompt_embeds, start, _Call(start, cache, write, cross=cross))
 
     def reference_forward(
         self, latents: torch.Tensor, timesteps: torch.Tensor, prompt_embeds: torch.Tensor, policy: WindowPolicy

@@ -38,6 +38,7 @@ from arc_longlive.spec import BLOCK_FRAMES, LONGLIVE, LongLiveParams, block_star
 
 KV_STATE = "longlive.kv"
 WRITTEN_STATE = "longlive.written"  # blocks whose clean pass is in the cache
+CROSS_STATE = "longlive.cross"  # prompt index -> its cross-attention cache
 
 
 @dataclass
@@ -209,6 +210,18 @@ def _prompt(conditioning: dict[str, torch.Tensor], params: LongLiveParams, block
     return conditioning[f"prompt_embeds.{params.prompt_index(block)}"]
 
 
+class CrossCaches(dict):
+    """Prompt index -> that prompt's cross-attention keys and values by layer."""
+
+    def park(self) -> None:
+        self.clear()  # one projection per layer and prompt remakes them, exactly
+
+
+def _cross(state: dict[str, Any], params: LongLiveParams, block: int) -> dict[int, Any]:
+    """The cross-attention cache of the prompt ``block`` runs under (one per prompt)."""
+    return state.setdefault(CROSS_STATE, CrossCaches()).setdefault(params.prompt_index(block), {})
+
+
 def catch_up(
     components: LongLiveComponents,
     state: dict[str, Any],
@@ -230,7 +243,7 @@ def catch_up(
         k = state[WRITTEN_STATE]
         start = k * BLOCK_FRAMES
         clean = latents[:, :, start : start + BLOCK_FRAMES]
-        causal(clean, zero, _prompt(conditioning, params, k), start, cache, write=True)
+        causal(clean, zero, _prompt(conditioning, params, k), start, cache, True, _cross(state, params, k))
         state[WRITTEN_STATE] = k + 1
         nxt = k + 1
         if nxt < params.blocks and params.prompt_index(nxt) != params.prompt_index(k):
@@ -243,7 +256,7 @@ def catch_up(
                 first = max(first, switch - (policy.window_frames - policy.sink_frames))
             if first < switch:
                 recent = latents[:, :, first:switch]
-                causal(recent, zero, _prompt(conditioning, params, nxt), first, cache, write=True)
+                causal(recent, zero, _prompt(conditioning, params, nxt), first, cache, True, _cross(state, params, nxt))
     return cache
 
 
@@ -259,7 +272,8 @@ def arc_denoise_step(
     cache = catch_up(components, step.state, latents, conditioning, params, block)
     start = block * BLOCK_FRAMES
     x = latents[:, :, start : start + BLOCK_FRAMES]
-    return components.causal(x, step.timestep, _prompt(conditioning, params, block), start, cache)
+    prompt, cross = _prompt(conditioning, params, block), _cross(step.state, params, block)
+    return components.causal(x, step.timestep, prompt, start, cache, cross=cross)
 
 
 @hookimpl

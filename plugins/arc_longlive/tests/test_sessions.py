@@ -150,3 +150,18 @@ def test_a_rewind_remakes_the_blocks_from_there_under_a_new_prompt(engine: Engin
     with pytest.raises(InputError) as err:
         engine.rewind(session.id, block=4)
     assert err.value.field == "block" and "0..3" in err.value.message
+
+
+def test_each_prompt_is_projected_once_per_layer_and_the_cache_parks_on_pause(engine: Engine) -> None:
+    session = engine.create("longlive", {**SMALL, "prompts": ["a cat"], "switch_frames": [6]}, variant="tiny")
+    components = engine.load(session.ref, "cpu")
+    calls: list[int] = []
+    handle = components.pipe.transformer.blocks[0].attn2.to_k.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        engine.run(session, until=9)  # two blocks, then into the block after the switch
+    finally:
+        handle.remove()
+    assert len(calls) == 2  # the first prompt, then the second; never per step
+    kv = session.model_state["longlive.kv"]
+    assert kv.device == torch.device("cpu") and kv.frames == [0, 1, 2, 3, 4, 5]
+    assert session.model_state["longlive.cross"] == {}  # parked: remade on the next run
