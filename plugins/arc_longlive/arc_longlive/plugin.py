@@ -277,6 +277,23 @@ def arc_denoise_step(
 
 
 @hookimpl
+def arc_activation_bytes(model: ModelRef, params: LongLiveParams) -> int:
+    """Memory a session needs beside the weights: its KV cache (every layer's keys and
+    values of the frames a block sees: 3.45 GB in bf16 at 480x832 with the 12-frame window),
+    one block's activations, and the VAE decode at the end (Wan's calibration: 8.8 GiB at
+    480x832, its causal chunks at full resolution, plus the decoded video)."""
+    layers, dim, vae_width, item = (2, 24, 3, 4) if model.variant.tiny else (30, 1536, 96, 2)
+    tokens = (params.height // 16) * (params.width // 16)
+    total = params.blocks * BLOCK_FRAMES
+    seen = total if params.window_frames == -1 else min(total, params.window_frames)
+    kv = 2 * layers * seen * tokens * dim * item
+    block = BLOCK_FRAMES * tokens * (dim * 12) * item  # q/k/v/out and the FFN's hidden width
+    pixels = params.height * params.width
+    vae = pixels * vae_width * 4 * 64 + params.num_frames * pixels * 3 * 4
+    return kv + max(block, vae)
+
+
+@hookimpl
 def arc_decode(components: LongLiveComponents, latents: torch.Tensor) -> torch.Tensor:
     vae = components.pipe.vae
     z = latents.to(vae.device, vae.dtype)

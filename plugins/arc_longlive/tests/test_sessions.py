@@ -165,3 +165,16 @@ def test_each_prompt_is_projected_once_per_layer_and_the_cache_parks_on_pause(en
     kv = session.model_state["longlive.kv"]
     assert kv.device == torch.device("cpu") and kv.frames == [0, 1, 2, 3, 4, 5]
     assert session.model_state["longlive.cross"] == {}  # parked: remade on the next run
+
+
+def test_the_memory_a_session_needs_counts_its_kv_cache() -> None:
+    from arc_fabric_core.models import ModelRef
+    from arc_longlive.plugin import arc_activation_bytes
+    from arc_longlive.spec import LONGLIVE
+
+    real = ModelRef(LONGLIVE, LONGLIVE.variant("1.3b"), None)  # the need comes from params alone
+
+    published = arc_activation_bytes(real, real.params({}))  # 477 frames at 480x832
+    kv = 2 * 30 * 12 * 1560 * 1536 * 2  # LongLive's cache: 3.45 GB in bf16
+    assert kv < published < kv + 12 * 2**30
+    assert arc_activation_bytes(real, real.params({"window_frames": -1})) > published + 30 * kv / 12
