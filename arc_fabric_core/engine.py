@@ -24,7 +24,7 @@ from arc_fabric_core.model_cache import ModelCache, check_dtype, resolve_device
 from arc_fabric_core.models import ModelRef
 from arc_fabric_core.params import GenerationParams
 from arc_fabric_core.plugins import OPTIONAL_STAGE_HOOKS, STAGE_HOOKS, Plugins, get_plugins
-from arc_fabric_core.schedule import Schedule, StepContext
+from arc_fabric_core.schedule import DECODED_FRAMES, Schedule, StepContext
 from arc_fabric_core.scheduler_state import capture, restore
 from arc_fabric_core.session import (
     LATENTS_KEY,
@@ -62,6 +62,9 @@ class StepEvent:
     # The loop's latents after this step (a live tensor: read it in the listener, do not
     # keep or change it) — what live previews are drawn from.
     latents: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    # Pixel frames (F, H, W, 3) in [0, 1] that a streaming model decoded at this step (an
+    # autoregressive model's finished block); None for most steps and models.
+    frames: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     @property
     def eta_seconds(self) -> float:
@@ -1015,6 +1018,7 @@ class Engine:
                 elapsed_seconds=now - started,
                 first_step=done_before,
                 latents=session.latents,
+                frames=session.model_state.pop(DECODED_FRAMES, None),
             )
             for listener in listeners:
                 listener(event)

@@ -142,9 +142,18 @@ def _run_job(
         f"steps {session.step_index}→{until if until is not None else doc.total_steps} of {doc.total_steps}"
     )
 
+    streamed = [0]
+
     def relay(event: Any) -> None:
         preview = None
-        if previews and event.latents is not None:
+        if event.frames is not None:
+            streamed[0] += event.frames.shape[0]
+            say(f"step {event.step}: {event.frames.shape[0]} more frames decoded ({streamed[0]} so far this run)")
+        if previews and event.frames is not None:  # real frames, decoded as the model went
+            from arc_fabric_core.previews import data_url, frame_jpeg
+
+            preview = data_url(frame_jpeg(event.frames))
+        elif previews and event.latents is not None:
             from arc_fabric_core.previews import data_url, preview_jpeg
 
             # Upscaled by the VAE's spatial compression: the preview has the video's size.

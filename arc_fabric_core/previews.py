@@ -3,7 +3,9 @@
 The latent channels are split into three groups (red, green, blue), each averaged, and
 the result stretched to the 2nd-98th percentile and upscaled by the VAE's spatial
 compression with nearest neighbours. It shows composition and motion as denoising
-goes, not colours: a real decode (``sessions decode --step``) shows those.
+goes, not colours: a real decode (``sessions decode --step``) shows those. A model that
+decodes as it goes (an autoregressive one, a block at a time) gives real frames instead:
+:func:`frame_jpeg` pictures the newest.
 """
 
 from __future__ import annotations
@@ -35,6 +37,21 @@ def preview_jpeg(latents: torch.Tensor, scale: int = 8, quality: int = 80, max_s
     image = Image.fromarray(latent_rgb(latents))
     factor = max(1, min(scale, max_side // max(image.size)))
     image = image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def frame_jpeg(frames: torch.Tensor, quality: int = 80, max_side: int = 512) -> bytes:
+    """A JPEG of the last of ``frames`` ((F, H, W, 3) in [0, 1]), no larger than ``max_side``."""
+    from PIL import Image
+
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"expected (F, H, W, 3) frames, got shape {tuple(frames.shape)}")
+    pixels = (frames[-1].detach().to("cpu", torch.float32).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    image = Image.fromarray(pixels)
+    if max(image.size) > max_side:
+        image.thumbnail((max_side, max_side))
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()

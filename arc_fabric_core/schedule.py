@@ -83,5 +83,9 @@ class StepContext:
     # (an autoregressive model's KV cache). Empty when the session starts, after a resume
     # and in a fork: the plugin rebuilds what it needs from the latents (so it is never
     # checkpointed, and a resume stays exact). A value with ``park()`` is parked there
-    # (to CPU memory) when the session stops running.
+    # (to CPU memory) when the session stops running. A model that decodes as it goes puts
+    # the pixel frames made at this step under DECODED_FRAMES: the step's event carries them.
     state: dict[str, Any] = field(default_factory=dict)
+
+
+DECODED_FRAMES = "arc.decoded_frames"

@@ -32,13 +32,15 @@ from arc_fabric_core.hookspecs import hookimpl
 from arc_fabric_core.kv_cache import KVCache, WindowPolicy
 from arc_fabric_core.loading import component_dtypes, quiet_loading
 from arc_fabric_core.models import ModelRef, ModelSpec
-from arc_fabric_core.schedule import Schedule, StepContext
+from arc_fabric_core.schedule import DECODED_FRAMES, Schedule, StepContext
 from arc_longlive.causal import CausalWan
 from arc_longlive.spec import BLOCK_FRAMES, LONGLIVE, LongLiveParams, block_start
+from arc_longlive.streaming import StreamingDecoder
 
 KV_STATE = "longlive.kv"
 WRITTEN_STATE = "longlive.written"  # blocks whose clean pass is in the cache
 CROSS_STATE = "longlive.cross"  # prompt index -> its cross-attention cache
+DECODER_STATE = "longlive.decoder"  # the streaming decoder (the VAE's causal cache)
 
 
 @dataclass
@@ -273,7 +275,30 @@ def arc_denoise_step(
     start = block * BLOCK_FRAMES
     x = latents[:, :, start : start + BLOCK_FRAMES]
     prompt, cross = _prompt(conditioning, params, block), _cross(step.state, params, block)
-    return components.causal(x, step.timestep, prompt, start, cache, cross=cross)
+    flow = components.causal(x, step.timestep, prompt, start, cache, cross=cross)
+    if params.stream and step.index == step.total - 1:
+        # The block's last step: its clean frames are x - sigma * flow (what the block's
+        # schedule makes of this output), decoded now so they stream out with the step.
+        assert step.sigma is not None
+        clean = x - step.sigma * flow.to(x.dtype)
+        step.state[DECODED_FRAMES] = _decoder(components, step.state, latents, start).decode(clean)
+    return flow
+
+
+class _Decoder(StreamingDecoder):
+    def park(self) -> None:
+        self.reset()  # the VAE's causal cache is big at full size; remade from the latents
+
+
+def _decoder(components: LongLiveComponents, state: dict[str, Any], latents: torch.Tensor, start: int) -> Any:
+    """The session's streaming decoder, having decoded every latent frame before ``start``
+    (after a resume, a fork or a pause it decodes them again first: exact, if not free)."""
+    decoder = state.get(DECODER_STATE)
+    if decoder is None or decoder.frames_in != start:
+        decoder = state[DECODER_STATE] = _Decoder(components.pipe.vae)
+        for first in range(0, start, BLOCK_FRAMES):
+            decoder.decode(latents[:, :, first : first + BLOCK_FRAMES])
+    return decoder
 
 
 @hookimpl

@@ -46,6 +46,9 @@ class LongLiveParams(GenerationParams):
         description="Latent frames where each of `prompts` takes over (a switch lands on the next block start).",
         validate_default=True,  # prompts without switch frames must be refused
     )
+    stream: bool = Field(
+        True, description="Decode each block as soon as it is made: its frames stream out (events, previews)."
+    )
     sink_frames: int = Field(3, ge=0, description="First latent frames every block attends to (never evicted).")
     window_frames: int = Field(12, ge=-1, description="Latent frames a block attends to, itself included (-1: all).")
 

@@ -20,7 +20,11 @@ class StreamingDecoder:
         if getattr(vae.config, "patch_size", None) is not None:
             raise ValueError("streaming decode supports the Wan 2.1 VAE (no patchified latents)")
         self.vae = vae
-        self._cache: list[Any] = [None] * vae._cached_conv_counts["decoder"]
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the first frame (the cache emptied)."""
+        self._cache: list[Any] = [None] * self.vae._cached_conv_counts["decoder"]
         self.frames_in = 0  # latent frames decoded so far
 
     @torch.no_grad()
