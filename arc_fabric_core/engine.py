@@ -609,6 +609,12 @@ class Engine:
         at its last checkpoint (one model call).
         """
         parent = self.store.load_doc(source_id)
+        if self.autoregressive(parent.model.name):
+            # Re-noising the whole video to one level has no meaning when every block has
+            # its own schedule; remaking from a block on is the autoregressive edit.
+            raise SessionError(
+                f"{parent.model.name} makes its video a block at a time: rewind it to a block instead of editing"
+            )
         ref, params, overrides = self._with_overrides(parent, overrides)
         total = parent.total_steps
         if (step is None) == (strength is None):

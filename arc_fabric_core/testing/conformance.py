@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from arc_fabric_core.engine import Engine
-from arc_fabric_core.errors import InputError
+from arc_fabric_core.errors import InputError, SessionError
 from arc_fabric_core.model_cache import ModelCache
 from arc_fabric_core.plugins import Plugins, get_plugins
 from arc_fabric_core.store import SessionStore
@@ -28,6 +28,8 @@ class PluginConformance:
     params: ClassVar[dict[str, Any]] = {}
     #: (overrides, field) pairs: each override must be refused, naming ``field``.
     bad_params: ClassVar[list[tuple[dict[str, Any], str]]] = []
+    #: An autoregressive model (it rewinds instead of editing): the edit test checks the refusal.
+    autoregressive: ClassVar[bool] = False
 
     # -- fixtures
 
@@ -133,6 +135,10 @@ class PluginConformance:
         parent = engine.create(self.model, self.params, variant=self.variant)
         engine.run(parent)
         p = parent.params
+        if self.autoregressive:
+            with pytest.raises(SessionError, match="rewind it to a block"):
+                engine.edit(parent.id, step=1)
+            return
         # The left half of the frame, in every frame: outside it the source must survive bit for bit.
         edit = engine.edit(
             parent.id,
