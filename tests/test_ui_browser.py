@@ -207,7 +207,7 @@ def test_with_a_token_the_page_asks_for_it_then_works(browser: Browser, tmp_path
             expect(page.get_by_test_id("auth-banner")).to_be_visible()
             expect(page.get_by_test_id("auth-banner")).to_contain_text("?token=")
             expect(page.locator("#view")).to_contain_text("The server needs its token to list the models")
-            shot(page, "08-token-refused")
+            shot(page, "12-token-refused")
 
             page.goto(f"{server.url}/?token={token}")
             expect(page.get_by_test_id("conn-status")).to_have_attribute("data-state", "live")
@@ -221,7 +221,7 @@ def test_with_a_token_the_page_asks_for_it_then_works(browser: Browser, tmp_path
             # The video comes with the Authorization header, played from a blob.
             expect(output.get_by_test_id("result-video")).to_have_attribute("src", re.compile(r"^blob:"))
             wait_playing(page, '[data-testid="output"] video')
-            shot(page, "09-token-accepted")
+            shot(page, "13-token-accepted")
         finally:
             context.close()
 

@@ -9,22 +9,8 @@ import torch
 
 from arc_fabric_core.kv_cache import WindowPolicy
 from arc_longlive.causal import CausalWan
+from arc_longlive.tiny import TRANSFORMER_CONFIG as TINY
 
-# diffusers' own tiny Wan transformer (its tests' configuration).
-TINY = dict(
-    patch_size=(1, 2, 2),
-    num_attention_heads=2,
-    attention_head_dim=12,
-    in_channels=16,
-    out_channels=16,
-    text_dim=32,
-    freq_dim=256,
-    ffn_dim=32,
-    num_layers=2,
-    cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads",
-    rope_max_seq_len=32,
-)
 SHIFT = 5.0
 
 
