@@ -41,6 +41,16 @@ def arc_register_models(register: Callable[[ModelSpec], None]) -> None:
 
 
 @hookspec
+def arc_register_metrics(register: Callable[[Any], None]) -> None:
+    """Optional. Add quality metrics: call ``register(Metric(name, fn, ...))`` once per
+    metric (``arc_fabric_core.metrics.Metric``; ``fn(frames, prompt=, reference=,
+    allow_random=, options=)`` returns a ``MetricResult``).
+
+    Called when the metrics are listed or computed.
+    """
+
+
+@hookspec
 def arc_config_searchpath() -> list[str]:
     """Return Hydra search-path entries (e.g. ``["pkg://arc_wan21.conf"]``) whose
     ``model/<name>.yaml`` make ``+model=<name>`` work from the CLI.
