@@ -247,6 +247,19 @@ def _generate(cfg: Any) -> None:
         from arc_fabric_core.hybrid import parse_hybrid
 
         hybrid = parse_hybrid(OmegaConf.to_container(cfg.schedule, resolve=True))  # type: ignore[arg-type]
+    metric_names = [str(m) for m in (cfg.get("metrics") or [])]
+    metric_args: dict[str, Any] = {}
+    if metric_names:
+        from arc_fabric_core.metrics import report as metrics_report
+
+        metric_args = {
+            "reference": cfg.get("reference"),
+            "allow_random": bool(cfg.get("metrics_allow_random")),
+            "options": OmegaConf.to_container(cfg.get("metrics_options") or {}),
+            "gate": OmegaConf.to_container(cfg.get("quality_gate") or {}),
+            "plugins": engine.plugins,
+        }
+        metrics_report.check(metric_names, values.get("prompt"), **metric_args)
     # Every check happens here, before any model loads.
     session = engine.create(
         str(model_cfg.name), values, variant=model_cfg.get("variant"), weights=model_cfg.get("weights"), hybrid=hybrid
@@ -300,6 +313,13 @@ def _generate(cfg: Any) -> None:
     video = write_mp4(frames, out_dir / "video.mp4", fps=p.fps)
     elapsed = time.perf_counter() - start
     session_dir = engine.store.session_dir(session.id)
+    if metric_names:
+        report = metrics_report.evaluate(metric_names, frames, p.prompt, **metric_args)
+        report["seconds"] = round(elapsed, 3)
+        report["session"] = session.id
+        metrics_report.write(report, out_dir, session_dir)
+        for line in metrics_report.summary_lines(report):
+            print(line)
     print(f"video:    {video}")
     print(f"session:  {session.id} ({session_dir})")
     print(f"latents:  {session_dir / 'latents.safetensors'} (key 'latents')")

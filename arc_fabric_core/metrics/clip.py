@@ -1,6 +1,7 @@
 """CLIP score: how well each frame matches the prompt (open_clip).
 
-The model is ``options["clip_model"]`` or ``$ARC_CLIP_MODEL`` (default ``ViT-B-32``), its
+The model is ``options["clip_model"]`` or ``$ARC_CLIP_MODEL`` (default ``ViT-B-32``; or the
+path of an open_clip model config ``NAME.json``), its
 weights a local open_clip checkpoint from ``options["clip_weights"]`` or
 ``$ARC_CLIP_WEIGHTS``. open_clip ships its tokenizer, not its weights: without a
 checkpoint the score is refused, unless random weights are asked for (then it says so).
@@ -35,6 +36,9 @@ def load_clip(model_name: str, weights: str | None) -> tuple[Any, Any]:
         import open_clip
     except ImportError as exc:
         raise InputError("metrics", "the clip metric needs open_clip: pip install 'arc-fabric-core[metrics]'") from exc
+    if model_name.endswith(".json"):  # a config of one's own: registered under its file's stem
+        open_clip.add_model_config(model_name)
+        model_name = Path(model_name).stem
     model = open_clip.create_model(model_name, pretrained=weights)
     return model.eval().requires_grad_(False), open_clip.get_tokenizer(model_name)
 
