@@ -320,6 +320,12 @@ def _generate(cfg: Any) -> None:
         metrics_report.write(report, out_dir, session_dir)
         for line in metrics_report.summary_lines(report):
             print(line)
+    if str(hydra_cfg.mode) == "RunMode.MULTIRUN":
+        from arc_fabric_core import sweeps
+
+        sweeps.write_job(out_dir, list(hydra_cfg.overrides.task), elapsed, session.id, report if metric_names else None)
+        table, plot = sweeps.summarize(out_dir.parent)
+        print(f"sweep:    {table}" + (f", {plot}" if plot else ""))
     print(f"video:    {video}")
     print(f"session:  {session.id} ({session_dir})")
     print(f"latents:  {session_dir / 'latents.safetensors'} (key 'latents')")

@@ -39,7 +39,9 @@ def load_clip(model_name: str, weights: str | None) -> tuple[Any, Any]:
     if model_name.endswith(".json"):  # a config of one's own: registered under its file's stem
         open_clip.add_model_config(model_name)
         model_name = Path(model_name).stem
-    model = open_clip.create_model(model_name, pretrained=weights)
+    with torch.random.fork_rng(devices=[]):  # random weights (when asked for) are the same every time
+        torch.manual_seed(0)
+        model = open_clip.create_model(model_name, pretrained=weights)
     return model.eval().requires_grad_(False), open_clip.get_tokenizer(model_name)
 
 

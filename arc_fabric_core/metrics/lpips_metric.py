@@ -27,8 +27,9 @@ def load_lpips(backbone: str | None) -> Any:
     except ImportError as exc:
         raise InputError("metrics", "the lpips metric needs lpips: pip install 'arc-fabric-core[metrics]'") from exc
     # pnet_rand: never fetch torchvision's weights; the linear layers come with the package.
-    with warnings.catch_warnings():  # lpips calls torchvision's deprecated `pretrained=`
-        warnings.simplefilter("ignore", UserWarning)
+    with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
+        warnings.simplefilter("ignore", UserWarning)  # lpips calls torchvision's deprecated `pretrained=`
+        torch.manual_seed(0)  # a random backbone (when asked for) is the same every time
         model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
     if backbone is not None:
         load_alexnet_features(model, Path(backbone))

@@ -98,19 +98,19 @@ def write(report: dict[str, Any], *folders: Path) -> list[Path]:
     out = []
     for folder in folders:
         path = Path(folder) / "metrics.json"
-        path.write_text(json.dumps(_plain(report), indent=2, allow_nan=False) + "\n")
+        path.write_text(json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n")
         out.append(path)
     return out
 
 
-def _plain(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON has no infinity (identical videos have an infinite PSNR): "inf" instead."""
     if isinstance(value, float) and math.isinf(value):
         return "inf" if value > 0 else "-inf"
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
