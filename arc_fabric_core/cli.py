@@ -2,6 +2,7 @@
 
     python -m arc_fabric_core +model=wan21 [prompt=...] [steps=...] [-m seed=0,1,2]
     python -m arc_fabric_core plugins        # installed plugins and their models, as JSON
+    python -m arc_fabric_core metrics        # quality metrics (built in and the plugins'), as JSON
     python -m arc_fabric_core sessions ...   # list, show, resume, fork, edit, decode, delete, gc
     python -m arc_fabric_core devices        # GPUs (NVML) or the CPU, with memory, as JSON
     python -m arc_fabric_core jobs ...       # the persisted job queue: submit, list, cancel, work
@@ -91,6 +92,20 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if argv and argv[0] == "plugins":
             print(json.dumps(get_plugins().describe(), indent=2))
+            return
+        if argv and argv[0] == "metrics":
+            from arc_fabric_core.metrics import available
+
+            listing = [
+                {
+                    "name": m.name,
+                    "description": m.description,
+                    "needs_prompt": m.needs_prompt,
+                    "needs_reference": m.needs_reference,
+                }
+                for m in available(get_plugins()).values()
+            ]
+            print(json.dumps(sorted(listing, key=lambda m: m["name"]), indent=2))
             return
         if argv and argv[0] == "devices":
             from arc_fabric_core.devices import detect

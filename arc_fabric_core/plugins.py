@@ -160,8 +160,19 @@ class Plugins:
             info = self._infos.get(name, PluginInfo(name, None, None))
             hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
             models = [spec.describe() for spec, owner in registry.values() if owner is plugin]
+            metrics: list[Any] = []
+            if "arc_register_metrics" in hooks:
+                others = [p for n, p in self.pm.list_name_plugin() if p is not plugin]
+                self.pm.subset_hook_caller("arc_register_metrics", remove_plugins=others)(register=metrics.append)
             out.append(
-                {"name": name, "package": info.package, "version": info.version, "hooks": hooks, "models": models}
+                {
+                    "name": name,
+                    "package": info.package,
+                    "version": info.version,
+                    "hooks": hooks,
+                    "models": models,
+                    "metrics": [m.name for m in metrics],
+                }
             )
         return out
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -133,3 +134,22 @@ def test_a_plugin_registers_a_metric() -> None:
     assert "brightness" in available(plugins)
     result = compute(["brightness", "temporal"], torch.full((2, 8, 8, 3), 0.25), plugins=plugins)
     assert result["brightness"].value == 0.25 and result["temporal"].value == pytest.approx(1.0)
+
+
+def test_metrics_are_listed_with_their_plugin(tmp_path: Path) -> None:
+    from arc_fabric_core.testing.cli import run_cli
+
+    res = run_cli("metrics", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    names = [m["name"] for m in json.loads(res.stdout)]
+    assert names == ["clip", "lpips", "psnr", "ssim", "temporal"]
+
+    class Bright:
+        @hookimpl
+        def arc_register_metrics(self, register) -> None:
+            register(Metric("brightness", lambda frames, **_: MetricResult("brightness", 0.0)))
+
+    plugins = Plugins(load_entrypoints=False)
+    plugins.register(Bright(), name="bright")
+    (listed,) = [p for p in plugins.describe() if p["name"] == "bright"]
+    assert listed["metrics"] == ["brightness"]
