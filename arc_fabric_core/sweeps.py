@@ -5,7 +5,9 @@ its session, its metrics); after each job the sweep's folder gets ``sweep.csv`` 
 row per job) and ``sweep.png`` (each metric, and the time per job, against the first
 swept parameter, one line per combination of the others), rebuilt from every
 ``job.json`` there — so the last job to finish leaves the whole summary, with any
-launcher. Files are replaced atomically.
+launcher. Files are replaced atomically. When the multirun ends, :class:`SweepSummary`
+(a Hydra callback in the primary config) writes them once more, so that jobs finishing
+at the same moment in parallel processes (the joblib launcher) are all in.
 """
 
 from __future__ import annotations
@@ -130,3 +132,18 @@ def _atomic(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+try:
+    from hydra.experimental.callback import Callback
+except ImportError:  # hydra is a core dependency; this only keeps the module importable alone
+    Callback = object  # type: ignore[misc,assignment]
+
+
+class SweepSummary(Callback):  # type: ignore[misc]
+    """Hydra callback: the sweep's summary, from every job, once the multirun ends."""
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        root = Path(config.output_dir) if config.get("output_dir") else Path(config.hydra.sweep.dir)
+        if any(root.glob("*/job.json")):
+            summarize(root)

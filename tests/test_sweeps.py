@@ -67,6 +67,18 @@ def test_a_sweep_leaves_a_table_and_a_plot(tmp_path: Path, clip_config: str) -> 
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 
+def test_a_parallel_sweep_with_the_joblib_launcher_has_every_job(tmp_path: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    res = run(
+        "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *SMALL, "seed=0,1,2,3", "metrics=[temporal]",
+        f"output_dir={tmp_path / 'sweep'}", cwd=tmp_path,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    with open(tmp_path / "sweep" / "sweep.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["seed"] for r in rows) == ["0", "1", "2", "3"] and all(r["temporal"] for r in rows)
+
+
 def test_a_bad_metric_is_refused_before_any_compute(tmp_path: Path) -> None:
     res = run(*SMALL, "metrics=[clap]", cwd=tmp_path)
     assert res.returncode == 2
