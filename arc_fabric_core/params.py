@@ -27,3 +27,12 @@ class GenerationParams(BaseModel):
     width: int = Field(832, ge=1, description="Output width in pixels.")
     guidance: float = Field(5.0, ge=0.0, description="Classifier-free guidance scale; <= 1 disables it.")
     fps: int = Field(16, ge=1, le=240, description="Frames per second of the written video.")
+
+
+def multiple_of(value: int, n: int) -> int:
+    """``value`` if it is a multiple of ``n``; else the error a field validator raises,
+    naming the two nearest allowed sizes (the sizes a VAE and patching accept)."""
+    if value % n:
+        lo = value - value % n
+        raise ValueError(f"must be a multiple of {n}; nearest: {lo or n} or {lo + n}")
+    return value

@@ -12,7 +12,7 @@ from typing import ClassVar
 from pydantic import Field, ValidationInfo, field_validator
 
 from arc_fabric_core.models import LatentSpace, ModelSpec, VariantSpec
-from arc_fabric_core.params import GenerationParams
+from arc_fabric_core.params import GenerationParams, multiple_of
 
 BLOCK_FRAMES = 3  # latent frames per block (what LongLive was trained with)
 WAN_COMPONENTS = ("model_index.json", "scheduler", "text_encoder", "tokenizer", "transformer", "vae")
@@ -68,9 +68,7 @@ class LongLiveParams(GenerationParams):
     @field_validator("height", "width")
     @classmethod
     def _multiple_of_16(cls, v: int) -> int:
-        if v % 16:
-            raise ValueError(f"must be a multiple of 16; nearest: {v - v % 16 or 16} or {v - v % 16 + 16}")
-        return v
+        return multiple_of(v, 16)
 
     @field_validator("switch_frames")
     @classmethod

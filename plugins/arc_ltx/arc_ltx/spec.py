@@ -10,7 +10,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from arc_fabric_core.models import LatentSpace, ModelSpec, VariantSpec
-from arc_fabric_core.params import GenerationParams
+from arc_fabric_core.params import GenerationParams, multiple_of
 
 DEFAULT_NEGATIVE_PROMPT = "worst quality, inconsistent motion, blurry, jittery, distorted"
 
@@ -167,10 +167,7 @@ class LTXParams(GenerationParams):
     @field_validator("height", "width")
     @classmethod
     def _multiple_of_32(cls, v: int) -> int:
-        if v % SIZE_MULTIPLE:
-            lo = v - v % SIZE_MULTIPLE
-            raise ValueError(f"must be a multiple of 32; nearest: {lo or SIZE_MULTIPLE} or {lo + SIZE_MULTIPLE}")
-        return v
+        return multiple_of(v, SIZE_MULTIPLE)
 
     @model_validator(mode="after")
     def _first_pass_fits(self) -> LTXParams:

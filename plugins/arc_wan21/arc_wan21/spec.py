@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic import Field, field_validator
 
 from arc_fabric_core.models import LatentSpace, ModelSpec, VariantSpec
-from arc_fabric_core.params import GenerationParams
+from arc_fabric_core.params import GenerationParams, multiple_of
 
 # Our wording of the usual Wan negative prompt (the official one is in Chinese).
 DEFAULT_NEGATIVE_PROMPT = (
@@ -47,9 +47,7 @@ class WanParams(GenerationParams):
     @field_validator("height", "width")
     @classmethod
     def _multiple_of_16(cls, v: int) -> int:
-        if v % 16:
-            raise ValueError(f"must be a multiple of 16; nearest: {v - v % 16 or 16} or {v - v % 16 + 16}")
-        return v
+        return multiple_of(v, 16)
 
 
 TINY_LARGE = "tiny-14b"
