@@ -291,7 +291,7 @@ def _generate(cfg: Any) -> None:
                 f"{ref.spec.name}: no weights configured for a real stage variant, running its tiny stand-in "
                 f"'{ref.variant.name}' with RANDOM weights - the video is noise (schedule.tiny=false refuses)"
             )
-        elif ref.variant.tiny and hybrid is None:
+        elif ref.random_weights and hybrid is None:
             print(
                 f"{ref.spec.name}: no weights configured, running the '{ref.variant.name}' variant with RANDOM "
                 "weights - the video is noise (set model.weights=PATH for real weights)"

@@ -492,7 +492,7 @@ class Engine:
 
     def autoregressive(self, model: str) -> bool:
         """Whether ``model`` makes its video a block at a time (it extends and rewinds)."""
-        return self.plugins.optional_stage("arc_extend_params", model) is not None
+        return bool(self.plugins.capabilities(model)["autoregressive"])
 
     def check_extension(
         self, parent_id: str, blocks: int, prompt: str | None = None

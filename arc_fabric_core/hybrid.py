@@ -122,7 +122,7 @@ def resolve_stage(
     """(the stage's model, whether a tiny stand-in replaced a real variant)."""
     spec = plugins.model(stage.model or default_model)
     variant = stage.variant or default_variant or "auto"
-    if variant == "auto" or spec.variant(variant).tiny:
+    if variant == "auto" or not spec.needs_weights or spec.variant(variant).tiny:
         return spec.resolve(variant, stage.weights), False
     configured = stage.weights is not None or bool(
         spec.variant(variant).weights_env and os.environ.get(spec.variant(variant).weights_env or "")

@@ -75,6 +75,9 @@ class ModelSpec:
     params: type[GenerationParams]
     latent_space: LatentSpace
     variants: tuple[VariantSpec, ...]
+    # False for a model that needs no checkpoint at all (procedural, closed-form, an API):
+    # nothing warns that its output is noise, and a weights path given to it is refused.
+    needs_weights: bool = True
 
     def variant(self, name: str) -> VariantSpec:
         for variant in self.variants:
@@ -99,6 +102,13 @@ class ModelSpec:
         ``variant`` "auto" (or None) takes the first real variant whose weights are
         configured and falls back to the tiny variant.
         """
+        if not self.needs_weights:
+            if weights is not None:
+                raise InputError(
+                    "model.weights", f"{self.name} needs no weights; drop model.weights (got {str(weights)!r})"
+                )
+            chosen_variant = self.variants[0] if variant in (None, "auto") else self.variant(variant)
+            return ModelRef(spec=self, variant=chosen_variant, weights=None)
         if variant in (None, "auto"):
             chosen = None
             for v in self.variants:
@@ -157,6 +167,7 @@ class ModelSpec:
                 "temporal_compression": self.latent_space.temporal_compression,
                 "spatial_compression": self.latent_space.spatial_compression,
             },
+            "needs_weights": self.needs_weights,
             "params_schema": self.params.model_json_schema(),
             "fixed_params": sorted(self.params.fixed_fields),
         }
@@ -181,6 +192,11 @@ class ModelRef:
     @property
     def label(self) -> str:
         return f"{self.spec.name}/{self.variant.name}"
+
+    @property
+    def random_weights(self) -> bool:
+        """Whether this runs a model's random stand-in (its output is noise, and says so)."""
+        return self.spec.needs_weights and self.variant.tiny
 
     def params(self, values: dict[str, Any]) -> GenerationParams:
         """Validate user values over the variant's and the model's defaults."""

@@ -146,6 +146,26 @@ class Plugins:
             return None
         return self.stage(hook_name, model_name)
 
+    def capabilities(self, model_name: str) -> dict[str, Any]:
+        """What a model can do, from the hooks its plugin implements: the session
+        operations it takes (an autoregressive model extends and rewinds instead of
+        editing), whether it runs in passes, whether it needs weights."""
+        spec = self.model(model_name)
+        autoregressive = self.optional_stage("arc_extend_params", model_name) is not None
+        rewinds = self.optional_stage("arc_rewind_params", model_name) is not None
+        operations = ["generate", "resume", "fork", "decode"]
+        operations += (["extend"] if autoregressive else ["edit"]) + (["rewind"] if rewinds else [])
+        return {
+            "operations": operations,
+            "autoregressive": autoregressive,
+            "passes": self.optional_stage("arc_passes", model_name) is not None,
+            "needs_weights": spec.needs_weights,
+        }
+
+    def describe_model(self, model_name: str) -> dict[str, Any]:
+        """A model's description (``ModelSpec.describe``) with its capabilities."""
+        return {**self.model(model_name).describe(), "capabilities": self.capabilities(model_name)}
+
     def config_searchpath(self) -> list[str]:
         paths: list[str] = []
         for result in self.hook.arc_config_searchpath():
@@ -159,7 +179,7 @@ class Plugins:
         for name, plugin in sorted(self.pm.list_name_plugin(), key=lambda kv: kv[0]):
             info = self._infos.get(name, PluginInfo(name, None, None))
             hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
-            models = [spec.describe() for spec, owner in registry.values() if owner is plugin]
+            models = [self.describe_model(spec.name) for spec, owner in registry.values() if owner is plugin]
             metrics: list[Any] = []
             if "arc_register_metrics" in hooks:
                 others = [p for n, p in self.pm.list_name_plugin() if p is not plugin]

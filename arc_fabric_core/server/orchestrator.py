@@ -305,7 +305,7 @@ class Orchestrator:
         out = []
         for name in self.plugins.model_names():
             spec = self.plugins.model(name)
-            described = spec.describe()
+            described = self.plugins.describe_model(name)
             described["states"] = [{"variant": v.name, **states.get(f"{name}/{v.name}", cold)} for v in spec.variants]
             out.append(described)
         return out

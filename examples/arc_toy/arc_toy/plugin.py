@@ -44,7 +44,8 @@ TOY = ModelSpec(
     description="Closed-form denoiser drawing drifting colour bands; no weights.",
     params=ToyParams,
     latent_space=LatentSpace(family="rgb", channels=3, temporal_compression=1, spatial_compression=1),
-    variants=(VariantSpec(name="default", description="Needs no weights.", tiny=True),),
+    variants=(VariantSpec(name="default", description="Closed form: needs no weights."),),
+    needs_weights=False,
 )
 
 
