@@ -45,7 +45,7 @@ def build_tiny_pipeline(seed: int = 0) -> Any:
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
-    from arc_fabric_core.testing.tiny_text import t5_tokenizer
+    from arc_fabric_core.tiny_text import t5_tokenizer
 
     tokenizer = t5_tokenizer()
     torch.manual_seed(seed)

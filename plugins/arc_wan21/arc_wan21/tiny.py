@@ -56,7 +56,7 @@ SCHEDULER_CONFIG = dict(
 
 def build_tokenizer():
     """A small Unigram tokenizer (letters, digits, punctuation) in T5's fast-tokenizer shape."""
-    from arc_fabric_core.testing.tiny_text import t5_tokenizer
+    from arc_fabric_core.tiny_text import t5_tokenizer
 
     return t5_tokenizer()
 

@@ -4,6 +4,9 @@ The published tokenizers come from model hubs; a tiny checkpoint needs one that 
 built here: a Unigram model over letters, digits and punctuation, in T5's fast-tokenizer
 shape (``</s>`` appended, ``<pad>`` id 0). It survives ``save_pretrained`` /
 ``from_pretrained`` bit for bit.
+
+Run-time code: a first run of a tiny variant builds its checkpoint with it, so it lives in
+the core proper, never in :mod:`arc_fabric_core.testing` (which needs pytest).
 """
 
 from __future__ import annotations
