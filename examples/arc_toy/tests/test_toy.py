@@ -15,7 +15,8 @@ class TestToyConformance(PluginConformance):
     bad_params = [({"height": 12}, "height"), ({"steps": 0}, "steps"), ({"num_frames": 0}, "num_frames")]
 
     @pytest.fixture(scope="class")
-    def plugins(self) -> Plugins:
+    @classmethod  # a class-scoped fixture: a classmethod, as in the kit (pytest 10 drops instance methods)
+    def plugins(cls) -> Plugins:
         # Registered by hand, so the suite runs whether or not the package is installed.
         from arc_toy import plugin
 
