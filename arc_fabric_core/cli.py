@@ -85,6 +85,39 @@ def _precheck(argv: list[str]) -> None:
     for name in names or []:
         if name not in installed:
             plugins.model(name)  # raises UnknownModelError with the installed list
+    _check_keys(argv, [plugins.model(n) for n in names or []])
+
+
+def _check_keys(argv: list[str], specs: list[Any]) -> None:
+    """Refuse an override of a key that neither the core nor the model has, naming what
+    is allowed, instead of Hydra's "not in struct" (a ``+key`` adds one on purpose)."""
+    from omegaconf import OmegaConf
+
+    from arc_fabric_core.model_configs import own_fields
+
+    core = set(dict(OmegaConf.load(CONF_DIR / "config.yaml"))) - {"defaults", "hydra"}
+    own = {f for spec in specs for f in own_fields(spec.params)}
+    for arg in argv:
+        if arg.startswith(("+", "~", "-")) or "=" not in arg:
+            continue
+        key = arg.split("=", 1)[0]
+        if "/" in key or key.startswith("hydra.") or key in ("model", "schedule"):  # config groups, Hydra's own
+            continue
+        if key.startswith("model.params."):
+            field = key[len("model.params.") :]
+            if field not in own:
+                allowed = ", ".join(sorted(own)) or "none"
+                raise InputError(key, f"unknown parameter of {', '.join(s.name for s in specs)}; allowed: {allowed}")
+        elif key.startswith("model."):
+            if key[len("model.") :] not in ("name", "variant", "weights"):
+                raise InputError(key, "unknown; allowed: model.variant, model.weights, model.params.<field>")
+        elif "." not in key and key not in core | own:
+            models = ", ".join(s.name for s in specs)
+            raise InputError(
+                key,
+                f"unknown parameter; {models} takes: {', '.join(sorted(own)) or 'no parameters of its own'}; "
+                f"and every run: {', '.join(sorted(core))}",
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,6 +180,9 @@ def main(argv: list[str] | None = None) -> None:
     # The primary config has no model in its defaults list, so Hydra needs "+model=";
     # accept the plain "model=" too rather than failing with Hydra's defaults-list error.
     argv = ["+" + a if a.startswith("model=") else a for a in argv]
+    from arc_fabric_core.model_configs import register_model_configs
+
+    register_model_configs(get_plugins(), dict(OmegaConf.load(CONF_DIR / "config.yaml")))
     sys.argv = [sys.argv[0], *argv]
     hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(generate)()
 
@@ -203,6 +239,13 @@ def progress_listeners(total: int, start: int = 0) -> tuple[list[Any], Any]:
             sys.stderr.flush()
 
     return [listener], lambda: None
+
+
+def interrupted(session: Any) -> str:
+    """What Ctrl-C during a run leaves: which session, paused where, and how to go on."""
+    checkpoints = session.doc.checkpoints
+    at = f"step {checkpoints[-1].step}" if checkpoints else "its start (no checkpoint yet)"
+    return f"interrupted; session {session.id} is paused at {at}: `sessions resume {session.id}` goes on from there"
 
 
 def generate(cfg: Any) -> None:
@@ -315,6 +358,9 @@ def _generate(cfg: Any) -> None:
     listeners, close = progress_listeners(total) if cfg.get("progress", True) else ([], lambda: None)
     try:
         engine.run(session, listeners=listeners)
+    except KeyboardInterrupt:
+        close()
+        fail(interrupted(session), code=130)
     finally:
         close()
     if hybrid is not None:

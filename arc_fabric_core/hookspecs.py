@@ -52,9 +52,11 @@ def arc_register_metrics(register: Callable[[Any], None]) -> None:
 
 @hookspec
 def arc_config_searchpath() -> list[str]:
-    """Return Hydra search-path entries (e.g. ``["pkg://arc_wan21.conf"]``) whose
-    ``model/<name>.yaml`` make ``+model=<name>`` work from the CLI.
+    """Return Hydra search-path entries (e.g. ``["pkg://my_plugin.conf"]``) holding config
+    groups the plugin adds (hybrid schedules, ...).
 
+    Optional: a model's ``model/<name>`` config is derived from its parameter schema
+    (``arc_fabric_core.model_configs``), so ``+model=<name> key=value`` works without one.
     Called when the CLI composes its config.
     """
 

@@ -1,6 +1,6 @@
 """`python -m arc_fabric_core jobs ...`: the persisted queue from the command line.
 
-    jobs submit generate model=wan21 [variant=tiny] [schedule=NAME [boundary=B]] [prompt=... steps=...]
+    jobs submit generate model=wan21 [variant=tiny] [schedule=NAME [boundary=B]] [prompt=... steps=... shift=...]
                     [--priority N]
     jobs submit resume session=ID
     jobs submit fork session=ID step=K [prompt=...]
@@ -33,6 +33,7 @@ TOP_LEVEL = {
     "edit": {"session", "step", "strength"},
 }
 INTS = {"step", "until"}
+TEXT = {"model", "variant", "weights", "schedule", "session", "rect", "frames", "mask_image"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,12 +92,19 @@ def payload_from(kind: str, items: list[str]) -> dict[str, Any]:
     """key=value pairs to a job payload: job keys at the top, the rest as params/overrides."""
     from arc_fabric_core.sessions_cli import parse_overrides
 
+    # The generate command line's spelling works too: model.variant=, model.weights=.
+    items = [i.removeprefix("model.") if i.startswith(("model.variant=", "model.weights=")) else i for i in items]
     values = parse_overrides(items)
+    for key in TEXT & set(values):
+        if values[key] is not None:
+            values[key] = str(values[key])  # an id or path of digits stays text
     top = {k: v for k, v in values.items() if k in TOP_LEVEL[kind]}
     for key in INTS & set(top):
         try:
+            if isinstance(top[key], bool) or (isinstance(top[key], float) and not top[key].is_integer()):
+                raise ValueError
             top[key] = int(top[key])
-        except ValueError:
+        except (TypeError, ValueError):
             raise InputError(key, f"must be a whole number, got {top[key]!r}") from None
     if "strength" in top:
         try:

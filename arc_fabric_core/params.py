@@ -11,7 +11,8 @@ class GenerationParams(BaseModel):
     """Common generation parameters. A plugin subclasses this to set its defaults
     and add its own fields and checks (e.g. Wan's 4k+1 frames)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # coerce_numbers_to_str: prompt=2026 from a command line is the text "2026".
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
     # Fields that fix the schedule or the latent shape. A fork or an edit continues an
     # existing trajectory, so it may change any field but these (a plugin adds its own,

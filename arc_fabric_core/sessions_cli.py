@@ -242,14 +242,32 @@ def restage(doc: Any, step: int, stages: list[str], hand_off: str | None) -> Any
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """key=value pairs; values stay strings and are typed by the model's parameter schema."""
+    """key=value pairs, spelt as on the generate command line: values are typed as Hydra
+    types them (``steps=8`` an int, ``'timesteps=[1000,909]'`` a list, ``seed=null``
+    None), and a plugin's parameter may be given as ``key=`` or ``model.params.key=``.
+    A value Hydra would take as a sweep or cannot parse stays the text given."""
     out: dict[str, Any] = {}
     for item in items:
-        key, sep, value = item.partition("=")
+        key, sep, text = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise InputError("overrides", f"expected key=value, got {item!r}")
-        out[key.strip()] = value
+        key = key.removeprefix("model.params.")
+        out[key] = parse_value(text)
     return out
+
+
+def parse_value(text: str) -> Any:
+    """One override value as Hydra's command line reads it (``3`` -> 3, ``a fox`` -> 'a fox')."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        override = OverridesParser.create().parse_override(f"key={text}")
+    except Exception:  # Hydra's grammar refused it: the plain text is what was meant
+        return text
+    if override.is_sweep_override():
+        return text
+    return override.value()
 
 
 def parse_ints(text: str, field: str, sep: str, count: int) -> tuple[int, ...]:
@@ -286,13 +304,16 @@ def _engine(store: Any, args: argparse.Namespace) -> Any:
 
 
 def _run(engine: Any, session: Any, until: int | None) -> None:
-    from arc_fabric_core.cli import progress_listeners
+    from arc_fabric_core.cli import fail, interrupted, progress_listeners
 
     start = session.step_index
     total = until if until is not None else session.doc.total_steps
     listeners, close = progress_listeners(total, start)
     try:
         engine.run(session, until=until, listeners=listeners)
+    except KeyboardInterrupt:
+        close()
+        fail(interrupted(session), code=130)
     finally:
         close()
     print(f"session {session.id}: {session.doc.status.value} at step {session.step_index}/{session.doc.total_steps}")

@@ -67,11 +67,6 @@ def arc_register_models(register: Callable[[ModelSpec], None]) -> None:
 
 
 @hookimpl
-def arc_config_searchpath() -> list[str]:
-    return ["pkg://arc_toy.conf"]
-
-
-@hookimpl
 def arc_load(model: ModelRef, device: torch.device) -> dict[str, torch.device]:
     return {"device": device}
 

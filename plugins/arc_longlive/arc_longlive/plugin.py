@@ -56,11 +56,6 @@ def arc_register_models(register: Callable[[ModelSpec], None]) -> None:
 
 
 @hookimpl
-def arc_config_searchpath() -> list[str]:
-    return ["pkg://arc_longlive.conf"]
-
-
-@hookimpl
 def arc_load(model: ModelRef, device: torch.device, dtype: str) -> LongLiveComponents:
     from diffusers import WanPipeline
 

@@ -180,11 +180,6 @@ def arc_register_models(register: Callable[[ModelSpec], None]) -> None:
 
 
 @hookimpl
-def arc_config_searchpath() -> list[str]:
-    return ["pkg://arc_ltx.conf"]
-
-
-@hookimpl
 def arc_load(model: ModelRef, device: torch.device, dtype: str) -> LTXComponents | None:
     from diffusers import LTXConditionPipeline, LTXLatentUpsamplePipeline
 

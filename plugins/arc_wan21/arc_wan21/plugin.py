@@ -38,11 +38,6 @@ def arc_register_models(register: Callable[[ModelSpec], None]) -> None:
 
 
 @hookimpl
-def arc_config_searchpath() -> list[str]:
-    return ["pkg://arc_wan21.conf"]
-
-
-@hookimpl
 def arc_load(model: ModelRef, device: torch.device, dtype: str) -> WanComponents | None:
     from diffusers import WanPipeline
 

@@ -1,0 +1,51 @@
+"""Ctrl-C during a run says which session is paused, where, and how to go on."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_ctrl_c_names_the_paused_session_and_how_to_resume(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not (k.startswith("ARC_") and k.endswith("_WEIGHTS"))}
+    env.pop("ARC_FABRIC_STORE", None)
+    args = ["+model=wan21", "num_frames=5", "height=32", "width=32", "steps=400", "output_dir=out"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "arc_fabric_core", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 240
+    assert proc.stderr is not None
+    for line in proc.stderr:  # progress lines: one per 10% of the steps
+        if line.startswith("step 40/400") or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    session = re.search(r"^session:\s+(\S+)", out, re.M)
+    match = re.search(r"^error: interrupted; session (\S+) is paused at step (\d+): `sessions resume (\S+)`", err, re.M)
+    assert match, err
+    assert match.group(1) == match.group(3) and (tmp_path / "outputs" / "sessions" / match.group(1)).is_dir()
+    assert session is None  # it never finished
+    show = subprocess.run(
+        [sys.executable, "-m", "arc_fabric_core", "sessions", "show", match.group(1)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "paused" in show.stdout and int(match.group(2)) >= 40, show.stdout
