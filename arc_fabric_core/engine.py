@@ -167,6 +167,31 @@ class Session:
         return steps | {self.pass_start(i) for i in range(1, len(self.passes))}
 
 
+@dataclass(frozen=True)
+class ForkPlan:
+    """What a fork was checked to be (:meth:`Engine.check_fork`): nothing written yet."""
+
+    parent: SessionDoc
+    ref: ModelRef
+    params: GenerationParams
+    overrides: dict[str, Any]  # as validated
+    at: CheckpointRecord  # the parent's checkpoint the fork starts from
+    stages: list[StageInfo] | None = None  # a fork that changes the hybrid schedule
+
+
+@dataclass(frozen=True)
+class EditPlan:
+    """What an edit was checked to be (:meth:`Engine.check_edit`): nothing computed yet."""
+
+    parent: SessionDoc
+    ref: ModelRef
+    params: GenerationParams
+    overrides: dict[str, Any]  # as validated
+    step: int  # where the re-denoising starts
+    mask: EditMask
+    region: torch.Tensor | None  # the latent mask; None: everywhere
+
+
 class Engine:
     """Creates, runs, resumes, forks and edits sessions.
 
@@ -432,22 +457,17 @@ class Engine:
                 )
         return new
 
-    def fork(
+    def check_fork(
         self, parent_id: str, step: int, overrides: dict[str, Any] | None = None, hybrid: HybridSpec | None = None
-    ) -> Session:
-        """A new session that continues ``parent_id`` from its checkpoint at ``step``.
-
-        ``overrides`` may change any parameter but those fixing the schedule or the
-        latent shape (``fixed_fields``); a new seed reseeds the noise drawn from then on.
-        ``hybrid`` hands the steps from ``step`` on to other stage models (a fork at a
-        hand-off with another second-stage model). The child shares the parent's
-        checkpoint at ``step`` (a hard link, no copy) and runs only the remaining
-        steps. Nothing is computed here.
-        """
+    ) -> ForkPlan:
+        """Everything :meth:`fork` checks, before any write: the parent, the step (one
+        with a checkpoint, after the parent's own fork point), the overrides (no fixed
+        field changed) and, with ``hybrid``, the new stages. The API checks a fork job
+        with it before queueing it."""
         parent = self.store.load_doc(parent_id)
         ref, params, overrides = self._with_overrides(parent, overrides)
         total = parent.total_steps
-        if not 0 <= step < total:
+        if not isinstance(step, int) or not 0 <= step < total:
             raise InputError("step", f"a fork of session {parent.id} starts at a step in 0..{total - 1}, got {step}")
         at = next((c for c in parent.checkpoints if c.step == step), None)
         if parent.parent is not None and step < (parent.parent_step or 0):
@@ -463,9 +483,27 @@ class Engine:
                 f"session {parent.id} has no checkpoint at step {step} (it has: {have}); fork at one of those, "
                 "or keep more with checkpoint_every=1 checkpoint_keep=0",
             )
+        stages = self._restage(parent, step, hybrid) if hybrid is not None else None
+        return ForkPlan(parent, ref, params, overrides, at, stages)
+
+    def fork(
+        self, parent_id: str, step: int, overrides: dict[str, Any] | None = None, hybrid: HybridSpec | None = None
+    ) -> Session:
+        """A new session that continues ``parent_id`` from its checkpoint at ``step``.
+
+        ``overrides`` may change any parameter but those fixing the schedule or the
+        latent shape (``fixed_fields``); a new seed reseeds the noise drawn from then on.
+        ``hybrid`` hands the steps from ``step`` on to other stage models (a fork at a
+        hand-off with another second-stage model). The child shares the parent's
+        checkpoint at ``step`` (a hard link, no copy) and runs only the remaining
+        steps. Nothing is computed here.
+        """
+        plan = self.check_fork(parent_id, step, overrides, hybrid)
+        parent, ref, params, overrides, at = plan.parent, plan.ref, plan.params, plan.overrides, plan.at
         doc = self._child_doc(parent, params, Operation.FORK, step, overrides)
         if hybrid is not None:
-            doc.stages = self._restage(parent, step, hybrid)
+            assert plan.stages is not None
+            doc.stages = plan.stages
             doc.schedule_name, doc.boundary_unit = hybrid.name, hybrid.unit
             doc.overrides = {**overrides, "stages": " > ".join(f"{s.model.name}/{s.model.variant}" for s in doc.stages)}
         # Only the fork point is shared: the parent's earlier checkpoints were reached with the
@@ -576,6 +614,7 @@ class Engine:
         self._with_overrides(doc, changes)
         if not any(c.step == step for c in doc.checkpoints):
             raise InputError("block", f"session {doc.id} has no checkpoint at block {block}'s first step ({step})")
+        self.check_fork(session_id, step, changes)  # and the rest of what the fork checks
         return step, changes
 
     def _share_conditioning(self, parent: SessionDoc, doc: SessionDoc) -> None:
@@ -591,23 +630,18 @@ class Engine:
             if record is not None:
                 st.conditioning = self.store.share_file(parent.id, record, doc.id)
 
-    def edit(
+    def check_edit(
         self,
         source_id: str,
         step: int | None = None,
         strength: float | None = None,
         overrides: dict[str, Any] | None = None,
         mask: EditMask | None = None,
-    ) -> Session:
-        """Re-noise a session's video to ``step`` and re-denoise only from there (SDEdit).
-
-        Give ``step`` (0..N-1: the edit runs N - step steps) or ``strength`` (diffusers'
-        meaning: the share of the schedule re-run, so step = N - round(strength * N)).
-        Inside ``mask`` the video is re-denoised (with a new prompt if overridden);
-        outside it the source is blended back at every step, so it is kept exactly.
-        A finished source edits its final latents; an unfinished one its clean estimate
-        at its last checkpoint (one model call).
-        """
+    ) -> EditPlan:
+        """Everything :meth:`edit` checks, before any compute or write: the model (not an
+        autoregressive one), the overrides, the start step (from ``step`` or ``strength``,
+        inside the last pass), a source to edit and the mask. The API checks an edit job
+        with it before queueing it."""
         parent = self.store.load_doc(source_id)
         if self.autoregressive(parent.model.name):
             # Re-noising the whole video to one level has no meaning when every block has
@@ -643,6 +677,28 @@ class Engine:
         source_record = parent.final or parent.checkpoints[-1]
         grid = self.store.tensor_shape(parent.id, source_record, "latents")[-3:]
         region = latent_mask(mask, params, ref.latent_space, grid=(grid[0], grid[1], grid[2]))
+        return EditPlan(parent, ref, params, overrides, step, mask, region)
+
+    def edit(
+        self,
+        source_id: str,
+        step: int | None = None,
+        strength: float | None = None,
+        overrides: dict[str, Any] | None = None,
+        mask: EditMask | None = None,
+    ) -> Session:
+        """Re-noise a session's video to ``step`` and re-denoise only from there (SDEdit).
+
+        Give ``step`` (0..N-1: the edit runs N - step steps) or ``strength`` (diffusers'
+        meaning: the share of the schedule re-run, so step = N - round(strength * N)).
+        Inside ``mask`` the video is re-denoised (with a new prompt if overridden);
+        outside it the source is blended back at every step, so it is kept exactly.
+        A finished source edits its final latents; an unfinished one its clean estimate
+        at its last checkpoint (one model call).
+        """
+        plan = self.check_edit(source_id, step, strength, overrides, mask)
+        parent, ref, params, overrides = plan.parent, plan.ref, plan.params, plan.overrides
+        step, mask, region, total = plan.step, plan.mask, plan.region, plan.parent.total_steps
 
         # Every check has passed: now the source latents (one model call for an unfinished source).
         if parent.final is not None:
@@ -719,9 +775,7 @@ class Engine:
         error, failed with the error recorded — its checkpoints stay loadable either way.
         """
         total = session.doc.total_steps
-        until_step = total if until is None else until
-        if not 0 <= until_step <= total:
-            raise InputError("until", f"must be between 0 and {total} steps, got {until_step}")
+        until_step = check_until(until, total)
         listeners = list(listeners)
         with self.store.lock(session.id):
             writer = CheckpointWriter(self.store, session.doc)
@@ -1138,7 +1192,18 @@ class Engine:
         stop: Callable[[], bool] | None = None,
     ) -> Session:
         """Continue a stored session from its newest good checkpoint (also in a new process)."""
+        self.check_resume(session_id, until)
         return self.run(self.open(session_id), until=until, listeners=listeners, stop=stop)
+
+    def check_resume(self, session_id: str, until: int | None = None) -> SessionDoc:
+        """What :meth:`resume` checks, before any load: a session not finished yet, and
+        ``until`` within its steps (what :meth:`run` refuses). The API checks a resume job
+        with it before queueing it."""
+        doc = self.store.load_doc(session_id)
+        if doc.final is not None:
+            raise SessionError(f"session {session_id} is already finished; fork or edit it instead")
+        check_until(until, doc.total_steps)
+        return doc
 
     def final_latents(self, session: Session | str) -> torch.Tensor:
         """The finished session's latents; its last checkpoint stands in if the file is corrupt."""
@@ -1189,6 +1254,14 @@ class Engine:
     def delete(self, session_id: str) -> int:
         """Delete a session (refused while it runs); children keep the files they share."""
         return self.store.delete(session_id)
+
+
+def check_until(until: int | None, total: int) -> int:
+    """The step a run stops at: ``until`` (default: the end), refused outside 0..``total``."""
+    until_step = total if until is None else until
+    if not isinstance(until_step, int) or not 0 <= until_step <= total:
+        raise InputError("until", f"must be between 0 and {total} steps, got {until_step}")
+    return until_step
 
 
 def _config_json(scheduler: Any) -> str:

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,13 @@ class Progress:
 
 class WorkerDied(ArcFabricError):
     """The worker process running a job exited before the job ended."""
+
+
+class JobCancelled(ArcFabricError):
+    """A cancelled job that ended without a session to pause (its worker was ended first)."""
+
+
+CANCEL_GRACE_SECONDS = 10.0  # how long a cancelled job in a worker may take to reach its next step
 
 
 class Executor(Protocol):
@@ -267,6 +275,11 @@ class SubprocessExecutor:
     (``python -m arc_fabric_core env path NAME``); a model not in it runs in the env
     created for it with ``env create``, else with this interpreter. A worker that dies
     fails its job with the reason; the next job for that env starts a new one.
+
+    Cancel stops a job at its next step; one that does not reach it within
+    ``cancel_grace`` seconds (a step that hangs, a load that never ends) is stopped by
+    ending its worker: its session is left paused at its last checkpoint, and the next
+    job gets a new worker.
     """
 
     name = "subprocess"
@@ -282,8 +295,12 @@ class SubprocessExecutor:
         environ: Mapping[str, str] | None = None,
         previews: bool = False,
         videos: bool = False,
+        cancel_grace: float = CANCEL_GRACE_SECONDS,
     ) -> None:
+        if not cancel_grace > 0:
+            raise InputError("cancel_grace", f"must be more than 0 seconds, got {cancel_grace}")
         self.store_dir = Path(store_dir)
+        self.cancel_grace = float(cancel_grace)
         self.pythons = dict(pythons or {})
         self.device, self.dtype = device, dtype
         self.start_timeout = start_timeout
@@ -426,16 +443,13 @@ class SubprocessExecutor:
             worker.sock,
             {"op": "run", "kind": kind, "payload": payload, "previews": self.previews, "video": self.videos},
         )
-        cancelled = False
+        cancelled_at: float | None = None  # when the worker was told to stop (the grace runs from there)
         session_id = None
         while True:
             try:
                 message = worker.lines.read(timeout=0.25)
             except TimeoutError:
-                if not cancelled and stop():
-                    cancelled = True
-                    send(worker.sock, {"op": "cancel"})
-                continue
+                message = {}  # nothing came: time to look at the cancel flag
             if message is None:
                 code = self._wait(worker)
                 self._drop(python)
@@ -450,9 +464,8 @@ class SubprocessExecutor:
                 progress = Progress(**{k: message[k] for k in Progress.__dataclass_fields__ if k in message})
                 for listener in listeners:
                     listener(progress)
-                if not cancelled and stop():
-                    cancelled = True
-                    send(worker.sock, {"op": "cancel"})
+                if cancelled_at is not None:  # it reached a step: it pauses there (the grace covers the flush)
+                    cancelled_at = time.monotonic()
             elif event == "log":
                 if on_log is not None:
                     on_log(str(message["line"]))
@@ -463,6 +476,37 @@ class SubprocessExecutor:
                 return Outcome(message["session_id"], message["done"], message["step"], message["total"])
             elif event == "error":
                 raise ArcFabricError(message["error"])
+            if cancelled_at is None:
+                if event in (None, "step") and stop():  # asked at every step and while nothing comes
+                    cancelled_at = time.monotonic()
+                    send(worker.sock, {"op": "cancel"})
+            elif time.monotonic() - cancelled_at > self.cancel_grace:
+                return self._end_cancelled(python, worker, session_id, on_log)
+
+    def _end_cancelled(
+        self, python: str, worker: _Worker, session_id: str | None, on_log: Callable[[str], None] | None
+    ) -> Outcome:
+        """Stop a cancelled job that did not reach its next step in time: end its worker,
+        and leave its session paused at its last checkpoint (the next job gets a new worker)."""
+        from arc_fabric_core.session import SessionStatus
+        from arc_fabric_core.store import SessionStore
+
+        said = f"cancel: no step within {self.cancel_grace:g} s of the request; ending its worker (pid {worker.pid})"
+        log.warning("%s", said)
+        if on_log is not None:
+            on_log(said)
+        self._drop(python)  # SIGKILL, then what it held is reported evicted
+        if session_id is None:
+            raise JobCancelled(f"cancelled before its session started; its worker (pid {worker.pid}) was ended")
+        store = SessionStore(self.store_dir)
+        with store.lock(session_id):  # free: an flock dies with its process
+            doc = store.load_doc(session_id)
+            if doc.status is SessionStatus.RUNNING:
+                doc.status, doc.error = SessionStatus.PAUSED, None
+                store.save_doc(doc)
+        if on_log is not None:
+            on_log(f"session {session_id} paused at step {doc.step_index} of {doc.total_steps} (its last checkpoint)")
+        return Outcome(session_id, doc.final is not None, doc.step_index, doc.total_steps)
 
     @staticmethod
     def _wait(worker: _Worker) -> int | None:

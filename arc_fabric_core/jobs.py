@@ -7,8 +7,10 @@ session is at its last checkpoint: ``requeue`` runs it again from there.
 
 Higher priority runs first; equal priorities run in order of submission. Cancelling a
 queued job takes it out of the queue; cancelling a running one stops it at the next
-step boundary with its session checkpointed (paused). The queue can be paused: running
-jobs finish, nothing new starts.
+step boundary with its session checkpointed (paused) — in a worker process, a job that
+does not reach that boundary within the executor's grace period is stopped by ending
+the worker (its session paused at its last checkpoint). The queue can be paused:
+running jobs finish, nothing new starts.
 """
 
 from __future__ import annotations
@@ -366,6 +368,10 @@ class JobRunner:
                 on_log=on_log,
             )
         except Exception as exc:  # the job fails with the reason; the runner goes on
+            from arc_fabric_core.executors import JobCancelled
+
+            if isinstance(exc, JobCancelled):
+                return self.queue.finish(job.id, JobState.CANCELLED, str(exc))
             return self.queue.finish(job.id, JobState.FAILED, f"{type(exc).__name__}: {exc}")
         if not outcome.done and job.payload.get("until") is None:
             return self.queue.finish(

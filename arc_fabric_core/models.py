@@ -110,14 +110,7 @@ class ModelSpec:
             chosen_variant = self.variants[0] if variant in (None, "auto") else self.variant(variant)
             return ModelRef(spec=self, variant=chosen_variant, weights=None)
         if variant in (None, "auto"):
-            chosen = None
-            for v in self.variants:
-                if v.tiny:
-                    continue
-                if weights is not None or (v.weights_env and os.environ.get(v.weights_env)):
-                    chosen = v
-                    break
-            chosen = chosen or self.tiny_variant
+            chosen = self.auto_variant(weights)
             if chosen is None:
                 raise WeightsError("model.weights", f"{self.name} has no tiny variant and no weights are configured")
         else:
@@ -145,6 +138,34 @@ class ModelSpec:
             )
         return ModelRef(spec=self, variant=chosen, weights=folder.resolve())
 
+    def auto_variant(self, weights: str | os.PathLike[str] | None = None) -> VariantSpec | None:
+        """The variant ``auto`` runs here: the first real variant whose weights are given
+        or configured (its environment variable set), else the tiny one (None: neither).
+
+        What :meth:`resolve` picks, without checking the weights folder; a model that
+        needs no weights runs its first variant.
+        """
+        if not self.needs_weights:
+            return self.variants[0]
+        for v in self.variants:
+            if not v.tiny and (weights is not None or (v.weights_env and os.environ.get(v.weights_env))):
+                return v
+        return self.tiny_variant
+
+    def defaults(self, variant: str) -> dict[str, Any]:
+        """The parameters a run of ``variant`` gets when it is given none, JSON-ready: its
+        ``param_defaults`` over the schema's defaults, validated (so with what the schema
+        derives from them, e.g. a named schedule's timesteps and step count)."""
+        chosen = self.variant(variant)
+        try:
+            return validate_params(self.params, dict(chosen.param_defaults)).model_dump(mode="json")
+        except InputError:  # a plugin's defaults that do not validate: shown as they are
+            from pydantic_core import to_jsonable_python
+
+            fields = self.params.model_fields
+            base = {k: f.get_default(call_default_factory=True) for k, f in fields.items() if not f.is_required()}
+            return to_jsonable_python({**base, **chosen.param_defaults})
+
     def describe(self) -> dict[str, Any]:
         """A JSON-ready description: what the plugin listing and the API show."""
         return {
@@ -157,6 +178,7 @@ class ModelSpec:
                     "tiny": v.tiny,
                     "weights_env": v.weights_env,
                     "param_defaults": v.param_defaults,
+                    "defaults": self.defaults(v.name),
                     "stands_in_for": list(v.stands_in_for),
                 }
                 for v in self.variants
@@ -217,6 +239,7 @@ def validate_params(schema: type[BaseModel], values: dict[str, Any]) -> Any:
         if err["type"] == "extra_forbidden":
             allowed = ", ".join(sorted(schema.model_fields))
             msg = f"unknown parameter; allowed: {allowed}"
-        elif "input" in err and err["type"] != "missing":
+        elif "input" in err and err["type"] != "missing" and "got " not in msg:
+            # A plugin's own message may name the value already ("... got 0").
             msg = f"{msg} (got {err['input']!r})"
         raise InputError(where, msg) from None

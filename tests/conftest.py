@@ -10,6 +10,9 @@ TOY = ROOT / "examples" / "arc_toy"
 # The core's tests use the example plugin; it is imported from its folder, not installed.
 if str(TOY) not in sys.path:
     sys.path.insert(0, str(TOY))
+# Test-only plugins (blocks_plugin, stall_plugin) import from this folder.
+if str(ROOT / "tests") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tests"))
 
 
 @pytest.fixture

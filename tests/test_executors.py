@@ -9,12 +9,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from arc_fabric_core.engine import Engine
+from arc_fabric_core.errors import InputError
 from arc_fabric_core.executors import Lines, SubprocessExecutor, send
 from arc_fabric_core.jobs import JobQueue, JobRunner
 
@@ -207,3 +210,75 @@ def test_back_to_back_jobs_reach_a_free_worker(queue: JobQueue, toy_engine: Engi
         assert [j.state for j in done] == ["succeeded"] * 12, [j.error for j in done]
     finally:
         work.close()
+
+
+def test_cancel_ends_a_worker_whose_step_hangs_and_the_session_resumes_exactly(
+    tmp_path: Path, queue: JobQueue, toy_engine: Engine
+) -> None:
+    """A cancelled job that never reaches its next step (a step that hangs) is stopped
+    by ending its worker once the grace period is over: the job is cancelled, its session
+    paused at its last checkpoint; the next job gets a new worker, and the resumed
+    session ends with the latents of an uninterrupted run."""
+    flag = tmp_path / "stall"
+    flag.touch()
+    tests = Path(__file__).resolve().parent
+    work = SubprocessExecutor(
+        toy_engine.store.root,
+        device="cpu",
+        worker_args=["--plugin", "arc_toy.plugin", "--plugin", "stall_plugin"],
+        environ={
+            "PYTHONPATH": os.pathsep.join([str(TOY), str(tests), os.environ.get("PYTHONPATH", "")]),
+            "ARC_TEST_STALL_FILE": str(flag),
+            "ARC_TEST_STALL_AT": "3",  # steps 1..3 run, the 4th hangs
+        },
+        cancel_grace=1.0,
+    )
+    try:
+        runner = JobRunner(queue, executor=work)
+        job = queue.submit("generate", {"model": "toy", "params": PARAMS})
+        stalled = Path(f"{flag}.stalled")
+
+        def cancel_once_stuck(progress) -> None:
+            if progress.step == 3:
+                deadline = time.monotonic() + 60
+                while not stalled.exists():
+                    assert time.monotonic() < deadline, "the worker never reached the hanging step"
+                    time.sleep(0.02)
+                queue.cancel(job.id)
+
+        lines: list[str] = []
+        pid = None
+        started = time.monotonic()
+        # Without the grace period the job would wait for the step forever: free it after a
+        # minute, so that a missing kill fails the assertions below instead of hanging.
+        unstick = threading.Timer(60, lambda: flag.unlink(missing_ok=True))
+        unstick.start()
+
+        def note_pid(progress) -> None:
+            nonlocal pid
+            pid = pid or work.pids()[sys.executable]
+
+        done = runner.run_next(listeners=[note_pid, cancel_once_stuck], on_log=lines.append)
+        unstick.cancel()
+        assert time.monotonic() - started < 60
+        assert done.state == "cancelled", done.error
+        assert done.error.startswith(f"cancelled at step 3/6; session {done.session_id} is paused there"), done.error
+        assert any(f"ending its worker (pid {pid})" in line for line in lines), lines
+        assert work.pids() == {}  # the stuck worker is gone
+        doc = toy_engine.store.load_doc(done.session_id)
+        assert doc.status == "paused" and doc.step_index == 3 and doc.checkpoints[-1].step == 3
+        assert not toy_engine.store.is_locked(done.session_id)
+
+        flag.unlink(missing_ok=True)  # steps no longer hang: the session resumes in a new worker
+        queue.submit("resume", {"session": done.session_id})
+        resumed = runner.run_next()
+        assert resumed.state == "succeeded", resumed.error
+        assert work.pids()[sys.executable] != pid
+        assert torch.equal(toy_engine.final_latents(done.session_id), in_process(toy_engine))
+    finally:
+        work.close()
+
+
+def test_the_cancel_grace_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="cancel_grace: must be more than 0 seconds, got 0"):
+        SubprocessExecutor(tmp_path, cancel_grace=0)

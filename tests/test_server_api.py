@@ -16,13 +16,18 @@ from typing import Any
 import pytest
 
 pytest.importorskip("fastapi")
+from blocks_plugin import Blocks  # tests/, on the path too
 from fastapi.testclient import TestClient
 from PIL import Image
 from starlette.websockets import WebSocketDisconnect
 
+from arc_fabric_core.edit_mask import EditMask
+from arc_fabric_core.errors import ArcFabricError, InputError
 from arc_fabric_core.hookspecs import hookimpl
+from arc_fabric_core.models import ModelRef
 from arc_fabric_core.server.app import create_app
 from arc_fabric_core.server.orchestrator import Settings
+from arc_toy import plugin as toy  # on the path: conftest puts it there
 
 PARAMS = {"num_frames": 4, "height": 16, "width": 16, "steps": 4, "prompt": "bands"}
 
@@ -203,7 +208,7 @@ def test_fork_beyond_the_schedule_and_extend_are_refused(client: TestClient) -> 
     job = wait_job(client, client.post("/api/sessions", json={"model": "toy", "params": PARAMS}).json()["id"])
     sid = job["session_id"]
     beyond = client.post(f"/api/sessions/{sid}/fork", json={"step": 9})
-    assert beyond.status_code == 422 and beyond.json()["field"] == "step" and "0..4" in beyond.json()["message"]
+    assert beyond.status_code == 422 and beyond.json()["field"] == "step" and "0..3" in beyond.json()["message"]
     extend = client.post(f"/api/sessions/{sid}/extend", json={"blocks": 2})
     assert extend.status_code == 409 and "autoregressive" in extend.json()["message"]
     edit = client.post(f"/api/sessions/{sid}/edit", json={})
@@ -291,3 +296,144 @@ def test_serve_starts_on_localhost_and_answers(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(30)
+
+
+def test_the_api_refuses_what_the_engine_refuses_before_queueing(tmp_path: Path, toy_plugins) -> None:
+    """Every session operation the engine would refuse in the worker is refused by the
+    API first: the same 4xx message, and nothing queued. One case per operation and bound."""
+    toy_plugins.register(Blocks(), name="blocks")
+    app = create_app(Settings(data_dir=tmp_path / "server", device="cpu", write_videos=False), plugins=toy_plugins)
+    with TestClient(app) as client:
+        engine = app.state.orchestrator.engine
+
+        def made(body: dict) -> str:
+            job = wait_job(client, client.post(body.pop("path", "/api/sessions"), json=body).json()["id"])
+            assert job["state"] == "succeeded", job["error"]
+            return job["session_id"]
+
+        done = made({"model": "toy", "params": PARAMS})  # 4 steps, every one checkpointed
+        forked = made({"path": f"/api/sessions/{done}/fork", "step": 2})  # its state before step 2 is its parent's
+        paused = engine.create("toy", PARAMS)
+        engine.run(paused, until=2)  # checkpoints at steps 0..2 only
+        blocks_params = {**PARAMS, "steps": 2}  # 2 blocks of 2 steps
+        blocks = made({"model": "blocks", "params": blocks_params})
+        blocks_paused = engine.create("blocks", blocks_params)
+        engine.run(blocks_paused, until=1)
+
+        cases: list[tuple[str, dict[str, Any], Any]] = [
+            # fork: the step's bounds, a checkpoint there, the fork point of a fork, the overrides
+            ("fork", {"session": done, "step": 4}, lambda: engine.fork(done, 4)),
+            ("fork", {"session": paused.id, "step": 3}, lambda: engine.fork(paused.id, 3)),
+            ("fork", {"session": forked, "step": 1}, lambda: engine.fork(forked, 1)),
+            (
+                "fork",
+                {"session": done, "step": 1, "overrides": {"steps": 8}},
+                lambda: engine.fork(done, 1, {"steps": 8}),
+            ),
+            (
+                "fork",
+                {"session": done, "step": 1, "overrides": {"seed": -1}},
+                lambda: engine.fork(done, 1, {"seed": -1}),
+            ),
+            # edit: the step and strength bounds, the mask, a fixed field, an autoregressive model
+            ("edit", {"session": done, "step": 4}, lambda: engine.edit(done, step=4)),
+            ("edit", {"session": done, "strength": 0.1}, lambda: engine.edit(done, strength=0.1)),
+            (
+                "edit",
+                {"session": done, "step": 1, "mask": {"rect": [0, 0, 99, 8]}},
+                lambda: engine.edit(done, step=1, mask=EditMask(rect=(0, 0, 99, 8))),
+            ),
+            (
+                "edit",
+                {"session": done, "step": 1, "overrides": {"height": 32}},
+                lambda: engine.edit(done, step=1, overrides={"height": 32}),
+            ),
+            ("edit", {"session": blocks, "step": 1}, lambda: engine.edit(blocks, step=1)),
+            # resume: a finished session, until out of range
+            ("resume", {"session": done}, lambda: engine.resume(done)),
+            ("resume", {"session": paused.id, "until": 9}, lambda: engine.resume(paused.id, until=9)),
+            # extend: not autoregressive, not finished
+            ("extend", {"session": done, "blocks": 1}, lambda: engine.extend(done, 1)),
+            ("extend", {"session": blocks_paused.id, "blocks": 1}, lambda: engine.extend(blocks_paused.id, 1)),
+            # rewind: not autoregressive, the block's bounds, no checkpoint at the block, a fixed field
+            ("rewind", {"session": done, "block": 0}, lambda: engine.rewind(done, 0)),
+            ("rewind", {"session": blocks, "block": 2}, lambda: engine.rewind(blocks, 2)),
+            ("rewind", {"session": blocks_paused.id, "block": 1}, lambda: engine.rewind(blocks_paused.id, 1)),
+            (
+                "rewind",
+                {"session": blocks, "block": 1, "overrides": {"width": 8}},
+                lambda: engine.rewind(blocks, 1, overrides={"width": 8}),
+            ),
+        ]
+        before = client.get("/api/jobs").json()
+        for kind, body, engine_op in cases:
+            with pytest.raises(ArcFabricError) as refused:
+                engine_op()
+            exc = refused.value
+            expected = (422, exc.field, exc.message) if isinstance(exc, InputError) else (409, "session", str(exc))
+            body = dict(body)
+            session = body.pop("session")
+            answer = client.post(f"/api/sessions/{session}/{kind}", json=body)
+            got = (answer.status_code, answer.json().get("field"), answer.json().get("message"))
+            assert got == expected, (kind, body)
+        assert client.get("/api/jobs").json() == before  # nothing was queued
+        # The session page's fork bound: the last step with a fork is total - 1.
+        ok = client.post(f"/api/sessions/{done}/fork", json={"step": 3})
+        assert ok.status_code == 202 and wait_job(client, ok.json()["id"])["state"] == "succeeded"
+
+
+def test_models_say_which_variant_auto_runs_its_defaults_and_capabilities(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the generate form fills from: per model the variant ``auto`` resolves to on
+    this server (as the CLI resolves it) and the defaults of every variant."""
+    from arc_fabric_core.plugins import Plugins
+
+    plugins = Plugins()  # the installed plugins (wan21, ltx, longlive) and the toy
+    plugins.register(toy, name="toy")
+    for name in plugins.model_names():
+        for variant in plugins.model(name).variants:
+            if variant.weights_env:
+                monkeypatch.delenv(variant.weights_env, raising=False)
+    app = create_app(Settings(data_dir=tmp_path / "server", device="cpu"), plugins=plugins, start_worker=False)
+    with TestClient(app) as client:
+        models = {m["name"]: m for m in client.get("/api/models").json()}
+        assert {"wan21", "ltx", "longlive", "toy"} <= set(models)
+        ltx = models["ltx"]
+        assert ltx["auto_variant"] == "tiny"
+        tiny = next(v for v in ltx["variants"] if v["name"] == "tiny")["defaults"]
+        # The tiny model's own defaults, not the real model's (97x480x704, 30 steps, guidance 3).
+        assert (tiny["num_frames"], tiny["height"], tiny["width"]) == (9, 64, 96)
+        assert (tiny["timestep_schedule"], tiny["steps"], tiny["guidance"]) == ("distilled", 8, 1.0)
+        dev = next(v for v in ltx["variants"] if v["name"] == "2b-dev")["defaults"]
+        assert (dev["num_frames"], dev["steps"], dev["timestep_schedule"]) == (97, 30, "linear-quadratic")
+        for name, model in models.items():  # every variant's defaults are what the model accepts, as given
+            spec = plugins.model(name)
+            for variant in model["variants"]:
+                ref = ModelRef(spec, spec.variant(variant["name"]), None)
+                assert ref.params(variant["defaults"]).model_dump(mode="json") == variant["defaults"]
+        assert models["toy"]["auto_variant"] == "default"
+        # Weights configured for a real variant: auto runs it (the first one configured).
+        monkeypatch.setenv("ARC_LTX_2B_DEV_WEIGHTS", str(tmp_path))
+        assert client.get("/api/models/ltx").json()["auto_variant"] == "2b-dev"
+        # What each model can do: the session page shows the operations it takes.
+        ops = {name: m["capabilities"]["operations"] for name, m in models.items()}
+        assert "edit" in ops["wan21"] and "extend" not in ops["wan21"] and "rewind" not in ops["wan21"]
+        assert {"extend", "rewind"} <= set(ops["longlive"]) and "edit" not in ops["longlive"]
+        assert models["longlive"]["capabilities"]["autoregressive"] is True
+        assert models["toy"]["needs_weights"] is False and models["toy"]["capabilities"]["needs_weights"] is False
+
+
+def test_health_says_what_a_cancel_does_with_the_executor(tmp_path: Path, toy_plugins) -> None:
+    inprocess = create_app(Settings(data_dir=tmp_path / "a", device="cpu"), plugins=toy_plugins, start_worker=False)
+    with TestClient(inprocess) as client:
+        health = client.get("/api/health").json()
+        assert health["executor"] == "inprocess" and health["cancel_grace"] is None
+        assert health["cancel_note"].startswith("stops at the next step")
+    settings = Settings(data_dir=tmp_path / "b", device="cpu", executor="subprocess", cancel_grace=2.5)
+    with TestClient(create_app(settings, plugins=toy_plugins, start_worker=False)) as client:
+        health = client.get("/api/health").json()
+        assert health["executor"] == "subprocess" and health["cancel_grace"] == 2.5
+        assert "within 2.5 s by ending its worker" in health["cancel_note"]
+        with client.websocket_connect("/api/events") as ws:
+            assert ws.receive_json()["server"] == {k: health[k] for k in ("executor", "cancel_grace", "cancel_note")}

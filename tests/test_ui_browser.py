@@ -362,12 +362,23 @@ def test_session_page_forks_and_edits_into_the_lineage_tree(page: Page, server: 
     assert detail["doc"]["edit"]["start_step"] == 6
     assert detail["ancestors"] == [root, child_id]
 
-    # Extend is for autoregressive models: the server's refusal is shown as it is.
-    page.get_by_test_id("tab-extend").click()
-    page.get_by_test_id("extend-submit").click()
+    # Extend and rewind are for autoregressive models: the toy's session page offers neither.
+    for tab in ("fork", "edit", "resume"):
+        expect(page.get_by_test_id(f"tab-{tab}")).to_be_visible()
+    expect(page.get_by_test_id("tab-extend")).to_be_hidden()
+    expect(page.get_by_test_id("tab-rewind")).to_be_hidden()
+    # A fork runs at least one step: the last one offered is the step before the end.
+    page.get_by_test_id("tab-fork").click()
+    expect(page.get_by_test_id("fork-step")).to_have_attribute("max", "11")
+    expect(page.get_by_test_id("fork-step-range")).to_have_attribute("max", "11")
+    expect(page.get_by_test_id("fork-step-hint")).to_contain_text("0 … 11")
+    # A step the engine refuses anyway is refused with its message, before anything queues.
+    page.get_by_test_id("fork-step").fill("12")
+    page.get_by_test_id("fork-submit").click()
     error = page.locator('[data-testid="action-error"]:visible')
-    expect(error).to_have_text("session: toy is not an autoregressive model; only those extend")
-    shot(page, "07-extend-refused")
+    expect(error).to_contain_text("step: a fork of session")
+    expect(error).to_contain_text("starts at a step in 0..11, got 12")
+    shot(page, "07-fork-bound")
 
     # Back at the root, the whole lineage: root -> fork -> edit.
     page.locator(f'[data-testid="tree-node"][data-session-id="{root}"]').click()
@@ -448,8 +459,16 @@ def test_pause_cancel_and_resume_the_queue(page: Page, server: Server) -> None:
     server.gate.hold_after(2)
     page.get_by_test_id("generate-button").click()
     expect(output.get_by_test_id("progress-bar")).to_have_attribute("aria-valuenow", "2")
+    expect(output.get_by_test_id("job-cancel")).to_have_attribute("title", re.compile("stops at the next step"))
     output.get_by_test_id("job-cancel").click()
     expect(output.get_by_test_id("job-logs")).to_contain_text("cancel requested")
+    # In-process, a cancel waits for the step that runs: the card says so while it does.
+    note = output.get_by_test_id("cancel-note")
+    expect(note).to_be_visible()
+    expect(note).to_contain_text("stops at the next step (in-process")
+    expect(output.get_by_test_id("job-cancel")).to_have_text("Stopping…")
+    expect(output.get_by_test_id("progress-text")).to_contain_text("cancel requested: stopping at the next step")
+    shot(page, "11a-cancel-requested")
     server.gate.release()
     expect(output.get_by_test_id("job-state")).to_have_text("cancelled")
     expect(output.get_by_test_id("job-error")).to_contain_text("is paused there")
@@ -572,3 +591,124 @@ def test_schema_forms_cover_every_field_kind(page: Page, server: Server) -> None
     }
     assert out["broken"] == [{"field": "timesteps", "message": "not valid JSON"}]
     assert out["variant"] == 4 and out["fixedTag"] is True
+
+
+# ---------------------------------------------------------------------- every model, the capabilities
+
+
+FORM_CHECKED = ("num_frames", "height", "width", "steps", "guidance")
+
+
+@pytest.mark.slow
+def test_every_model_generates_with_the_forms_defaults_and_plays(
+    browser: Browser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pick a card, press Generate: the form shows and sends the defaults of the variant
+    that will run (``auto`` resolved as the server resolves it: the tiny one here, without
+    weights), so a run with the defaults finishes in seconds on a CPU, for every model."""
+    from arc_fabric_core.plugins import Plugins
+    from arc_toy import plugin as toy
+
+    plugins = Plugins()  # the installed plugins, and the toy
+    plugins.register(toy, name="toy")
+    for name in plugins.model_names():
+        for variant in plugins.model(name).variants:
+            if variant.weights_env:
+                monkeypatch.delenv(variant.weights_env, raising=False)
+    expected = {"wan21": "tiny", "ltx": "tiny", "longlive": "tiny", "toy": "default"}
+    assert set(expected) <= set(plugins.model_names())
+    with serve(tmp_path, plugins) as server:
+        models = {m["name"]: m for m in server.api("GET", "/api/models")}
+        context = browser.new_context(viewport={"width": 1440, "height": 1000})
+        try:
+            page = context.new_page()
+            open_ui(page, server)
+            for name, variant in expected.items():
+                defaults = next(v for v in models[name]["variants"] if v["name"] == variant)["defaults"]
+                page.locator(f'[data-testid="model-card"][data-model="{name}"]').click()
+                expect(page.get_by_test_id("form-model")).to_have_text(name)
+                expect(page.get_by_test_id("form-variant-name")).to_have_text(f"auto → {variant}")
+                expect(page.get_by_test_id("variant-select").locator("option").first).to_have_text(f"auto → {variant}")
+                shown = {f: float(page.get_by_test_id(f"param-{f}").input_value()) for f in FORM_CHECKED}
+                assert shown == {f: float(defaults[f]) for f in FORM_CHECKED}, (name, shown)
+                warning = page.get_by_test_id("noise-warning")
+                if models[name]["needs_weights"]:
+                    expect(warning).to_have_text("random weights: the video is noise")
+                else:
+                    expect(warning).to_have_count(0)
+                shot(page, f"14-defaults-{name}")
+                page.get_by_test_id("generate-button").click()
+                output = page.get_by_test_id("output")
+                card = output.locator('[data-testid="job-card"]').first
+                expect(card).to_contain_text(f"Generate · {name}")
+                expect(card.get_by_test_id("job-state")).to_have_text("succeeded", timeout=240_000)
+                job = server.api("GET", f"/api/jobs/{card.get_attribute('data-job-id')}")
+                session = server.api("GET", f"/api/sessions/{job['session_id']}")
+                assert session["variant"] == variant, session
+                sent = {k: session["doc"]["params"][k] for k in ("num_frames", "height", "width", "steps")}
+                assert sent == {k: defaults[k] for k in sent}, (name, sent)
+                wait_playing(page, '[data-testid="output"] video')
+                shot(page, f"15-played-{name}")
+
+            # ltx, another variant picked: the form refills with that variant's defaults.
+            page.locator('[data-testid="model-card"][data-model="ltx"]').click()
+            page.get_by_test_id("generate-form").locator("details.advanced summary").click()
+            page.get_by_test_id("variant-select").select_option("2b-dev")
+            dev = next(v for v in models["ltx"]["variants"] if v["name"] == "2b-dev")["defaults"]
+            expect(page.get_by_test_id("param-num_frames")).to_have_value(str(dev["num_frames"]))
+            expect(page.get_by_test_id("param-steps")).to_have_value(str(dev["steps"]))
+            expect(page.get_by_test_id("form-variant-name")).to_have_text("2b-dev")
+            expect(page.get_by_test_id("noise-warning")).to_have_count(0)
+            page.get_by_test_id("variant-select").select_option("")
+            expect(page.get_by_test_id("param-num_frames")).to_have_value("9")
+            shot(page, "16-variant-switch")
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def blocks_server(tmp_path: Path, toy_plugins) -> Iterator[Server]:
+    from blocks_plugin import Blocks
+
+    toy_plugins.register(Blocks(), name="blocks")
+    with serve(tmp_path, toy_plugins) as running:
+        yield running
+
+
+def test_an_autoregressive_session_offers_extend_and_rewind_but_no_edit(
+    browser: Browser, blocks_server: Server
+) -> None:
+    server = blocks_server
+    job = server.api("POST", "/api/sessions", json={"model": "blocks", "params": {"steps": 2, "num_frames": 6}})
+    root = server.wait_job(job["id"])["session_id"]  # 3 blocks of 2 steps
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    try:
+        page = context.new_page()
+        open_ui(page, server, f"#/session/{root}")
+        expect(page.get_by_test_id("session-status")).to_have_text("completed")
+        for tab in ("fork", "resume", "extend", "rewind"):
+            expect(page.get_by_test_id(f"tab-{tab}")).to_be_visible()
+        expect(page.get_by_test_id("tab-edit")).to_be_hidden()
+
+        page.get_by_test_id("tab-rewind").click()
+        expect(page.get_by_test_id("rewind-block-hint")).to_have_text("0 … 2 of 3 blocks")
+        expect(page.get_by_test_id("rewind-block")).to_have_value("2")
+        # The engine's bound, refused before anything queues, with its message.
+        page.get_by_test_id("rewind-block").fill("3")
+        page.get_by_test_id("rewind-submit").click()
+        error = page.locator('[data-testid="action-error"]:visible')
+        expect(error).to_have_text(f"block: session {root} has blocks 0..2, got 3")
+        page.get_by_test_id("rewind-block").fill("1")
+        page.get_by_test_id("rewind-prompt").fill("the ending, again")
+        shot(page, "17-rewind")
+        page.get_by_test_id("rewind-submit").click()
+        child = page.locator('[data-testid="tree-node"][data-relation="child"]')
+        expect(child).to_have_count(1)
+        expect(child).to_contain_text("fork @ 2")  # block 1 starts at step 2
+        card = page.locator('[data-testid="session-jobs"] [data-testid="job-card"]').first
+        expect(card.get_by_test_id("job-state")).to_have_text("succeeded")
+        rewound = server.api("GET", f"/api/sessions/{child.get_attribute('data-session-id')}")
+        assert rewound["parent_step"] == 2 and rewound["doc"]["params"]["prompt"] == "the ending, again"
+        shot(page, "18-rewound")
+    finally:
+        context.close()

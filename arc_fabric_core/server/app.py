@@ -104,6 +104,7 @@ class JobView(BaseModel):
     position: int | None = Field(description="Place in the queue, 0 = next; null when not queued")
     session_id: str | None
     error: str | None
+    cancel_requested: bool = Field(False, description="Cancel was asked; it stops at its next step")
     created_at: str
     started_at: str | None
     finished_at: str | None
@@ -201,11 +202,14 @@ def create_app(
 
     @app.get("/api/health", tags=["server"])
     def health() -> dict[str, Any]:
-        return {"ok": True, "executor": settings.executor, "paused": orch.queue.paused}
+        """Up; the executor and what cancelling a running job does with it."""
+        return {"ok": True, **orch.server_info(), "paused": orch.queue.paused}
 
     @app.get("/api/models", tags=["models"])
     def models() -> list[dict[str, Any]]:
-        """Installed models: variants, parameter JSON schema (with defaults), warm/cold state and device."""
+        """Installed models: variants (each with the ``defaults`` a run of it gets), the variant
+        ``auto`` runs here (``auto_variant``), capabilities (the session operations it takes),
+        parameter JSON schema, warm/cold state and device."""
         return orch.models()
 
     @app.get("/api/models/{name}", tags=["models"])
@@ -240,6 +244,9 @@ def create_app(
 
     @app.post("/api/jobs/{job_id}/cancel", tags=["jobs"])
     def cancel_job(job_id: JobId) -> JobView:
+        """A queued job leaves the queue; a running one stops at its next step (with the
+        subprocess executor, one that does not get there within the grace period is
+        stopped by ending its worker). Its session is paused and resumes exactly."""
         return JobView(**orch.describe_job(orch.cancel(job_id)))
 
     @app.post("/api/queue/pause", tags=["jobs"])

@@ -41,6 +41,9 @@ class Settings:
     write_videos: bool = True
     previews: bool = True  # a preview JPEG of the latents with every step's event
     worker_plugins: tuple[str, ...] = ()  # subprocess executor: modules its workers register as plugins
+    # Subprocess executor: a cancelled job that does not reach its next step within this
+    # many seconds is stopped by ending its worker (in-process, a job stops at its next step).
+    cancel_grace: float = 10.0
     gpu_poll_seconds: float = 5.0
 
 
@@ -71,6 +74,7 @@ class Orchestrator:
                 previews=settings.previews,
                 videos=settings.write_videos,
                 worker_args=[a for m in settings.worker_plugins for a in ("--plugin", m)],
+                cancel_grace=settings.cancel_grace,
             )
         elif settings.executor == "inprocess":
             executor = InProcessExecutor(self.engine, previews=settings.previews, videos=settings.write_videos)
@@ -122,6 +126,8 @@ class Orchestrator:
         return job
 
     def validate(self, kind: str, payload: dict[str, Any]) -> None:
+        """Refuse, before it is queued, every job the engine would refuse: each kind is
+        checked by the engine's own check for that operation (same rules, same message)."""
         if kind == "generate":
             from arc_fabric_core.hybrid import parse_hybrid
 
@@ -142,18 +148,43 @@ class Orchestrator:
                 str(payload["session"]), payload["block"], payload.get("prompt"), payload.get("overrides")
             )
             return
-        doc = self.store.load_doc(str(payload["session"]))  # SessionError (404) when missing
-        step = payload.get("step")
-        if kind == "fork" and not (isinstance(step, int) and 0 <= step <= doc.total_steps):
-            raise InputError("step", f"a fork of session {doc.id} starts at a step in 0..{doc.total_steps}, got {step}")
+        session = str(payload["session"])  # a missing one: SessionError (404)
+        if kind == "fork":
+            self.engine.check_fork(session, payload["step"], payload.get("overrides"))
+        elif kind == "edit":
+            from arc_fabric_core.edit_mask import EditMask
+            from arc_fabric_core.models import validate_params
+
+            try:
+                mask = validate_params(EditMask, payload["mask"]) if payload.get("mask") else None
+            except InputError as exc:
+                raise InputError(f"mask.{exc.field}", exc.message) from None
+            overrides = payload.get("overrides")
+            self.engine.check_edit(session, payload.get("step"), payload.get("strength"), overrides, mask)
+        elif kind == "resume":
+            self.engine.check_resume(session, payload.get("until"))
+        else:
+            self.store.load_doc(session)
 
     def cancel(self, job_id: int) -> Job:
         job = self.queue.cancel(job_id)
-        self._log(
-            job_id, "cancelled" if job.state is JobState.CANCELLED else "cancel requested: stops at the next step"
-        )
+        self._log(job_id, "cancelled" if job.state is JobState.CANCELLED else f"cancel requested: {self.cancel_note()}")
         self._publish_job(job)
         return job
+
+    def cancel_note(self) -> str:
+        """What cancelling a running job does with this server's executor."""
+        if isinstance(self.executor, SubprocessExecutor):
+            return (
+                f"stops at the next step, or within {self.executor.cancel_grace:g} s by ending its worker "
+                "(its session paused at its last checkpoint)"
+            )
+        return "stops at the next step (in-process: a step already running finishes first)"
+
+    def server_info(self) -> dict[str, Any]:
+        """The executor and what a cancel does with it (the health check and the snapshot say it)."""
+        grace = self.executor.cancel_grace if isinstance(self.executor, SubprocessExecutor) else None
+        return {"executor": self.executor.name, "cancel_grace": grace, "cancel_note": self.cancel_note()}
 
     def position(self, job: Job) -> int | None:
         """Place in the queue (0 = next to run); None when not queued."""
@@ -172,6 +203,7 @@ class Orchestrator:
             "position": self.position(job),
             "session_id": job.session_id,
             "error": job.error,
+            "cancel_requested": job.cancel_requested,
             "created_at": job.created_at,
             "started_at": job.started_at,
             "finished_at": job.finished_at,
@@ -300,12 +332,17 @@ class Orchestrator:
         return out
 
     def models(self) -> list[dict[str, Any]]:
+        """Every model as ``Plugins.describe_model`` gives it (capabilities, each variant's
+        effective ``defaults``), with the variant ``auto`` runs on this server and where
+        each variant is warm."""
         states = self.model_states()
         cold = {"state": "cold", "device": None}
         out = []
         for name in self.plugins.model_names():
             spec = self.plugins.model(name)
             described = self.plugins.describe_model(name)
+            auto = spec.auto_variant()
+            described["auto_variant"] = auto.name if auto is not None else None
             described["states"] = [{"variant": v.name, **states.get(f"{name}/{v.name}", cold)} for v in spec.variants]
             out.append(described)
         return out
@@ -319,6 +356,7 @@ class Orchestrator:
             "gpus": self.gpus(),
             "paused": self.queue.paused,
             "model_events": list(self.model_events),
+            "server": self.server_info(),
         }
 
     def session_summary(self, doc: Any) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """`python -m arc_fabric_core serve`: the API, the event stream and the web UI in one process.
 
     serve [--host 127.0.0.1] [--port 8188] [--data outputs/server] [--device auto]
-          [--executor inprocess|subprocess] [--model-memory 40G] [--cpu-tier 64G] [--token T]
+          [--executor inprocess|subprocess] [--cancel-grace 10] [--model-memory 40G] [--cpu-tier 64G] [--token T]
 
 Bound to 127.0.0.1 by default. Any other address needs a bearer token (--token or
 $ARC_FABRIC_TOKEN): the server refuses to start without one.
@@ -28,6 +28,12 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--data", type=Path, default=Path("outputs/server"), help="sessions, queue and videos")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--executor", choices=["inprocess", "subprocess"], default="inprocess")
+    ap.add_argument(
+        "--cancel-grace",
+        type=float,
+        default=10.0,
+        help="subprocess executor: seconds a cancelled job has to reach its next step before its worker is ended",
+    )
     ap.add_argument("--model-memory", default=None, help="cap on warm models per device, e.g. 40G")
     ap.add_argument("--cpu-tier", default=None, help="RAM that keeps evicted GPU models warm, e.g. 64G")
     ap.add_argument("--token", default=None, help="bearer token (default: $ARC_FABRIC_TOKEN)")
@@ -66,10 +72,13 @@ def _serve(args: argparse.Namespace) -> None:
         )
     if not 0 < args.port < 65536:
         raise InputError("--port", f"must be in 1..65535, got {args.port}")
+    if not args.cancel_grace > 0:
+        raise InputError("--cancel-grace", f"must be more than 0 seconds, got {args.cancel_grace:g}")
     settings = Settings(
         data_dir=args.data,
         device=args.device,
         executor=args.executor,
+        cancel_grace=args.cancel_grace,
         model_memory=parse_bytes(args.model_memory, "--model-memory") if args.model_memory else None,
         cpu_tier=parse_bytes(args.cpu_tier, "--cpu-tier") if args.cpu_tier else 0,
     )

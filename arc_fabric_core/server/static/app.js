@@ -116,6 +116,7 @@ function onEvent(ev) {
       state.gpus = ev.gpus || [];
       state.gpusAt = Date.now();
       state.paused = Boolean(ev.paused);
+      state.server = ev.server || null; // the executor, and what a cancel does with it
       // Recent cache activity from before this page connected, newest first as the events add them.
       if (Array.isArray(ev.model_events) && !state.modelEvents.length) state.modelEvents = ev.model_events.slice().reverse();
       setConn("live");

@@ -17,6 +17,7 @@ export const state = {
   conn: "connecting",
   clockOffset: 0, // server clock minus ours, in ms
   modelEvents: [], // newest first
+  server: null, // {executor, cancel_grace, cancel_note}: what a cancel does here
 };
 
 // ------------------------------------------------------------------ events

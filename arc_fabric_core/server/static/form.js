@@ -81,11 +81,15 @@ export function schemaFields(model, { idPrefix = "param", compact = false } = {}
     }
   }
 
+  /** The parameters a run of the variant gets (`""`: the variant `auto` runs on this server):
+   * the server's `defaults` of that variant, else its `param_defaults` over the schema's. */
   function defaults(variantName) {
+    const name = variantName || model.auto_variant;
+    const own = (model.variants || []).find((v) => v.name === name);
+    if (own && own.defaults) return { ...own.defaults };
     const out = {};
     for (const f of fields) if (f.prop.default !== undefined) out[f.name] = f.prop.default;
-    const variant = (model.variants || []).find((v) => v.name === variantName);
-    if (variant && variant.param_defaults) Object.assign(out, variant.param_defaults);
+    if (own && own.param_defaults) Object.assign(out, own.param_defaults);
     return out;
   }
 

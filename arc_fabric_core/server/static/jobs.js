@@ -85,7 +85,8 @@ function progressInfo(job) {
   }
   const parts = [`Step ${p.step} / ${p.total}`];
   if (job.state === "running") {
-    if (p.step >= p.total) parts.push("writing the video…");
+    if (job.cancel_requested) parts.push("cancel requested: stopping at the next step");
+    else if (p.step >= p.total) parts.push("writing the video…");
     else {
       if (p.step_seconds) parts.push(`${p.step_seconds.toFixed(2)} s/step`);
       if (p.eta !== null && p.eta !== undefined) parts.push(`ETA ${fmtDuration(p.eta)}`);
@@ -121,11 +122,19 @@ function updateBar(bar, info, jobState) {
   bar.firstChild.style.width = `${(frac * 100).toFixed(1)}%`;
 }
 
+/** What cancelling a running job does on this server (its executor decides). */
+export function cancelNote() {
+  const server = state.server || {};
+  if (server.cancel_note) return `The job ${server.cancel_note}.`;
+  return "The job stops at its next step.";
+}
+
 async function cancelJob(job, button) {
   button.disabled = true;
   try {
     const view = await api(`/api/jobs/${job.id}/cancel`, { method: "POST" });
     upsertJob(view);
+    if (view.state === "running") toast(`Cancel requested. ${cancelNote()}`);
   } catch (err) {
     toast(err.message, "error");
     button.disabled = false;
@@ -247,7 +256,7 @@ export function jobCard(job, { showSessionLink = true, currentSession = null } =
         { class: "job-head-side" },
         h("span", { class: "timer mono", "data-testid": "job-timer", "data-timer-job": job.id }),
         h("span", { class: "job-state-slot" }),
-        h("button", { type: "button", class: "btn btn-sm btn-danger-ghost", "data-testid": "job-cancel", hidden: true }, "Cancel"),
+        h("button", { type: "button", class: "btn btn-sm btn-danger-ghost", "data-testid": "job-cancel", title: cancelNote(), hidden: true }, "Cancel"),
       ),
     ),
     h("p", { class: "job-prompt muted" }),
@@ -262,6 +271,7 @@ export function jobCard(job, { showSessionLink = true, currentSession = null } =
     progressBar("progress-bar"),
     h("div", { class: "progress-row" }, h("span", { class: "progress-text", "data-testid": "progress-text" })),
     h("div", { class: "job-error", role: "alert", "data-testid": "job-error", hidden: true }),
+    h("div", { class: "job-error job-note", "data-testid": "cancel-note", hidden: true }),
     h("div", { class: "strip", "data-testid": "preview-strip", hidden: true }),
     h(
       "details",
@@ -298,7 +308,17 @@ export function updateJobCard(el, job) {
     slot.dataset.state = job.state;
     clear(slot, badge(job.state, job.state, { "data-testid": "job-state" }));
   }
-  el.querySelector('[data-testid="job-cancel"]').hidden = !ACTIVE.has(job.state);
+  const cancel = el.querySelector('[data-testid="job-cancel"]');
+  const stopping = job.state === "running" && Boolean(job.cancel_requested);
+  cancel.hidden = !ACTIVE.has(job.state);
+  cancel.title = cancelNote();
+  if (stopping) {
+    cancel.disabled = true;
+    setText(cancel, "Stopping…");
+  }
+  const note = el.querySelector('[data-testid="cancel-note"]');
+  note.hidden = !stopping;
+  if (stopping) setText(note, `Cancel requested. ${cancelNote()}`);
   const info = progressInfo(job);
   updateBar(el.querySelector('[data-testid="progress-bar"]'), info, job.state);
   setText(el.querySelector(".progress-text"), info.text);
@@ -460,7 +480,14 @@ export function updateJobRow(el, job) {
     el.querySelector(".row-steps"),
     job.state === "queued" ? `#${queuePosition(job)} in queue` : p ? `${p.step}/${p.total}` : "",
   );
-  el.querySelector('[data-testid="job-cancel"]').hidden = !ACTIVE.has(job.state);
+  const cancel = el.querySelector('[data-testid="job-cancel"]');
+  const stopping = job.state === "running" && Boolean(job.cancel_requested);
+  cancel.hidden = !ACTIVE.has(job.state);
+  cancel.title = cancelNote();
+  if (stopping) {
+    cancel.disabled = true;
+    setText(cancel, "Stopping…");
+  }
   const link = el.querySelector("a");
   if (job.session_id && job.session_id !== el._currentSession) {
     link.href = `#/session/${job.session_id}`;

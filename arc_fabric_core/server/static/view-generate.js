@@ -152,16 +152,41 @@ export function mountGenerate(root) {
     if (form) ui.keep.set(form.model.name, form.fields.read().params);
     const fields = schemaFields(model);
     const variants = model.variants || [];
+    const auto = variants.find((v) => v.name === model.auto_variant) || null;
     const variantSelect = h(
       "select",
       { id: "gen-variant", name: "variant", "data-testid": "variant-select" },
-      h("option", { value: "" }, "auto (server default)"),
+      h("option", { value: "" }, auto ? `auto → ${auto.name}` : "auto (server default)"),
       variants.map((v) => h("option", { value: v.name }, `${v.name}${v.tiny ? " · tiny" : ""}`)),
     );
+    // Which variant will run, in plain sight (the select is under "Advanced").
+    const variantLine = h("div", { class: "form-variant", "data-testid": "form-variant" });
+    const showVariant = () => {
+      const chosen = variantSelect.value ? variants.find((v) => v.name === variantSelect.value) : auto;
+      const name = variantSelect.value || (auto ? `auto → ${auto.name}` : "auto");
+      const noise = Boolean(chosen && chosen.tiny && model.needs_weights !== false);
+      clear(
+        variantLine,
+        h("span", { class: "muted" }, "Variant "),
+        h("span", { class: "tag mono", "data-testid": "form-variant-name" }, name),
+        noise
+          ? h(
+              "span",
+              { class: "tag tag-warn", "data-testid": "noise-warning", title: chosen.description || "" },
+              "random weights: the video is noise",
+            )
+          : null,
+      );
+    };
     const priority = h("input", { id: "gen-priority", type: "number", step: "1", min: "-1000", max: "1000", value: "0", "data-testid": "param-priority" });
     const schedule = h("input", { id: "gen-schedule", type: "text", placeholder: "none", "data-testid": "param-schedule" });
     const extra = {
-      variant: fieldWrap("variant", "Variant", variantSelect, "Real weights when configured, else the tiny stand-in."),
+      variant: fieldWrap(
+        "variant",
+        "Variant",
+        variantSelect,
+        model.needs_weights === false ? "This model needs no weights." : "auto: real weights when configured, else the tiny stand-in.",
+      ),
       priority: fieldWrap("priority", "Priority", priority, "Higher runs first (−1000 … 1000)."),
       schedule: fieldWrap("schedule", "Hybrid schedule", schedule, "A shipped schedule name; empty for none."),
     };
@@ -172,6 +197,7 @@ export function mountGenerate(root) {
       "form",
       { class: "gen-form", novalidate: true, "data-testid": "generate-form", autocomplete: "off" },
       banner,
+      variantLine,
       fields.el,
       h(
         "details",
@@ -182,9 +208,15 @@ export function mountGenerate(root) {
       h("div", { class: "form-actions" }, reset, h("span", { class: "kbd-hint muted" }, "Ctrl + Enter"), submit),
     );
     form = { model, fields, formEl, banner, submit, variantSelect, priority, schedule, extra };
+    // The defaults of the variant that will run (auto resolved as the server resolves it).
+    fields.fill(fields.defaults(""));
     if (ui.keep.has(model.name)) fields.fill(ui.keep.get(model.name));
+    showVariant();
 
-    variantSelect.addEventListener("change", () => fields.fill(fields.defaults(variantSelect.value)));
+    variantSelect.addEventListener("change", () => {
+      fields.fill(fields.defaults(variantSelect.value));
+      showVariant();
+    });
     reset.addEventListener("click", () => {
       fields.fill(fields.defaults(variantSelect.value));
       fields.clearErrors();

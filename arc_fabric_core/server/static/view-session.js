@@ -1,8 +1,9 @@
 // One session: its video (with a mask drawn on it for edits), the lineage tree, fork /
-// edit / resume / extend, step previews, its jobs, and its parameters.
+// edit / resume / extend / rewind (the ones its model takes), step previews, its jobs,
+// and its parameters.
 
 import { ACTIVE, api, badge, clear, debounce, fullTime, h, listen, relTime, setMediaSrc, setText, shortId, state, toast, truncate } from "./core.js";
-import { jobCard, jobRow, upsertJob } from "./jobs.js";
+import { cancelNote, jobCard, jobRow, upsertJob } from "./jobs.js";
 
 const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
 
@@ -128,12 +129,18 @@ export function mountSession(root, id) {
     const d = detail;
     const doc = d.doc || {};
     const active = activeJob();
-    const cancel = h("button", { type: "button", class: "btn btn-danger-ghost", "data-testid": "session-cancel", hidden: !active }, "Cancel job");
+    const stopping = Boolean(active && active.state === "running" && active.cancel_requested);
+    const cancel = h(
+      "button",
+      { type: "button", class: "btn btn-danger-ghost", "data-testid": "session-cancel", title: cancelNote(), hidden: !active, disabled: stopping },
+      stopping ? "Stopping…" : "Cancel job",
+    );
     cancel.addEventListener("click", async () => {
       cancel.disabled = true;
       try {
         const job = await api(`/api/sessions/${id}/cancel`, { method: "POST" });
         upsertJob(job);
+        if (job.state === "running") toast(`Cancel requested. ${cancelNote()}`);
       } catch (err) {
         toast(err.message, "error");
         cancel.disabled = false;
@@ -462,7 +469,7 @@ export function mountSession(root, id) {
 
   // ---------------------------------------------------------------- actions
   function buildActions() {
-    const tabs = ["fork", "edit", "resume", "extend"];
+    const tabs = ["fork", "edit", "resume", "extend", "rewind"];
     const tabButtons = new Map();
     const panels = new Map();
     const errors = new Map();
@@ -618,12 +625,43 @@ export function mountSession(root, id) {
       submit("extend", extendSubmit, `/api/sessions/${id}/extend`, body);
     });
 
+    // Rewind (autoregressive models): make the blocks from one on again.
+    const rewindBlock = h("input", { type: "number", min: "0", max: "0", step: "1", value: "0", class: "num-sm", "data-testid": "rewind-block" });
+    const rewindHint = h("span", { class: "field-hint", "data-testid": "rewind-block-hint" });
+    const rewindPrompt = h("textarea", { rows: 2, "data-testid": "rewind-prompt", placeholder: "Prompt from that block on (optional: as before)" });
+    const rewindSubmit = h("button", { type: "submit", class: "btn btn-primary", "data-testid": "rewind-submit" }, "Rewind");
+    const rewindForm = h(
+      "form",
+      { class: "action-form", novalidate: true },
+      h("p", { class: "muted action-help" }, "A new session that keeps the blocks before this one and makes the rest again, under a new prompt if you give one."),
+      h("div", { class: "field" }, h("div", { class: "field-label" }, h("label", null, "From block"), rewindHint), rewindBlock),
+      h("div", { class: "field" }, h("div", { class: "field-label" }, h("label", null, "Prompt")), rewindPrompt),
+      errors.get("rewind"),
+      h("div", { class: "form-actions" }, rewindSubmit),
+    );
+    rewindForm.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const block = rewindBlock.value.trim() === "" ? NaN : Number(rewindBlock.value);
+      if (!Number.isInteger(block)) return showError("rewind", "block: enter a whole number");
+      const body = { block };
+      if (rewindPrompt.value.trim()) body.prompt = rewindPrompt.value;
+      submit("rewind", rewindSubmit, `/api/sessions/${id}/rewind`, body);
+    });
+
     panels.set("fork", forkForm);
     panels.set("edit", editForm);
     panels.set("resume", resumeForm);
     panels.set("extend", extendForm);
+    panels.set("rewind", rewindForm);
     const body = h("div", { class: "tab-body" }, [...panels.values()]);
     const panel = h("section", { class: "panel", "data-testid": "session-actions" }, h("div", { class: "panel-head" }, h("h2", null, "Actions")), tablist, body);
+
+    /** The tabs this session's model takes (its capabilities' operations; fork and resume always). */
+    function offered() {
+      const model = detail ? state.models.find((m) => m.name === detail.model) : null;
+      const ops = new Set(model && model.capabilities ? model.capabilities.operations : []);
+      return tabs.filter((t) => t === "fork" || t === "resume" || ops.has(t));
+    }
 
     function select(t) {
       tab = t;
@@ -661,19 +699,28 @@ export function mountSession(root, id) {
     }
 
     function update() {
+      const shown = offered();
+      for (const [name, b] of tabButtons) b.hidden = !shown.includes(name);
+      if (!shown.includes(tab)) select(shown[0]);
       const total = detail.total_steps;
       const steps = detail.checkpoint_steps || [];
-      forkRange.max = String(total);
-      forkStep.max = String(total);
+      // A fork runs at least one step: its last start is the step before the end.
+      const lastFork = Math.max(0, total - 1);
+      forkRange.max = String(lastFork);
+      forkStep.max = String(lastFork);
       editStep.max = String(Math.max(0, total - 1));
       const frames = Number(detail.doc.params.num_frames) || 1;
       frameStart.max = String(frames - 1);
       frameEnd.max = String(frames);
-      setText(forkHint, `0 … ${total} · ${steps.length} checkpointed`);
+      setText(forkHint, `0 … ${lastFork} · ${steps.length} checkpointed`);
+      const passes = (detail.doc && detail.doc.passes && detail.doc.passes.length) || 1;
+      rewindBlock.max = String(passes - 1);
+      setText(rewindHint, `0 … ${passes - 1} of ${passes} blocks`);
       if (!formsFilled) {
         formsFilled = true;
         const mid = Math.floor(total / 2);
-        forkStep.value = forkRange.value = String(mid);
+        forkStep.value = forkRange.value = String(Math.min(mid, lastFork));
+        rewindBlock.value = String(passes - 1);
         editStep.value = String(mid);
         const prompt = detail.doc.params.prompt ?? "";
         forkPrompt.value = prompt;
@@ -697,6 +744,7 @@ export function mountSession(root, id) {
   load();
   const off = listen((ev) => {
     if (ev.type === "snapshot") reload();
+    else if (ev.type === "models" && detail) actions.update(); // the tabs follow the model's capabilities
     else if (ev.type === "job") {
       const j = ev.job;
       const related = (j.payload && j.payload.session === id) || j.session_id === id || (detail && (detail.children || []).includes(j.session_id));

@@ -26,7 +26,7 @@ def test_tiny_variant_defaults_are_small_but_valid() -> None:
     spec = get_plugins().model("wan21")
     tiny = spec.resolve("tiny", None)
     p = tiny.params({})
-    assert (p.num_frames, p.height, p.width) == (33, 256, 256)
+    assert (p.num_frames, p.height, p.width) == (17, 128, 128)
     assert tiny.params({"num_frames": 81}).num_frames == 81  # user values win over variant defaults
 
 
