@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from arc_fabric_core import hook_results
 from arc_fabric_core.edit_mask import EditMask, latent_mask
 from arc_fabric_core.errors import ArcFabricError, InputError, SessionError
 from arc_fabric_core.hybrid import HybridSpec, check_latent_spaces, end_steps, resolve_stage
@@ -376,18 +377,23 @@ class Engine:
         Refuses a change to a field that fixes the schedule or the latent shape.
         """
         ref = self.resolve(parent.model.name, parent.model.variant, parent.model.weights)
-        params = ref.params({**parent.params, **(overrides or {})})
-        checked = {k: getattr(params, k) for k in overrides or {}}
-        fixed = ref.spec.params.fixed_fields
-        for key, value in checked.items():
-            if key in fixed and value != parent.params.get(key):
-                allowed = sorted(set(ref.spec.params.model_fields) - fixed)
+        schema = ref.spec.params
+        fixed = schema.fixed_fields
+        allowed = ", ".join(sorted(set(schema.model_fields) - fixed))
+        # Unknown and fixed fields first: the whole parameter set's own rules (a plugin's
+        # "steps must match timesteps") would otherwise speak of a change that cannot happen.
+        for key, value in (overrides or {}).items():
+            if key not in schema.model_fields:
+                raise InputError(key, f"unknown parameter of {ref.spec.name}; a fork or edit may change: {allowed}")
+            if key in fixed and not _same_value(schema, key, value, parent.params.get(key)):
                 raise InputError(
                     key,
                     f"cannot be changed here (from {parent.params.get(key)!r} to {value!r}): it fixes the schedule "
-                    f"or the latent shape, which a fork or edit continues. Allowed: {', '.join(allowed)}; "
+                    f"or the latent shape, which a fork or edit continues. Allowed: {allowed}; "
                     "to change it, start a new session",
                 )
+        params = ref.params({**parent.params, **(overrides or {})})
+        checked = {k: getattr(params, k) for k in overrides or {}}
         self._check_stages(ref)
         return ref, params, checked
 
@@ -860,7 +866,10 @@ class Engine:
             stored, _ = self.store.read_tensors(doc.id, record)
             cond = {k: v.to(session.device or self.device) for k, v in stored.items()}
         else:
-            cond = self._hook("arc_encode", stage.ref)(model=stage.ref, components=components, params=stage.params)
+            cond = hook_results.check_conditioning(
+                self._plugin_name(stage.ref),
+                self._hook("arc_encode", stage.ref)(model=stage.ref, components=components, params=stage.params),
+            )
             if writer is not None:
                 cpu = {k: v.detach().to("cpu", copy=True) for k, v in cond.items()}
                 name = CONDITIONING_FILE if owner_is_doc else f"conditioning_stage{first}.safetensors"
@@ -884,7 +893,7 @@ class Engine:
         """One model call at the current step by the stage's model."""
         stage = session.stages[stage_index]
         assert session.latents is not None
-        return self._hook("arc_denoise_step", stage.ref)(
+        output = self._hook("arc_denoise_step", stage.ref)(
             model=stage.ref,
             components=components,
             latents=session.latents,
@@ -892,15 +901,33 @@ class Engine:
             conditioning=self._conditioning(session, stage_index, components, writer),
             params=stage.params,
         )
+        # A plugin's own Schedule subclass may step on part of the latents (LongLive: one block).
+        like = session.latents if type(session.schedule) is Schedule else None
+        return hook_results.check_model_output(self._plugin_name(stage.ref), output, like)
+
+    def _plugin_name(self, ref: ModelRef) -> str:
+        """The name of the plugin that owns ``ref``'s model (what a hook error names)."""
+        return str(self.plugins.pm.get_name(self.plugins.owner(ref.spec.name)))
+
+    def _initial_latents(self, session: Session, components: Any) -> torch.Tensor:
+        """``arc_prepare_latents``, checked: floating ``(1, C, F, H, W)`` latents.
+
+        Their exact shape is not held against the declared latent space: a checkpoint may
+        bring a VAE of its own (a tiny one saved in a real variant's layout); what every
+        later stage must match is these latents (the model output) and the requested
+        video (the decoded frames)."""
+        ref = session.ref
+        latents = self._hook("arc_prepare_latents", ref)(
+            model=ref, components=components, params=session.params, generator=session.generator
+        )
+        return hook_results.check_latents(self._plugin_name(ref), "arc_prepare_latents", latents).to(torch.float32)
 
     def _start(self, session: Session, writer: CheckpointWriter) -> None:
         components = self._components(session, 0)
         self._conditioning(session, 0, components, writer)
         self._plan_schedule(session, components, session.ref, writer)
         session.generator = torch.Generator("cpu").manual_seed(session.params.seed)
-        session.latents = self._hook("arc_prepare_latents", session.ref)(
-            model=session.ref, components=components, params=session.params, generator=session.generator
-        ).to(torch.float32)
+        session.latents = self._initial_latents(session, components)
         self._checkpoint(session, writer)
 
     def _plan_schedule(
@@ -960,9 +987,7 @@ class Engine:
         self._conditioning(session, 0, components, writer)
         self._plan_schedule(session, components, session.ref, writer, first_pass=session.pass_of(doc.step_index))
         session.generator = torch.Generator("cpu").manual_seed(session.params.seed)
-        fresh = self._hook("arc_prepare_latents", session.ref)(
-            model=session.ref, components=components, params=session.params, generator=session.generator
-        ).to(torch.float32)
+        fresh = self._initial_latents(session, components)
         made, _ = self.store.read_tensors(doc.id, doc.extends)
         old = made[LATENTS_KEY].to(fresh.device, torch.float32)
         session.latents = torch.cat([old, fresh[:, :, old.shape[2] :]], dim=2)
@@ -987,6 +1012,13 @@ class Engine:
             model=ref, components=components, params=session.params, pass_index=pass_index
         )
         expected = session.passes[pass_index]
+        if not isinstance(schedule, Schedule):
+            raise hook_results.PluginResultError(
+                self._plugin_name(ref),
+                "arc_schedule",
+                "a Schedule (arc_fabric_core.schedule)",
+                hook_results.describe(schedule),
+            )
         if len(schedule) != expected:
             raise SessionError(
                 f"{ref.label}: arc_schedule gave {len(schedule)} timesteps for the {expected} steps "
@@ -1024,19 +1056,17 @@ class Engine:
         components = self._components(session, stage_index)
         next_pass = session.pass_index + 1
         schedule = self._new_schedule(session, components, ref, next_pass)
-        session.latents = (
-            self._hook("arc_next_pass", ref)(
-                model=ref,
-                components=components,
-                latents=session.latents,
-                pass_index=next_pass,
-                schedule=schedule,
-                params=session.stages[stage_index].params,
-                generator=session.generator,
-            )
-            .to(session.device or self.device)
-            .to(torch.float32)
+        latents = self._hook("arc_next_pass", ref)(
+            model=ref,
+            components=components,
+            latents=session.latents,
+            pass_index=next_pass,
+            schedule=schedule,
+            params=session.stages[stage_index].params,
+            generator=session.generator,
         )
+        latents = hook_results.check_latents(self._plugin_name(ref), "arc_next_pass", latents)
+        session.latents = latents.to(session.device or self.device).to(torch.float32)
         session.schedule, session.pass_index = schedule, next_pass
 
     def _loop(
@@ -1234,7 +1264,12 @@ class Engine:
 
     def decode(self, session: Session, latents: torch.Tensor | None = None, step: int | None = None) -> torch.Tensor:
         """Decode the session's latents (or ``latents``, reached at ``step``) to (F, H, W, 3)
-        frames in [0, 1], with the model of the stage that made them."""
+        frames in [0, 1], with the model of the stage that made them.
+
+        A plugin whose decode breaks its contract fails here, in one line; if it was
+        decoding the final video, the session is marked failed (its latents stay: decode
+        it again once the plugin is fixed)."""
+        final = latents is None or step == session.doc.total_steps
         latents = latents if latents is not None else session.latents
         if latents is None:
             latents = self.final_latents(session)
@@ -1249,11 +1284,39 @@ class Engine:
             frames = self._hook("arc_decode", stage.ref)(
                 model=stage.ref, components=components, latents=latents.to(device), params=stage.params
             )
+        p = session.params
+        try:
+            hook_results.check_frames(
+                self._plugin_name(stage.ref), frames, (p.num_frames, p.height, p.width) if final else None
+            )
+        except hook_results.PluginResultError as exc:
+            if final:
+                self._mark_failed(session, f"the video could not be decoded: {exc}")
+            raise
         return frames.detach().to("cpu", torch.float32)
+
+    def _mark_failed(self, session: Session, error: str) -> None:
+        """Record that a finished session's video could not be made (it is not completed)."""
+        with self.store.lock(session.id):
+            doc = self.store.load_doc(session.id)
+            doc.status, doc.error = SessionStatus.FAILED, error
+            self.store.save_doc(doc)
+        session.doc.status, session.doc.error = SessionStatus.FAILED, error
 
     def delete(self, session_id: str) -> int:
         """Delete a session (refused while it runs); children keep the files they share."""
         return self.store.delete(session_id)
+
+
+def _same_value(schema: type[GenerationParams], key: str, value: Any, current: Any) -> bool:
+    """Whether ``value`` for field ``key`` is ``current`` once typed (``3`` is ``3.0``)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        typed = TypeAdapter(schema.model_fields[key].annotation).validate_python(value)
+    except ValidationError:
+        return False
+    return bool(typed == current)
 
 
 def check_until(until: int | None, total: int) -> int:
