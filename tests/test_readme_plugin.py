@@ -145,5 +145,5 @@ def test_its_conformance_test_passes_without_a_warning(env: dict[str, str], tmp_
         timeout=600,
     )
     assert res.returncode == 0, res.stdout[-3000:]
-    assert re.search(r"^9 passed in ", res.stdout, re.M), res.stdout[-2000:]
+    assert re.search(r"^\d+ passed in ", res.stdout, re.M), res.stdout[-2000:]  # and nothing else: no skip, no error
     assert "warning" not in res.stdout.lower(), res.stdout[-2000:]
