@@ -129,6 +129,19 @@ export function cancelNote() {
   return "The job stops at its next step.";
 }
 
+/** A job's cancel button: shown while it can be cancelled, "Stopping…" once asked. Returns
+ *  whether a running job was asked to stop (it ends at its next step or when its worker goes). */
+function syncCancel(cancel, job) {
+  const stopping = job.state === "running" && Boolean(job.cancel_requested);
+  cancel.hidden = !ACTIVE.has(job.state);
+  cancel.title = cancelNote();
+  if (stopping) {
+    cancel.disabled = true;
+    setText(cancel, "Stopping…");
+  }
+  return stopping;
+}
+
 async function cancelJob(job, button) {
   button.disabled = true;
   try {
@@ -308,14 +321,7 @@ export function updateJobCard(el, job) {
     slot.dataset.state = job.state;
     clear(slot, badge(job.state, job.state, { "data-testid": "job-state" }));
   }
-  const cancel = el.querySelector('[data-testid="job-cancel"]');
-  const stopping = job.state === "running" && Boolean(job.cancel_requested);
-  cancel.hidden = !ACTIVE.has(job.state);
-  cancel.title = cancelNote();
-  if (stopping) {
-    cancel.disabled = true;
-    setText(cancel, "Stopping…");
-  }
+  const stopping = syncCancel(el.querySelector('[data-testid="job-cancel"]'), job);
   const note = el.querySelector('[data-testid="cancel-note"]');
   note.hidden = !stopping;
   if (stopping) setText(note, `Cancel requested. ${cancelNote()}`);
@@ -480,14 +486,7 @@ export function updateJobRow(el, job) {
     el.querySelector(".row-steps"),
     job.state === "queued" ? `#${queuePosition(job)} in queue` : p ? `${p.step}/${p.total}` : "",
   );
-  const cancel = el.querySelector('[data-testid="job-cancel"]');
-  const stopping = job.state === "running" && Boolean(job.cancel_requested);
-  cancel.hidden = !ACTIVE.has(job.state);
-  cancel.title = cancelNote();
-  if (stopping) {
-    cancel.disabled = true;
-    setText(cancel, "Stopping…");
-  }
+  syncCancel(el.querySelector('[data-testid="job-cancel"]'), job);
   const link = el.querySelector("a");
   if (job.session_id && job.session_id !== el._currentSession) {
     link.href = `#/session/${job.session_id}`;
