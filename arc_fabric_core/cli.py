@@ -15,6 +15,7 @@ installed plugin puts its own model/<name>.yaml on the search path.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -88,14 +89,22 @@ def _precheck(argv: list[str]) -> None:
     _check_keys(argv, [plugins.model(n) for n in names or []])
 
 
+@functools.cache
+def primary_keys() -> frozenset[str]:
+    """The top-level keys of the primary config (read once: the pre-check and the derived
+    model configs both need them)."""
+    from omegaconf import OmegaConf
+
+    return frozenset(OmegaConf.load(CONF_DIR / "config.yaml"))
+
+
 def _check_keys(argv: list[str], specs: list[Any]) -> None:
     """Refuse an override of a key that neither the core nor the model has, naming what
     is allowed, instead of Hydra's "not in struct" (a ``+key`` adds one on purpose)."""
-    from omegaconf import OmegaConf
 
     from arc_fabric_core.model_configs import own_fields
 
-    core = set(dict(OmegaConf.load(CONF_DIR / "config.yaml"))) - {"defaults", "hydra"}
+    core = primary_keys() - {"defaults", "hydra"}
     own = {f for spec in specs for f in own_fields(spec.params)}
     for arg in argv:
         if arg.startswith(("+", "~", "-")) or "=" not in arg:
@@ -182,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = ["+" + a if a.startswith("model=") else a for a in argv]
     from arc_fabric_core.model_configs import register_model_configs
 
-    register_model_configs(get_plugins(), dict(OmegaConf.load(CONF_DIR / "config.yaml")))
+    register_model_configs(get_plugins(), primary_keys())
     sys.argv = [sys.argv[0], *argv]
     hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(generate)()
 
@@ -241,11 +250,23 @@ def progress_listeners(total: int, start: int = 0) -> tuple[list[Any], Any]:
     return [listener], lambda: None
 
 
-def interrupted(session: Any) -> str:
-    """What Ctrl-C during a run leaves: which session, paused where, and how to go on."""
-    checkpoints = session.doc.checkpoints
-    at = f"step {checkpoints[-1].step}" if checkpoints else "its start (no checkpoint yet)"
-    return f"interrupted; session {session.id} is paused at {at}: `sessions resume {session.id}` goes on from there"
+def run_with_progress(engine: Any, session: Any, until: int | None = None, progress: bool = True) -> None:
+    """``engine.run`` with a progress bar (or lines); Ctrl-C ends the command in one line
+    saying which session is paused, where, and how to go on."""
+    total = until if until is not None else session.doc.total_steps
+    listeners, close = progress_listeners(total, session.step_index) if progress else ([], lambda: None)
+    try:
+        engine.run(session, until=until, listeners=listeners)
+    except KeyboardInterrupt:
+        close()  # the bar first, then the line
+        checkpoints = session.doc.checkpoints
+        at = f"step {checkpoints[-1].step}" if checkpoints else "its start (no checkpoint yet)"
+        fail(
+            f"interrupted; session {session.id} is paused at {at}: `sessions resume {session.id}` goes on from there",
+            130,
+        )
+    finally:
+        close()
 
 
 def generate(cfg: Any) -> None:
@@ -354,15 +375,7 @@ def _generate(cfg: Any) -> None:
         else:
             print(f"{ref.label} already warm")
 
-    total = session.doc.total_steps
-    listeners, close = progress_listeners(total) if cfg.get("progress", True) else ([], lambda: None)
-    try:
-        engine.run(session, listeners=listeners)
-    except KeyboardInterrupt:
-        close()
-        fail(interrupted(session), code=130)
-    finally:
-        close()
+    run_with_progress(engine, session, progress=bool(cfg.get("progress", True)))
     if hybrid is not None:
         begin = 0
         for i, stage in enumerate(session.stages):

@@ -536,7 +536,7 @@ class Engine:
 
     def autoregressive(self, model: str) -> bool:
         """Whether ``model`` makes its video a block at a time (it extends and rewinds)."""
-        return bool(self.plugins.capabilities(model)["autoregressive"])
+        return self.plugins.implements("arc_extend_params", model)  # as capabilities() says
 
     def check_extension(
         self, parent_id: str, blocks: int, prompt: str | None = None
@@ -1297,10 +1297,7 @@ class Engine:
 
     def _mark_failed(self, session: Session, error: str) -> None:
         """Record that a finished session's video could not be made (it is not completed)."""
-        with self.store.lock(session.id):
-            doc = self.store.load_doc(session.id)
-            doc.status, doc.error = SessionStatus.FAILED, error
-            self.store.save_doc(doc)
+        self.store.set_status(session.id, SessionStatus.FAILED, error)
         session.doc.status, session.doc.error = SessionStatus.FAILED, error
 
     def delete(self, session_id: str) -> int:

@@ -498,12 +498,9 @@ class SubprocessExecutor:
         self._drop(python)  # SIGKILL, then what it held is reported evicted
         if session_id is None:
             raise JobCancelled(f"cancelled before its session started; its worker (pid {worker.pid}) was ended")
-        store = SessionStore(self.store_dir)
-        with store.lock(session_id):  # free: an flock dies with its process
-            doc = store.load_doc(session_id)
-            if doc.status is SessionStatus.RUNNING:
-                doc.status, doc.error = SessionStatus.PAUSED, None
-                store.save_doc(doc)
+        # The worker's lock died with it (an flock), so the status can be set from here.
+        running = frozenset({SessionStatus.RUNNING})
+        doc = SessionStore(self.store_dir).set_status(session_id, SessionStatus.PAUSED, only_from=running)
         if on_log is not None:
             on_log(f"session {session_id} paused at step {doc.step_index} of {doc.total_steps} (its last checkpoint)")
         return Outcome(session_id, doc.final is not None, doc.step_index, doc.total_steps)

@@ -25,6 +25,7 @@ it still works, but only its own keys can be set; the CLI says so.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -74,9 +75,9 @@ def _shipped_yaml(searchpath: list[str], name: str) -> str | None:
     return None
 
 
-def register_model_configs(plugins: Any, primary: dict[str, Any]) -> None:
+def register_model_configs(plugins: Any, primary: Iterable[str]) -> None:
     """Write ``model/NAME`` (and ``arc_model/NAME``) into Hydra's ConfigStore for every
-    installed model; ``primary`` is the primary config (its keys are reserved)."""
+    installed model; ``primary`` are the primary config's keys (reserved)."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()

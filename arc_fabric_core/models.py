@@ -107,7 +107,8 @@ class ModelSpec:
                 raise InputError(
                     "model.weights", f"{self.name} needs no weights; drop model.weights (got {str(weights)!r})"
                 )
-            chosen_variant = self.variants[0] if variant in (None, "auto") else self.variant(variant)
+            chosen_variant = self.auto_variant() if variant in (None, "auto") else self.variant(variant)
+            assert chosen_variant is not None
             return ModelRef(spec=self, variant=chosen_variant, weights=None)
         if variant in (None, "auto"):
             chosen = self.auto_variant(weights)

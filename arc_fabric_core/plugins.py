@@ -138,27 +138,30 @@ class Plugins:
             return caller
         return self.pm.subset_hook_caller(hook_name, remove_plugins=others)
 
-    def optional_stage(self, hook_name: str, model_name: str) -> Any | None:
-        """Like :meth:`stage`, or None when the owning plugin does not implement the hook."""
+    def implements(self, hook_name: str, model_name: str) -> bool:
+        """Whether the plugin owning ``model_name`` implements ``hook_name`` itself (a
+        wrapper from another plugin does not count)."""
         owner = self.owner(model_name)
         impls = getattr(self.hook, hook_name).get_hookimpls()
-        if not any(impl.plugin is owner and not (impl.wrapper or impl.hookwrapper) for impl in impls):
-            return None
-        return self.stage(hook_name, model_name)
+        return any(impl.plugin is owner and not (impl.wrapper or impl.hookwrapper) for impl in impls)
+
+    def optional_stage(self, hook_name: str, model_name: str) -> Any | None:
+        """Like :meth:`stage`, or None when the owning plugin does not implement the hook."""
+        return self.stage(hook_name, model_name) if self.implements(hook_name, model_name) else None
 
     def capabilities(self, model_name: str) -> dict[str, Any]:
         """What a model can do, from the hooks its plugin implements: the session
         operations it takes (an autoregressive model extends and rewinds instead of
         editing), whether it runs in passes, whether it needs weights."""
         spec = self.model(model_name)
-        autoregressive = self.optional_stage("arc_extend_params", model_name) is not None
-        rewinds = self.optional_stage("arc_rewind_params", model_name) is not None
+        autoregressive = self.implements("arc_extend_params", model_name)
+        rewinds = self.implements("arc_rewind_params", model_name)
         operations = ["generate", "resume", "fork", "decode"]
         operations += (["extend"] if autoregressive else ["edit"]) + (["rewind"] if rewinds else [])
         return {
             "operations": operations,
             "autoregressive": autoregressive,
-            "passes": self.optional_stage("arc_passes", model_name) is not None,
+            "passes": self.implements("arc_passes", model_name),
             "needs_weights": spec.needs_weights,
         }
 

@@ -246,6 +246,9 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     types them (``steps=8`` an int, ``'timesteps=[1000,909]'`` a list, ``seed=null``
     None), and a plugin's parameter may be given as ``key=`` or ``model.params.key=``.
     A value Hydra would take as a sweep or cannot parse stays the text given."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
     out: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
@@ -253,16 +256,14 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise InputError("overrides", f"expected key=value, got {item!r}")
         key = key.removeprefix("model.params.")
-        out[key] = parse_value(text)
+        out[key] = parse_value(text, parser)
     return out
 
 
-def parse_value(text: str) -> Any:
-    """One override value as Hydra's command line reads it (``3`` -> 3, ``a fox`` -> 'a fox')."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
+def parse_value(text: str, parser: Any) -> Any:
+    """One override value as Hydra's ``OverridesParser`` reads it (``3`` -> 3, ``a fox`` -> 'a fox')."""
     try:
-        override = OverridesParser.create().parse_override(f"key={text}")
+        override = parser.parse_override(f"key={text}")
     except Exception:  # Hydra's grammar refused it: the plain text is what was meant
         return text
     if override.is_sweep_override():
@@ -304,18 +305,9 @@ def _engine(store: Any, args: argparse.Namespace) -> Any:
 
 
 def _run(engine: Any, session: Any, until: int | None) -> None:
-    from arc_fabric_core.cli import fail, interrupted, progress_listeners
+    from arc_fabric_core.cli import run_with_progress
 
-    start = session.step_index
-    total = until if until is not None else session.doc.total_steps
-    listeners, close = progress_listeners(total, start)
-    try:
-        engine.run(session, until=until, listeners=listeners)
-    except KeyboardInterrupt:
-        close()
-        fail(interrupted(session), code=130)
-    finally:
-        close()
+    run_with_progress(engine, session, until)
     print(f"session {session.id}: {session.doc.status.value} at step {session.step_index}/{session.doc.total_steps}")
 
 

@@ -39,7 +39,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from arc_fabric_core.errors import SessionError
-from arc_fabric_core.session import FORMAT_VERSION, CheckpointRecord, FileRecord, SessionDoc
+from arc_fabric_core.session import FORMAT_VERSION, CheckpointRecord, FileRecord, SessionDoc, SessionStatus
 
 DOC_NAME = "session.json"
 R = TypeVar("R", bound=FileRecord)
@@ -143,6 +143,23 @@ class SessionStore:
     def save_doc(self, doc: SessionDoc) -> None:
         doc.touch()
         atomic_write(self.session_dir(doc.id) / DOC_NAME, doc.model_dump_json(indent=2).encode())
+
+    def set_status(
+        self,
+        session_id: str,
+        status: SessionStatus,
+        error: str | None = None,
+        only_from: frozenset[SessionStatus] | None = None,
+    ) -> SessionDoc:
+        """Record a session's status outside a run, under its write lock (refused while a
+        process runs it); with ``only_from``, only a session in one of those statuses
+        changes. Returns the document as it now is."""
+        with self.lock(session_id):
+            doc = self.load_doc(session_id)
+            if only_from is None or doc.status in only_from:
+                doc.status, doc.error = status, error
+                self.save_doc(doc)
+        return doc
 
     def load_doc(self, session_id: str) -> SessionDoc:
         path = self.session_dir(session_id) / DOC_NAME

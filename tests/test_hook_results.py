@@ -15,21 +15,13 @@ from arc_fabric_core.hook_results import PluginResultError
 from arc_fabric_core.hookspecs import hookimpl
 from arc_fabric_core.model_cache import ModelCache
 from arc_fabric_core.models import LatentSpace, ModelSpec, VariantSpec
-from arc_fabric_core.params import GenerationParams
 from arc_fabric_core.plugins import Plugins
 from arc_fabric_core.schedule import Schedule
 from arc_fabric_core.session import SessionStatus
 from arc_fabric_core.store import SessionStore
+from arc_fabric_core.testing.sized import SizedParams as Params
 
 PARAMS = {"num_frames": 3, "height": 8, "width": 8, "steps": 3}
-
-
-class Params(GenerationParams):
-    steps: int = 3
-    num_frames: int = 3
-    height: int = 8
-    width: int = 8
-    guidance: float = 1.0
 
 
 class Faulty:

@@ -19,7 +19,7 @@ from typing import Any
 
 from arc_fabric_core.engine import Engine
 from arc_fabric_core.errors import InputError, SessionError
-from arc_fabric_core.executors import InProcessExecutor, Progress, SubprocessExecutor
+from arc_fabric_core.executors import CANCEL_GRACE_SECONDS, InProcessExecutor, Progress, SubprocessExecutor
 from arc_fabric_core.jobs import FINISHED, Job, JobQueue, JobRunner, JobState
 from arc_fabric_core.model_cache import CacheEvent, ModelCache
 from arc_fabric_core.plugins import Plugins, get_plugins
@@ -43,7 +43,7 @@ class Settings:
     worker_plugins: tuple[str, ...] = ()  # subprocess executor: modules its workers register as plugins
     # Subprocess executor: a cancelled job that does not reach its next step within this
     # many seconds is stopped by ending its worker (in-process, a job stops at its next step).
-    cancel_grace: float = 10.0
+    cancel_grace: float = CANCEL_GRACE_SECONDS
     gpu_poll_seconds: float = 5.0
 
 
