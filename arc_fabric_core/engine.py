@@ -37,7 +37,7 @@ from arc_fabric_core.session import (
     SessionStatus,
     StageInfo,
 )
-from arc_fabric_core.store import CheckpointWriter, SessionStore, add_checkpoint, checkpoint_name
+from arc_fabric_core.store import DOC_COPY_KEY, CheckpointWriter, SessionStore, add_checkpoint, checkpoint_name
 
 CONDITIONING_FILE = "conditioning.safetensors"
 LATENTS_FILE = "latents.safetensors"
@@ -521,6 +521,7 @@ class Engine:
             # The fork point itself with the new seed: fresh noise from here on differs.
             tensors, metadata = self.store.read_tensors(parent.id, at)
             tensors["rng.generator"] = torch.Generator("cpu").manual_seed(params.seed).get_state()
+            metadata[DOC_COPY_KEY] = doc.model_dump_json(exclude={"checkpoints"})
             record = self.store.write_tensors(doc.id, at.file, tensors, metadata)
             doc.checkpoints.append(CheckpointRecord(step=step, **record.model_dump()))
         if parent.edit is not None and parent.edit.tensors is not None:
@@ -1143,7 +1144,9 @@ class Engine:
         keep_steps = keep_steps | {doc.parent_step or 0} | session.boundaries()
 
         def write() -> list[str]:
-            record = self.store.write_tensors(doc.id, checkpoint_name(step), tensors, metadata)
+            # A copy of the document rides along: `sessions repair` rebuilds a damaged one from it.
+            copy = {DOC_COPY_KEY: doc.model_dump_json(exclude={"checkpoints"})}
+            record = self.store.write_tensors(doc.id, checkpoint_name(step), tensors, {**metadata, **copy})
             doc.step_index = step
             return add_checkpoint(doc, record, step, keep, keep_steps)  # removed once the doc is saved
 

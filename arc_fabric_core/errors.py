@@ -30,6 +30,21 @@ class SessionError(ArcFabricError):
     """A session cannot be read, written or continued."""
 
 
+class DamagedSessionError(SessionError):
+    """A session folder whose session.json is not a readable session document.
+
+    Only that session is affected: every other one lists, opens and runs as before."""
+
+    def __init__(self, session_id: str, path: str, reason: str) -> None:
+        self.session_id = session_id
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"session {session_id} is damaged: {path}: {reason}; other sessions are unaffected, and "
+            f"`sessions repair {session_id}` rebuilds its document from its newest intact checkpoint"
+        )
+
+
 class EnvError(ArcFabricError):
     """A plugin environment could not be created or updated (venv or pip failed).
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from arc_fabric_core.session import Operation, SessionDoc
 
@@ -42,15 +42,16 @@ def edge(doc: SessionDoc) -> str:
     return what
 
 
-def summary(doc: SessionDoc) -> str:
+def summary(doc: SessionDoc, status: str | None = None) -> str:
     return (
-        f"{doc.id}  {doc.model.name}/{doc.model.variant}  {doc.status.value:<9} "
+        f"{doc.id}  {doc.model.name}/{doc.model.variant}  {status or doc.status.value:<9} "
         f"{doc.step_index:>3}/{doc.total_steps:<3} {edge(doc)}  {_short(doc.params.get('prompt', ''), 40)}"
     )
 
 
-def render_tree(docs: Iterable[SessionDoc]) -> list[str]:
-    """One line per session, children indented under their parent."""
+def render_tree(docs: Iterable[SessionDoc], status: Callable[[SessionDoc], str] | None = None) -> list[str]:
+    """One line per session, children indented under their parent; ``status`` gives the
+    status shown (e.g. the store's, which tells an interrupted run from a running one)."""
     tree = children_of(docs)
     lines: list[str] = []
 
@@ -59,7 +60,7 @@ def render_tree(docs: Iterable[SessionDoc]) -> list[str]:
         for n, doc in enumerate(kids):
             last = n == len(kids) - 1
             branch = "" if parent is None else ("└─ " if last else "├─ ")
-            lines.append(prefix + branch + summary(doc))
+            lines.append(prefix + branch + summary(doc, status(doc) if status else None))
             walk(doc.id, prefix + ("" if parent is None else ("   " if last else "│  ")))
 
     walk(None, "")

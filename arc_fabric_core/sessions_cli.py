@@ -14,9 +14,10 @@
     sessions decode ID [--frames A:B] [--step K]
                                           to mp4 (an unfinished session: its preview)
     sessions delete ID                    children keep the checkpoints they share
+    sessions repair ID                    rebuild a damaged session.json from its checkpoints
     sessions gc [--dry-run]               remove files no session names
 
-An ID may be abbreviated to any unique prefix or suffix. The store is --store,
+An ID may be abbreviated to any unique prefix or suffix of at least 4 characters. The store is --store,
 else $ARC_FABRIC_STORE, else outputs/sessions (where generation writes too).
 """
 
@@ -46,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="every session as a lineage tree")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("repair", help="rebuild a damaged session.json from its newest intact checkpoint")
+    p.add_argument("id")
 
     p = sub.add_parser("show", help="one session: params, progress, files, lineage")
     p.add_argument("id")
@@ -145,6 +149,10 @@ def _dispatch(args: argparse.Namespace) -> None:
         freed = store.delete(session_id)
         print(f"deleted {session_id} ({_size(freed)} freed)")
         return None
+    if command == "repair":
+        doc, notes = store.repair(session_id)
+        print(f"repair {session_id}: {'; '.join(notes)}; status {doc.status.value} at step {doc.step_index}")
+        return None
     engine = _engine(store, args)
     if command == "decode":
         return _decode(engine, session_id, args.frames, args.out, args.step)
@@ -186,10 +194,16 @@ def _dispatch(args: argparse.Namespace) -> None:
         _decode(engine, session.id, None, args.out)
 
 
+# Fewer characters would match by accident (one digit is the suffix of a tenth of all ids).
+MIN_ID_PART = 4
+
+
 def resolve_id(store: Any, given: str) -> str:
-    """An exact id, or a unique prefix or suffix of one."""
-    if store.exists(given):
+    """An exact id, or a unique prefix or suffix of one (at least ``MIN_ID_PART`` characters)."""
+    if given and "/" not in given and given not in (".", "..") and store.exists(given):
         return given
+    if len(given) < MIN_ID_PART:
+        raise InputError("id", f"{given!r} is too short: give a session id or at least {MIN_ID_PART} characters of one")
     ids = store.list_ids()
     matches = [i for i in ids if i.startswith(given) or i.endswith(given)]
     if len(matches) == 1:
@@ -338,14 +352,18 @@ def _decode(engine: Any, session_id: str, frames: str | None, out: Path | None, 
 def _list(store: Any, args: argparse.Namespace) -> None:
     from arc_fabric_core.lineage import render_tree
 
-    docs = store.load_all()
+    docs, damaged = store.scan()
     if args.json:
-        print(json.dumps([d.model_dump(mode="json") for d in docs], indent=2))
+        listed = [{**d.model_dump(mode="json"), "status": store.status_of(d)} for d in docs]
+        listed += [{"id": d.session_id, "status": "damaged", "file": d.path, "error": d.reason} for d in damaged]
+        print(json.dumps(listed, indent=2))
         return
-    if not docs:
+    if not docs and not damaged:
         print(f"no sessions in {store.root}")
         return
-    print("\n".join(render_tree(docs)))
+    lines = render_tree(docs, status=store.status_of)
+    lines += [f"{d.session_id}  damaged: {d.path}: {d.reason} (sessions repair {d.session_id})" for d in damaged]
+    print("\n".join(lines))
 
 
 def _show(store: Any, session_id: str, args: argparse.Namespace) -> None:
@@ -360,6 +378,7 @@ def _show(store: Any, session_id: str, args: argparse.Namespace) -> None:
     total, own = session_bytes(store, doc)
     if args.json:
         data = doc.model_dump(mode="json")
+        data["status"] = store.status_of(doc)
         data["lineage"] = {"ancestors": chain, "children": kids}
         data["bytes"] = {"total": total, "own": own}
         print(json.dumps(data, indent=2))
@@ -372,7 +391,7 @@ def _show(store: Any, session_id: str, args: argparse.Namespace) -> None:
     lines = [
         f"session   {doc.id}  ({store.session_dir(doc.id)})",
         f"model     {doc.model.name}/{doc.model.variant}{weights}",
-        f"status    {doc.status.value}, step {doc.step_index}/{doc.total_steps}{error}",
+        f"status    {store.status_of(doc)}, step {doc.step_index}/{doc.total_steps}{error}",
         f"created   {doc.created_at}   updated {doc.updated_at}",
         f"origin    {edge(doc)}{parent}",
         f"lineage   {' > '.join([*chain, doc.id])}",

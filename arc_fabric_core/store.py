@@ -5,7 +5,7 @@
     <root>/<session id>/checkpoints/step_00012.safetensors
     <root>/<session id>/latents.safetensors   final latents under key "latents"
     <root>/<session id>/edit.safetensors      an edit's source latents, noise and mask
-    <root>/<session id>/.lock                 held (flock) by the one process writing it
+    <root>/<session id>/.lock                 locked by the one process writing it
 
 Every file is written to a temporary name, fsynced and renamed, so a crash never
 leaves a half-written file under a real name; session.json only ever names files
@@ -26,7 +26,10 @@ import hashlib
 import json
 import os
 import queue
+import re
 import shutil
+import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,14 +41,24 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from arc_fabric_core.errors import SessionError
+from arc_fabric_core.errors import DamagedSessionError, SessionError
 from arc_fabric_core.session import FORMAT_VERSION, CheckpointRecord, FileRecord, SessionDoc, SessionStatus
 
 DOC_NAME = "session.json"
 R = TypeVar("R", bound=FileRecord)
 LOCK_NAME = ".lock"
+# Checkpoint metadata key holding a copy of session.json (less its checkpoint list), from
+# which ``repair`` rebuilds a damaged document.
+DOC_COPY_KEY = "session"
 # A temporary file older than this is debris from a crash, never a write in flight.
 STALE_TMP_SECONDS = 3600
+# Temporary names carry their writer's pid: ``.<name>.tmp-<pid>-...``.
+_TMP_PID = re.compile(r"\.tmp-([0-9]+)")
+# Open-file-description locks (Linux) can be queried without being taken, so a reader
+# asking "is it being written?" never makes a writer's attempt fail. They belong to the
+# open file, like flock, so they die with the process (even on SIGKILL). Elsewhere: flock.
+_OFD = hasattr(fcntl, "F_OFD_SETLK") and sys.maxsize > 2**32
+_FLOCK = "hhqqi4x"  # struct flock on 64-bit Linux: type, whence, start, len, pid
 
 
 def default_store_dir() -> Path:
@@ -98,12 +111,22 @@ class SessionStore:
         return sorted(p.name for p in self.root.iterdir() if (p / DOC_NAME).is_file())
 
     def load_all(self) -> list[SessionDoc]:
-        """Every readable session document, oldest first (unreadable ones are skipped)."""
-        docs = []
+        """Every readable session document, oldest first (damaged ones: see :meth:`scan`)."""
+        return self.scan()[0]
+
+    def scan(self) -> tuple[list[SessionDoc], list[DamagedSessionError]]:
+        """Every session: the readable documents, oldest first, and the damaged ones (each
+        with its id, file and reason), so that one bad folder never hides or breaks another."""
+        docs: list[SessionDoc] = []
+        damaged: list[DamagedSessionError] = []
         for session_id in self.list_ids():
-            with contextlib.suppress(SessionError):
+            try:
                 docs.append(self.load_doc(session_id))
-        return sorted(docs, key=lambda d: (d.created_at, d.id))
+            except DamagedSessionError as exc:
+                damaged.append(exc)
+            except SessionError as exc:  # e.g. a newer store format: not ours to read
+                damaged.append(DamagedSessionError(session_id, str(self._doc_path(session_id)), str(exc)))
+        return sorted(docs, key=lambda d: (d.created_at, d.id)), damaged
 
     # -- the writer lock
 
@@ -111,32 +134,46 @@ class SessionStore:
     def lock(self, session_id: str) -> Iterator[None]:
         """Hold the session's write lock; refuse at once if another writer holds it.
 
-        An flock dies with its process, so a crash (even SIGKILL) never leaves a stale lock.
+        The lock dies with its process, so a crash (even SIGKILL) never leaves a stale lock.
         """
         folder = self.session_dir(session_id)
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            if not _try_lock(fd):
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+                if holder == str(os.getpid()):
+                    who = "a job running in this process"
+                else:
+                    who = f"another process (pid {holder or 'unknown'})"
                 raise SessionError(
-                    f"session {session_id} is being written by another process (pid {holder}); "
+                    f"session {session_id} is being written by {who}; "
                     "two writers on one session are refused — wait for it or stop it"
                 ) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
             yield
         finally:
-            os.close(fd)  # closing the descriptor releases the flock
+            os.close(fd)  # closing the descriptor releases the lock
 
     def is_locked(self, session_id: str) -> bool:
+        """Whether a process is writing the session. Asks without taking the lock (where
+        the platform allows), so a page polling it never makes a writer fail."""
         try:
-            with self.lock(session_id):
-                return False
-        except SessionError:
-            return True
+            fd = os.open(self.session_dir(session_id) / LOCK_NAME, os.O_RDONLY)
+        except OSError:
+            return False  # no lock file: never written
+        try:
+            return _is_held(fd)
+        finally:
+            os.close(fd)
+
+    def status_of(self, doc: SessionDoc) -> str:
+        """The status to show: ``interrupted`` for a session recorded as running that no
+        live process writes (its process was killed); resume continues it."""
+        if doc.status is SessionStatus.RUNNING and not self.is_locked(doc.id):
+            return "interrupted"
+        return doc.status.value
 
     # -- the document
 
@@ -161,22 +198,121 @@ class SessionStore:
                 self.save_doc(doc)
         return doc
 
+    def _doc_path(self, session_id: str) -> Path:
+        return self.session_dir(session_id) / DOC_NAME
+
     def load_doc(self, session_id: str) -> SessionDoc:
-        path = self.session_dir(session_id) / DOC_NAME
+        """The session's document; :class:`DamagedSessionError` (naming the file and what is
+        wrong) for one that is not a session document of this folder."""
+        path = self._doc_path(session_id)
         if not path.is_file():
             known = ", ".join(self.list_ids()[-5:]) or "none"
             raise SessionError(f"session {session_id!r} not found in {self.root} (latest: {known})")
+        return self._parse_doc(session_id, path)
+
+    def _parse_doc(self, session_id: str, path: Path) -> SessionDoc:
+        from pydantic import ValidationError
+
+        def damaged(reason: str) -> DamagedSessionError:
+            return DamagedSessionError(session_id, str(path), reason)
+
         try:
-            raw = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise SessionError(f"session {session_id}: {path.name} is unreadable ({exc})") from None
-        version = str(raw.get("format_version", "0.0"))
+            raw = json.loads(path.read_bytes())
+        except OSError as exc:
+            raise damaged(f"cannot be read ({exc.strerror or exc})") from None
+        except ValueError as exc:  # JSON or UTF-8: truncated or overwritten
+            raise damaged(f"is not valid JSON ({exc})") from None
+        if not isinstance(raw, dict):
+            raise damaged(f"holds a JSON {type(raw).__name__}, not a session object")
+        version = raw.get("format_version", "0.0")
+        if not isinstance(version, str) or re.fullmatch(r"[0-9]{1,6}\.[0-9]{1,6}", version) is None:
+            raise damaged(f"format_version {str(version)[:40]!r} is not MAJOR.MINOR")
         if int(version.split(".")[0]) > int(FORMAT_VERSION.split(".")[0]):
             raise SessionError(
                 f"session {session_id} was written in store format {version}; this version reads up to "
                 f"{FORMAT_VERSION.split('.')[0]}.x — upgrade arc-fabric-core"
             )
-        return SessionDoc.model_validate(raw)
+        try:
+            doc = SessionDoc.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "document"
+            raise damaged(f"{where}: {first['msg']}") from None
+        if doc.id != session_id:
+            # A copied or renamed folder: acting on the id inside would touch another session.
+            raise damaged(f"it names session {doc.id!r}, not its folder {session_id!r} (a copied or renamed folder)")
+        return doc
+
+    def repair(self, session_id: str) -> tuple[SessionDoc, list[str]]:
+        """Rebuild a damaged session.json from its checkpoints: each carries a copy of the
+        document as it was written (less the checkpoint list). The newest checkpoint that
+        parses gives the document; every checkpoint file that parses is listed again with
+        its checksum taken now; files it named that no longer match are dropped (the
+        conditioning is then encoded again on resume). Returns the document and notes."""
+        folder = self.session_dir(session_id)
+        if not (folder / DOC_NAME).is_file() and not (folder / "checkpoints").is_dir():
+            self.load_doc(session_id)  # raises: not found
+        with self.lock(session_id):
+            try:
+                doc = self.load_doc(session_id)
+                return doc, ["intact: nothing to repair"]
+            except DamagedSessionError:
+                pass
+            found: list[tuple[int, CheckpointRecord, dict[str, str]]] = []
+            for path in sorted((folder / "checkpoints").glob("step_*.safetensors")):
+                parsed = _parse_tensor_file(path)
+                if parsed is None or "step" not in parsed[1]:
+                    continue
+                data, metadata = parsed
+                step = int(metadata["step"])
+                rel = path.relative_to(folder).as_posix()
+                record = CheckpointRecord(step=step, file=rel, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+                found.append((step, record, metadata))
+            copies = [(step, m[DOC_COPY_KEY]) for step, _, m in found if DOC_COPY_KEY in m]
+            # A fork's first checkpoint may be its parent's (shared): prefer the session's own.
+            own = [(step, text) for step, text in copies if json.loads(text).get("id") == session_id]
+            copies = own or copies
+            if not copies:
+                raise SessionError(
+                    f"session {session_id}: no intact checkpoint carries a copy of its document "
+                    f"({len(found)} checkpoints parse); the tensors stay in {folder}"
+                )
+            step, text = max(copies)
+            doc = SessionDoc.model_validate_json(text)
+            notes = [f"document from the checkpoint at step {step}"]
+            if doc.id != session_id:
+                notes.append(f"that copy was written as session {doc.id}; this folder now has its own id")
+            doc.id = session_id
+            doc.checkpoints = sorted((r for _, r, _ in found), key=lambda r: r.step)
+            doc.step_index = max(r.step for r in doc.checkpoints)
+            doc.final = None
+            final = _parse_tensor_file(folder / "latents.safetensors")
+            if final is not None and doc.step_index == doc.total_steps:
+                doc.final = FileRecord(
+                    file="latents.safetensors", sha256=hashlib.sha256(final[0]).hexdigest(), bytes=len(final[0])
+                )
+            if doc.conditioning is not None and not self._matches(session_id, doc.conditioning):
+                notes.append("conditioning dropped (it is encoded again on resume)")
+                doc.conditioning = None
+            for stage in doc.stages:
+                if stage.conditioning is not None and not self._matches(session_id, stage.conditioning):
+                    stage.conditioning = None
+            for what, record in (("edit source", doc.edit.tensors if doc.edit else None), ("extended", doc.extends)):
+                if record is not None and not self._matches(session_id, record):
+                    raise SessionError(f"session {session_id}: its {what} latents ({record.file}) are gone or changed")
+            doc.status = SessionStatus.COMPLETED if doc.final is not None else SessionStatus.PAUSED
+            doc.error = None
+            self.save_doc(doc)
+            steps = [r.step for r in doc.checkpoints]
+            notes.append(f"{len(steps)} checkpoints, steps {min(steps)}..{max(steps)}")
+            return doc, notes
+
+    def _matches(self, session_id: str, record: FileRecord) -> bool:
+        try:
+            data = (self.session_dir(session_id) / record.file).read_bytes()
+        except OSError:
+            return False
+        return hashlib.sha256(data).hexdigest() == record.sha256
 
     # -- tensor files
 
@@ -241,10 +377,12 @@ class SessionStore:
     # -- delete and garbage collection
 
     def delete(self, session_id: str) -> int:
-        """Remove a session; return the bytes freed. Its children keep their shared files."""
-        doc = self.load_doc(session_id)
-        with self.lock(session_id):
-            folder = self.session_dir(doc.id)
+        """Remove the session folder named ``session_id`` (damaged or not); return the bytes
+        freed. Its children keep their shared files. Refused while it is being written."""
+        folder = self.session_dir(session_id)
+        if not (folder / DOC_NAME).is_file():
+            self.load_doc(session_id)  # raises: not found
+        with self.lock(session_id):  # the folder named is the one locked and removed
             freed = _unshared_bytes(folder)
             # The document goes first: a crash half-way leaves a folder without session.json,
             # which gc() removes, never a document naming missing files.
@@ -274,7 +412,7 @@ class SessionStore:
             try:
                 doc = self.load_doc(folder.name)
             except SessionError:
-                continue  # unreadable: reported by load_doc when used, never deleted blindly
+                continue  # damaged: reported by load_doc when used, never deleted blindly
             named = {r.file for r in _records(doc)} | {DOC_NAME, LOCK_NAME}
             for path in sorted(folder.rglob("*")):
                 if not path.is_file():
@@ -284,8 +422,8 @@ class SessionStore:
                 # Only the store's own kinds of file: a video decoded next to them is the user's.
                 if rel in named or not (is_tmp or path.suffix == ".safetensors"):
                     continue
-                if is_tmp and now - path.stat().st_mtime < STALE_TMP_SECONDS:
-                    continue
+                if is_tmp and now - path.stat().st_mtime < STALE_TMP_SECONDS and _writer_alive(path.name):
+                    continue  # perhaps a write in flight
                 stat = path.stat()
                 size = stat.st_size if stat.st_nlink == 1 else 0
                 garbage.append(GarbageFile(doc.id, rel, size, "temporary debris" if is_tmp else "unreferenced"))
@@ -363,6 +501,64 @@ class CheckpointWriter:
         if self._error is not None:
             err, self._error = self._error, None
             raise SessionError(f"checkpoint write failed: {err}") from err
+
+
+def _parse_tensor_file(path: Path) -> tuple[bytes, dict[str, str]] | None:
+    """A safetensors file's bytes and metadata if it parses whole (None if not)."""
+    try:
+        data = path.read_bytes()
+        st_load(data)  # every tensor's bytes present: a truncated file fails here
+        header_len = int.from_bytes(data[:8], "little")
+        metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
+    except Exception:
+        return None
+    return data, metadata
+
+
+def _lock_arg(kind: int) -> bytes:
+    return struct.pack(_FLOCK, kind, os.SEEK_SET, 0, 0, 0)
+
+
+def _try_lock(fd: int) -> bool:
+    """Take the write lock on ``fd`` without waiting; False if another holds it."""
+    try:
+        if _OFD:
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _lock_arg(fcntl.F_WRLCK))
+        else:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            return False
+        raise
+    return True
+
+
+def _is_held(fd: int) -> bool:
+    if _OFD:
+        answer = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, _lock_arg(fcntl.F_WRLCK))
+        return struct.unpack(_FLOCK, answer)[0] != fcntl.F_UNLCK
+    # Without OFD locks the only test is to try (briefly, shared); a writer starting in
+    # that instant is refused, as before.
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
+
+
+def _writer_alive(name: str) -> bool:
+    """Whether the process that named a temporary file still runs (unknown: assume so)."""
+    m = _TMP_PID.search(name)
+    if m is None:
+        return True
+    try:
+        os.kill(int(m.group(1)), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
 
 
 @dataclass(frozen=True)

@@ -342,7 +342,7 @@ def test_gc_removes_only_what_no_session_names(toy_engine: Engine, parent: str) 
 def test_a_second_writer_is_refused(toy_engine: Engine) -> None:
     session = toy_engine.create("toy", PARAMS)
     with toy_engine.store.lock(session.id):
-        with pytest.raises(SessionError, match="being written by another process"):
+        with pytest.raises(SessionError, match="being written by a job running in this process"):
             toy_engine.run(session)
         with pytest.raises(SessionError, match="being written"):
             toy_engine.delete(session.id)

@@ -285,9 +285,9 @@ def create_app(
 
     @app.get("/api/sessions", tags=["sessions"])
     def sessions(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
-        """Newest first."""
-        docs = sorted(orch.store.load_all(), key=lambda d: d.created_at, reverse=True)[:limit]
-        return [orch.session_summary(d) for d in docs]
+        """Newest first. A session whose document is damaged is listed with ``status``
+        ``damaged`` and the reason in ``error``; it never hides or breaks the others."""
+        return orch.session_list(limit)
 
     @app.get("/api/sessions/{session_id}", tags=["sessions"])
     def session(session_id: SessionId) -> dict[str, Any]:

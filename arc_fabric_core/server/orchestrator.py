@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from arc_fabric_core.engine import Engine
-from arc_fabric_core.errors import InputError, SessionError
+from arc_fabric_core.errors import DamagedSessionError, InputError, SessionError
 from arc_fabric_core.executors import CANCEL_GRACE_SECONDS, InProcessExecutor, Progress, SubprocessExecutor
 from arc_fabric_core.jobs import FINISHED, Job, JobQueue, JobRunner, JobState
 from arc_fabric_core.model_cache import CacheEvent, ModelCache
@@ -364,7 +364,7 @@ class Orchestrator:
             "id": doc.id,
             "model": doc.model.name,
             "variant": doc.model.variant,
-            "status": doc.status.value,
+            "status": self.store.status_of(doc),
             "step": doc.step_index,
             "total_steps": doc.total_steps,
             "created_at": doc.created_at,
@@ -373,6 +373,37 @@ class Orchestrator:
             "operation": doc.operation.value,
             "prompt": doc.params.get("prompt"),
             "video": self.video_url(doc.id),
+        }
+
+    def session_list(self, limit: int) -> list[dict[str, Any]]:
+        """Newest first; a damaged session is listed as ``damaged`` with its reason."""
+        docs, damaged = self.store.scan()
+        out = [self.session_summary(d) for d in docs]
+        out += [self.damaged_summary(d) for d in damaged]
+        return sorted(out, key=lambda s: s["created_at"], reverse=True)[:limit]
+
+    def damaged_summary(self, damaged: DamagedSessionError) -> dict[str, Any]:
+        """The list row of a session whose document cannot be read (what is known of it)."""
+        from datetime import UTC, datetime
+
+        try:
+            mtime = Path(damaged.path).stat().st_mtime
+        except OSError:
+            mtime = 0.0
+        return {
+            "id": damaged.session_id,
+            "model": None,
+            "variant": None,
+            "status": "damaged",
+            "step": 0,
+            "total_steps": 0,
+            "created_at": datetime.fromtimestamp(mtime, UTC).isoformat(timespec="milliseconds"),
+            "parent": None,
+            "parent_step": None,
+            "operation": None,
+            "prompt": None,
+            "video": None,
+            "error": str(damaged),
         }
 
     def session_detail(self, session_id: str) -> dict[str, Any]:
