@@ -24,7 +24,8 @@ SMALL = ["+model=toy", "num_frames=2", "height=8", "width=8", "steps=2"]
         ("checkpoint_keep_steps=abc", "checkpoint_keep_steps", "list of steps"),
         ("checkpoint_every=abc", "checkpoint_every", "integer"),
         ("dtype=int8", "dtype", "auto, float32, bfloat16, float16"),
-        ("steps=99999999999999999999", "steps", "at most"),
+        # 64 bits, or the upper bound of steps' own where it has one.
+        ("steps=99999999999999999999", "steps", "at most|less than or equal to"),
         ("seed=18446744073709551616", "seed", "18446744073709551615"),
         ("guidance=inf", "guidance", "finite"),
         ("speed=nan", "speed", "finite"),
@@ -52,6 +53,6 @@ def test_a_bad_value_is_one_line_naming_it(
     _, err = capfd.readouterr()
     assert exit_info.value.code == 2, err
     assert "Traceback" not in err and err.count("\n") == 1, err
-    assert err.startswith(f"error: {field}: ") and allowed in err, err
+    assert err.startswith(f"error: {field}: ") and any(a in err for a in allowed.split("|")), err
     assert not (tmp_path / "out" / "video.mp4").exists()
     assert not any((tmp_path / "store").glob("*/session.json"))  # nothing was created
