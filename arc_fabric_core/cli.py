@@ -21,10 +21,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from arc_fabric_core.errors import ArcFabricError, InputError
-from arc_fabric_core.params import GenerationParams
+from arc_fabric_core.params import INT64_MAX, GenerationParams
 from arc_fabric_core.plugins import get_plugins
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
@@ -87,6 +89,34 @@ def _precheck(argv: list[str]) -> None:
         if name not in installed:
             plugins.model(name)  # raises UnknownModelError with the installed list
     _check_keys(argv, [plugins.model(n) for n in names or []])
+    _check_folders(argv)
+
+
+# Keys naming folders a run writes to; Hydra makes output_dir (its run dir) before the
+# task starts, so a file there must be refused before Hydra runs.
+FOLDER_KEYS = ("output_dir", "store_dir")
+
+
+def check_folder(path: str | Path, field: str) -> Path:
+    """``path`` as a folder to write to: refused if it, or the first of its parents that
+    exists, is not a folder (missing folders are made)."""
+    folder = Path(path).expanduser()
+    for existing in (folder, *folder.parents):
+        if existing.exists():
+            if not existing.is_dir():
+                what = "is" if existing == folder else f"is inside {existing}, which is"
+                raise InputError(field, f"{folder} {what} a file, not a folder; give a folder (made if missing)")
+            break
+    return folder
+
+
+def _check_folders(argv: list[str]) -> None:
+    for arg in argv:
+        key, sep, value = arg.lstrip("+").partition("=")
+        if sep and key in FOLDER_KEYS and "(" not in value:  # not a sweep function
+            for each in value.split(","):  # a sweep's values
+                if each.strip() and each.strip() != "null":
+                    check_folder(each.strip(), key)
 
 
 @functools.cache
@@ -269,6 +299,49 @@ def run_with_progress(engine: Any, session: Any, until: int | None = None, progr
         close()
 
 
+class RunSettings(BaseModel):
+    """The core's keys of a run that are not generation parameters, checked before
+    anything is written or loaded (a bad one is one line naming it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    store_dir: Path
+    output_dir: Path
+    checkpoint_every: int = Field(ge=0, le=INT64_MAX, description="Checkpoint every k steps; 0 = none.")
+    checkpoint_keep: int = Field(ge=0, le=INT64_MAX, description="Keep the newest n checkpoints; 0 = all.")
+    checkpoint_keep_steps: list[Annotated[int, Field(ge=0, le=INT64_MAX)]]
+    dtype: str
+
+    @field_validator("checkpoint_keep_steps", mode="before")
+    @classmethod
+    def _steps(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, int) and not isinstance(value, bool):
+            return [value]  # checkpoint_keep_steps=5
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"must be a list of steps, e.g. [0,10], got {value!r}")
+        return value
+
+    @field_validator("store_dir", "output_dir", mode="after")
+    @classmethod
+    def _folder(cls, value: Path, info: ValidationInfo) -> Path:
+        try:
+            return check_folder(value, info.field_name or "folder")
+        except InputError as exc:
+            raise ValueError(exc.message) from None
+
+    @field_validator("dtype", mode="after")
+    @classmethod
+    def _dtype(cls, value: str) -> str:
+        from arc_fabric_core.model_cache import check_dtype
+
+        try:
+            return check_dtype(value)
+        except InputError as exc:
+            raise ValueError(exc.message) from None
+
+
 def generate(cfg: Any) -> None:
     """Hydra task: one video per job."""
     from omegaconf.errors import MissingMandatoryValue
@@ -291,14 +364,31 @@ def _generate(cfg: Any) -> None:
     model_cfg = cfg.get("model")
     if model_cfg is None or not model_cfg.get("name"):
         raise InputError("model", "no model selected; add +model=<name>")
+    from omegaconf import OmegaConf
+
+    from arc_fabric_core.models import validate_params
+
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
     if cfg.get("output_dir"):
         out_dir = Path(cfg.output_dir)
         if str(hydra_cfg.mode) == "RunMode.MULTIRUN":  # one folder per job, never one video over another
             out_dir = out_dir / str(hydra_cfg.job.num)
-    store_dir = Path(cfg.store_dir).expanduser() if cfg.get("store_dir") else default_store_dir()
-    from omegaconf import OmegaConf
+    keep_steps = cfg.get("checkpoint_keep_steps")
+    if OmegaConf.is_config(keep_steps):
+        keep_steps = OmegaConf.to_container(keep_steps)
+    run = validate_params(
+        RunSettings,
+        {
+            "store_dir": Path(str(cfg.store_dir)) if cfg.get("store_dir") else default_store_dir(),
+            "output_dir": out_dir,
+            "checkpoint_every": cfg.checkpoint_every,
+            "checkpoint_keep": cfg.checkpoint_keep,
+            "checkpoint_keep_steps": keep_steps,
+            "dtype": str(cfg.dtype),
+        },
+    )
+    store_dir, out_dir = run.store_dir, run.output_dir
 
     values = {k: cfg.get(k) for k in GenerationParams.model_fields}
     # Plugins may add parameters of their own under model.params, or at the top level
@@ -313,10 +403,10 @@ def _generate(cfg: Any) -> None:
     engine = _engine(
         store_dir,
         str(cfg.device),
-        str(cfg.dtype),
-        int(cfg.checkpoint_every),
-        int(cfg.checkpoint_keep),
-        tuple(int(s) for s in cfg.get("checkpoint_keep_steps") or ()),
+        run.dtype,
+        run.checkpoint_every,
+        run.checkpoint_keep,
+        tuple(run.checkpoint_keep_steps),
         cfg.get("model_memory"),
     )
     hybrid = None

@@ -32,7 +32,7 @@ NUM_TRAIN_TIMESTEPS = 1000
 class StageSpec(BaseModel):
     """One stage as a config gives it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # an infinite guidance runs to NaN latents
 
     model: str | None = Field(None, description="Model name; null = the session's model (+model=...).")
     variant: str | None = Field(None, description="Variant; null = model.variant.")
@@ -43,7 +43,8 @@ class StageSpec(BaseModel):
 class HybridSpec(BaseModel):
     """A schedule config: ``stages`` and the ``boundaries`` between them."""
 
-    model_config = ConfigDict(extra="forbid")
+    # An infinite or NaN boundary places no hand-off (and a step one overflows int()).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str | None = None
     description: str | None = None

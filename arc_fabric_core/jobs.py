@@ -164,6 +164,9 @@ class JobQueue:
         if unknown:
             allowed = ", ".join(sorted(required | optional))
             raise InputError(f"payload.{unknown[0]}", f"unknown for a {kind} job; allowed: {allowed}")
+        from arc_fabric_core.job_checks import check_priority
+
+        priority = check_priority(priority)
         session = payload.get("session")
         with self._tx() as db:
             cur = db.execute(
@@ -171,7 +174,7 @@ class JobQueue:
                 (
                     kind,
                     json.dumps(payload),
-                    int(priority),
+                    priority,
                     JobState.QUEUED,
                     session if kind == "resume" else None,
                     _now(),

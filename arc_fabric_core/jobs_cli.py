@@ -151,25 +151,14 @@ def _dispatch(args: argparse.Namespace) -> None:
     queue = JobQueue(db)
     for job_id in queue.recovered:
         print(f"job {job_id}: interrupted (the queue was not closed cleanly); `jobs requeue {job_id}` resumes it")
+    if args.command in ("cancel", "requeue") and not 1 <= args.id <= 2**62:  # SQLite holds 64-bit ids
+        raise InputError("id", f"no job {args.id}; job ids are whole numbers from 1 (see `jobs list`)")
     if args.command == "submit":
-        payload = payload_from(args.kind, args.items)
-        if args.kind == "generate":  # bad parameters are refused now, not when the job runs
-            from arc_fabric_core.engine import Engine
-            from arc_fabric_core.envs import find_env
-            from arc_fabric_core.errors import UnknownModelError
-            from arc_fabric_core.hybrid import parse_hybrid
-            from arc_fabric_core.store import SessionStore, default_store_dir
+        from arc_fabric_core.job_checks import check_priority
 
-            hybrid = parse_hybrid(payload["schedule"]) if payload.get("schedule") else None
-            try:
-                Engine(SessionStore(default_store_dir()), device="cpu").plan(
-                    str(payload["model"]), payload["params"], payload.get("variant"), payload.get("weights"), hybrid
-                )
-            except UnknownModelError:
-                # Installed only in its own env (`env create`): its worker checks the parameters.
-                if find_env(str(payload["model"])) is None:
-                    raise
-                print(f"{payload['model']} lives in its own env: its parameters are checked when the job starts")
+        check_priority(args.priority)
+        payload = payload_from(args.kind, args.items)
+        _check(args, payload)
         job = queue.submit(args.kind, payload, priority=args.priority)
         print(f"job {job.id}: queued ({job.kind}, priority {job.priority})")
     elif args.command == "list":
@@ -195,6 +184,36 @@ def _dispatch(args: argparse.Namespace) -> None:
         print("queue running")
     else:
         _work(queue, args)
+
+
+def _check(args: argparse.Namespace, payload: dict[str, Any]) -> None:
+    """Refuse now what the job would be refused for when it runs: the checks the server's
+    API runs, by an engine over the store the workers use. A session id may be abbreviated
+    as in ``sessions``: the payload gets the whole id."""
+    from arc_fabric_core.engine import Engine
+    from arc_fabric_core.envs import find_env
+    from arc_fabric_core.errors import UnknownModelError
+    from arc_fabric_core.job_checks import validate_job
+    from arc_fabric_core.sessions_cli import resolve_id
+    from arc_fabric_core.store import SessionStore, default_store_dir
+
+    engine = Engine(SessionStore(args.store or default_store_dir()), device="cpu")
+    if "session" in payload:
+        try:
+            payload["session"] = resolve_id(engine.store, str(payload["session"]))
+        except InputError as exc:
+            raise InputError("session", exc.message) from None
+    try:
+        validate_job(engine, args.kind, payload)
+    except UnknownModelError:
+        # Installed only in its own env (`env create`): its worker checks the rest.
+        if args.kind == "generate":
+            model = str(payload["model"])
+        else:
+            model = engine.store.load_doc(str(payload["session"])).model.name
+        if find_env(model) is None:
+            raise
+        print(f"{model} lives in its own env: the job's parameters are checked when it starts")
 
 
 def _work(queue: Any, args: argparse.Namespace) -> None:

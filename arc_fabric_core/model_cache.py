@@ -87,9 +87,13 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
+# What models load in: a torch dtype that is not a float one (int8, bool) loads nowhere.
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
 def check_dtype(dtype: str) -> str:
-    if dtype != "auto" and not isinstance(getattr(torch, dtype, None), torch.dtype):
-        raise InputError("dtype", f"unknown dtype {dtype!r}; allowed: auto, float32, bfloat16, float16")
+    if dtype not in DTYPES:
+        raise InputError("dtype", f"must be one of {', '.join(DTYPES)}, got {dtype!r}")
     return dtype
 
 

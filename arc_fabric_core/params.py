@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+import annotated_types
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+# What SQLite and torch hold: a larger whole number is refused with its field here rather
+# than overflowing later in a scheduler, a tensor size or the job queue.
+INT64_MAX = 2**63 - 1
+# torch generators take a uint64 seed.
+SEED_MAX = 2**64 - 1
 
 
 class GenerationParams(BaseModel):
@@ -12,7 +20,9 @@ class GenerationParams(BaseModel):
     and add its own fields and checks (e.g. Wan's 4k+1 frames)."""
 
     # coerce_numbers_to_str: prompt=2026 from a command line is the text "2026".
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+    # allow_inf_nan=False: an infinite or NaN float (guidance=inf, JSON Infinity) would run
+    # to the end with every latent NaN; every float field of every model refuses it.
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True, allow_inf_nan=False)
 
     # Fields that fix the schedule or the latent shape. A fork or an edit continues an
     # existing trajectory, so it may change any field but these (a plugin adds its own,
@@ -21,13 +31,36 @@ class GenerationParams(BaseModel):
 
     prompt: str = Field("", description="What the video shows.")
     negative_prompt: str = Field("", description="What to steer away from (used with guidance > 1).")
-    seed: int = Field(0, ge=0, description="Seed for the initial noise.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed for the initial noise (0 to 2^64 - 1).")
     steps: int = Field(50, ge=1, description="Number of denoising steps.")
     num_frames: int = Field(81, ge=1, description="Frames in the output video.")
     height: int = Field(480, ge=1, description="Output height in pixels.")
     width: int = Field(832, ge=1, description="Output width in pixels.")
     guidance: float = Field(5.0, ge=0.0, description="Classifier-free guidance scale; <= 1 disables it.")
     fps: int = Field(16, ge=1, le=240, description="Frames per second of the written video.")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _fits_64_bits(cls, value: Any, info: ValidationInfo) -> Any:
+        """Every whole number (in lists too) of a field without an upper bound of its own
+        fits in 64 bits; a field's own bound (seed's, a plugin's) speaks for itself."""
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and any(isinstance(m, annotated_types.Le | annotated_types.Lt) for m in field.metadata):
+            return value
+        for n in _whole_numbers(value):
+            if n > INT64_MAX:
+                raise ValueError(f"must be at most {INT64_MAX} (a 64-bit integer), got {n}")
+            if n < -INT64_MAX - 1:
+                raise ValueError(f"must be at least {-INT64_MAX - 1} (a 64-bit integer), got {n}")
+        return value
+
+
+def _whole_numbers(value: Any) -> Iterator[int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        yield value
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _whole_numbers(item)
 
 
 def multiple_of(value: int, n: int) -> int:

@@ -22,6 +22,10 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+# What new_session_id makes: the only ids an API path or a job may name.
+SESSION_ID = r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{8}$"
+
+
 def new_session_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
 

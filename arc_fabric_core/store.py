@@ -41,7 +41,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from arc_fabric_core.errors import DamagedSessionError, SessionError
+from arc_fabric_core.errors import DamagedSessionError, InputError, SessionError
 from arc_fabric_core.session import FORMAT_VERSION, CheckpointRecord, FileRecord, SessionDoc, SessionStatus
 
 DOC_NAME = "session.json"
@@ -100,6 +100,14 @@ class SessionStore:
         self.root = Path(root).expanduser()
 
     def session_dir(self, session_id: str) -> Path:
+        """The folder of ``session_id``, refused unless the id is a plain folder name: an id
+        with a separator or ``..`` would reach outside the store."""
+        if (
+            not isinstance(session_id, str)
+            or session_id in ("", ".", "..")
+            or any(c in session_id for c in ("/", "\\", "\0"))
+        ):
+            raise InputError("session", f"invalid session id {session_id!r}: not a plain folder name")
         return self.root / session_id
 
     def exists(self, session_id: str) -> bool:

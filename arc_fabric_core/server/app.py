@@ -25,10 +25,10 @@ from arc_fabric_core.errors import ArcFabricError, InputError, SessionError
 from arc_fabric_core.jobs import JobState
 from arc_fabric_core.plugins import Plugins
 from arc_fabric_core.server.orchestrator import Orchestrator, Settings
+from arc_fabric_core.session import SESSION_ID
 
 log = logging.getLogger(__name__)
 
-SESSION_ID = r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{8}$"
 SessionId = Annotated[str, PathParam(pattern=SESSION_ID, description="A session id, e.g. 20261127-044059-1d676c07")]
 JobId = Annotated[int, PathParam(ge=1, le=2**62, description="A job id")]
 
@@ -41,7 +41,8 @@ class Problem(BaseModel):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # No float of a request may be infinite or NaN (JSON's Infinity, NaN).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class GenerateRequest(Strict):

@@ -126,45 +126,11 @@ class Orchestrator:
         return job
 
     def validate(self, kind: str, payload: dict[str, Any]) -> None:
-        """Refuse, before it is queued, every job the engine would refuse: each kind is
-        checked by the engine's own check for that operation (same rules, same message)."""
-        if kind == "generate":
-            from arc_fabric_core.hybrid import parse_hybrid
+        """Refuse, before it is queued, every job the engine would refuse (the checks
+        ``jobs submit`` runs too: :func:`arc_fabric_core.job_checks.validate_job`)."""
+        from arc_fabric_core.job_checks import validate_job
 
-            hybrid = parse_hybrid(payload["schedule"]) if payload.get("schedule") else None
-            self.engine.plan(
-                str(payload["model"]),
-                payload.get("params") or {},
-                payload.get("variant"),
-                payload.get("weights"),
-                hybrid,
-            )
-            return
-        if kind == "extend":
-            self.engine.check_extension(str(payload["session"]), payload["blocks"], payload.get("prompt"))
-            return
-        if kind == "rewind":
-            self.engine.check_rewind(
-                str(payload["session"]), payload["block"], payload.get("prompt"), payload.get("overrides")
-            )
-            return
-        session = str(payload["session"])  # a missing one: SessionError (404)
-        if kind == "fork":
-            self.engine.check_fork(session, payload["step"], payload.get("overrides"))
-        elif kind == "edit":
-            from arc_fabric_core.edit_mask import EditMask
-            from arc_fabric_core.models import validate_params
-
-            try:
-                mask = validate_params(EditMask, payload["mask"]) if payload.get("mask") else None
-            except InputError as exc:
-                raise InputError(f"mask.{exc.field}", exc.message) from None
-            overrides = payload.get("overrides")
-            self.engine.check_edit(session, payload.get("step"), payload.get("strength"), overrides, mask)
-        elif kind == "resume":
-            self.engine.check_resume(session, payload.get("until"))
-        else:
-            self.store.load_doc(session)
+        validate_job(self.engine, kind, payload)
 
     def cancel(self, job_id: int) -> Job:
         job = self.queue.cancel(job_id)

@@ -149,8 +149,10 @@ class BlockSchedule(Schedule):
 
 def block_noise(shape: torch.Size | tuple[int, ...], seed: int, block: int, draw: int) -> torch.Tensor:
     """The noise of a block: draw 0 starts it, draw i re-noises before step i. Seeded per
-    (seed, block, draw) so that no block's noise depends on another's."""
-    generator = torch.Generator("cpu").manual_seed((seed * 1_000_003 + block) * 16 + draw)
+    (seed, block, draw) so that no block's noise depends on another's. Taken modulo 2^64:
+    a generator takes a uint64, and every seed up to 2^64 - 1 is allowed (smaller ones,
+    whose mix fits, draw what they always drew)."""
+    generator = torch.Generator("cpu").manual_seed(((seed * 1_000_003 + block) * 16 + draw) % 2**64)
     return torch.randn(tuple(shape), generator=generator, dtype=torch.float32)
 
 

@@ -178,3 +178,12 @@ def test_the_memory_a_session_needs_counts_its_kv_cache() -> None:
     kv = 2 * 30 * 12 * 1560 * 1536 * 2  # LongLive's cache: 3.45 GB in bf16
     assert kv < published < kv + 12 * 2**30
     assert arc_activation_bytes(real, real.params({"window_frames": -1})) > published + 30 * kv / 12
+
+
+def test_every_allowed_seed_draws_block_noise() -> None:
+    # The largest seed a session takes (2^64 - 1) mixes past what a generator takes: it wraps.
+    big = block_noise((1, 16, 3, 2, 2), 2**64 - 1, 5, 3)
+    assert big.shape == (1, 16, 3, 2, 2) and torch.isfinite(big).all()
+    # A seed whose mix fits draws what it always drew.
+    drawn = torch.randn((1, 16, 3, 2, 2), generator=torch.Generator("cpu").manual_seed((7 * 1_000_003 + 1) * 16 + 2))
+    assert torch.equal(block_noise((1, 16, 3, 2, 2), 7, 1, 2), drawn)
