@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from arc_fabric_core.bounds import CHARS_PER_TOKEN, MAX_TEXT_TOKENS, AtMost, bound_of, field_error, prompt_chars
+
+# Bounds a plugin's own fields may reuse (or tighten from its model's sizes: its
+# positional tables, its text encoder). The shared fields keep these even where a plugin
+# redeclares a field without a bound of its own.
+MAX_STEPS = 1000
+Steps = Annotated[
+    int,
+    AtMost(MAX_STEPS, "a schedule spans 1000 training timesteps; more steps only repeat them"),
+]
+Prompt = Annotated[
+    str,
+    AtMost(
+        prompt_chars(MAX_TEXT_TOKENS),
+        f"{CHARS_PER_TOKEN} characters for each of the {MAX_TEXT_TOKENS} tokens a text encoder here keeps at most",
+    ),
+]
+# Backstops for a plugin that declares no bound: beyond every shipped model's own bound
+# (Wan's rotary table: 4093 frames, 16384 pixels), so that one number cannot ask for
+# terabytes; the memory estimate at planning is the closer check.
+Frames = Annotated[int, AtMost(10_000, "over ten minutes at 16 fps; a model's plugin may allow more")]
+Pixels = Annotated[int, AtMost(16_384, "16K; a model's plugin may allow more")]
 
 
 class GenerationParams(BaseModel):
@@ -19,15 +42,29 @@ class GenerationParams(BaseModel):
     # e.g. Wan's flow shift).
     fixed_fields: ClassVar[frozenset[str]] = frozenset({"steps", "num_frames", "height", "width"})
 
-    prompt: str = Field("", description="What the video shows.")
-    negative_prompt: str = Field("", description="What to steer away from (used with guidance > 1).")
+    prompt: Prompt = Field("", description="What the video shows.")
+    negative_prompt: Prompt = Field("", description="What to steer away from (used with guidance > 1).")
     seed: int = Field(0, ge=0, description="Seed for the initial noise.")
-    steps: int = Field(50, ge=1, description="Number of denoising steps.")
-    num_frames: int = Field(81, ge=1, description="Frames in the output video.")
-    height: int = Field(480, ge=1, description="Output height in pixels.")
-    width: int = Field(832, ge=1, description="Output width in pixels.")
+    steps: Steps = Field(50, ge=1, description="Number of denoising steps.")
+    num_frames: Frames = Field(81, ge=1, description="Frames in the output video.")
+    height: Pixels = Field(480, ge=1, description="Output height in pixels.")
+    width: Pixels = Field(832, ge=1, description="Output width in pixels.")
     guidance: float = Field(5.0, ge=0.0, description="Classifier-free guidance scale; <= 1 disables it.")
     fps: int = Field(16, ge=1, le=240, description="Frames per second of the written video.")
+
+    @model_validator(mode="after")
+    def _shared_bounds(self) -> Self:
+        """A plugin that redeclares a shared size without a bound of its own keeps the shared one."""
+        for name in ("prompt", "negative_prompt", "steps", "num_frames", "height", "width"):
+            if bound_of(type(self), name) is None:
+                bound = bound_of(GenerationParams, name)
+                assert bound is not None
+                value = getattr(self, name)
+                try:
+                    bound.check(value)
+                except ValueError as exc:
+                    raise field_error(type(self), name, str(exc), value) from None
+        return self
 
 
 def multiple_of(value: int, n: int) -> int:
