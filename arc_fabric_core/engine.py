@@ -341,7 +341,7 @@ class Engine:
 
     def _check_memory(self, stages: list[Stage]) -> None:
         """Refuse a size whose working memory no device here could hold (before anything
-        is written, queued or loaded; a model cold everywhere costs nothing to check)."""
+        is written, queued or loaded: the estimates are arithmetic on the sizes)."""
         devices = self.cache.every_device()
         for stage in stages:
             need = self.activation_bytes(stage.ref, stage.params)
