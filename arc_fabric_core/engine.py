@@ -21,6 +21,7 @@ from arc_fabric_core import hook_results
 from arc_fabric_core.edit_mask import EditMask, latent_mask
 from arc_fabric_core.errors import ArcFabricError, InputError, SessionError
 from arc_fabric_core.hybrid import HybridSpec, check_latent_spaces, end_steps, resolve_stage
+from arc_fabric_core.memory_fit import check_fits, working_floor
 from arc_fabric_core.model_cache import ModelCache, check_dtype, resolve_device
 from arc_fabric_core.models import ModelRef
 from arc_fabric_core.params import GenerationParams
@@ -287,6 +288,7 @@ class Engine:
                     f"stage 0 ({ref.label}) in {passes}: the stages of one schedule must share its steps",
                 )
             stages.append(Stage(stage_ref, stage_params, end=None if hybrid else total, stand_in=stand_in))
+        self._check_memory(stages)
         doc = SessionDoc(
             model=self._model_info(ref),
             params=checked.model_dump(),
@@ -336,6 +338,20 @@ class Engine:
         if any(int(n) < 1 for n in passes):
             raise SessionError(f"{ref.label}: arc_passes gave a pass without steps: {passes}")
         return [int(n) for n in passes]
+
+    def _check_memory(self, stages: list[Stage]) -> None:
+        """Refuse a size whose working memory no device here could hold (before anything
+        is written, queued or loaded: the estimates are arithmetic on the sizes)."""
+        devices = self.cache.every_device()
+        for stage in stages:
+            need = self.activation_bytes(stage.ref, stage.params)
+            check_fits(stage.ref, stage.params, need or working_floor(stage.ref, stage.params), devices)
+
+    def activation_bytes(self, ref: ModelRef, params: GenerationParams) -> int:
+        """What a run with ``params`` needs beside ``ref``'s weights, as its plugin
+        declares it (``arc_activation_bytes``); 0 when it does not say."""
+        hook = self.plugins.optional_stage("arc_activation_bytes", ref.spec.name)
+        return int(hook(model=ref, params=params) or 0) if hook is not None else 0
 
     def _check_stages(self, ref: ModelRef) -> None:
         for stage in STAGE_HOOKS:
@@ -842,10 +858,7 @@ class Engine:
     ) -> Any:
         """``ref``'s warm components, loaded by the cache on ``device`` (default: the
         engine's placement) with room for the activations a run with ``params`` needs."""
-        margin = 0
-        if params is not None:
-            hook = self.plugins.optional_stage("arc_activation_bytes", ref.spec.name)
-            margin = int(hook(model=ref, params=params) or 0) if hook is not None else 0
+        margin = self.activation_bytes(ref, params) if params is not None else 0
         placement = device if device is not None else self.placement
         return self.cache.get(ref, placement, self.dtype, hold=[ref], holder=holder, margin=margin)
 

@@ -289,6 +289,14 @@ class ModelCache:
     def devices(self) -> list[DeviceInfo]:
         return self.provider.devices()
 
+    def every_device(self) -> list[DeviceInfo]:
+        """Every device a model could run on: the provider's, and the CPU's RAM budget
+        where the provider does not list the CPU (a GPU provider)."""
+        devices = self.provider.devices()
+        if any(d.id == "cpu" for d in devices):
+            return devices
+        return [*devices, *self._cpu.devices()]
+
     # ------------------------------------------------------------ estimates
 
     def estimate_bytes(self, ref: ModelRef, device: str | torch.device = "cpu", dtype: str = "auto") -> int:

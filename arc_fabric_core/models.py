@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from arc_fabric_core.bounds import AtMost
 from arc_fabric_core.errors import InputError, WeightsError
 from arc_fabric_core.params import GenerationParams
 
@@ -64,6 +65,9 @@ class VariantSpec:
     stands_in_for: tuple[str, ...] = ()
     # A variant whose latent space differs from the model's (a tiny VAE with fewer channels).
     latent_space: LatentSpace | None = None
+    # Tighter bounds of this variant than its parameter class's (a tiny transformer's
+    # shorter positional table), by field; checked with the parameters.
+    param_bounds: dict[str, AtMost] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -224,7 +228,13 @@ class ModelRef:
     def params(self, values: dict[str, Any]) -> GenerationParams:
         """Validate user values over the variant's and the model's defaults."""
         merged = {**self.variant.param_defaults, **{k: v for k, v in values.items() if v is not None}}
-        return validate_params(self.spec.params, merged)
+        checked = validate_params(self.spec.params, merged)
+        for name, bound in self.variant.param_bounds.items():
+            try:
+                bound.check(getattr(checked, name))
+            except ValueError as exc:
+                raise InputError(name, str(exc)) from None
+        return checked
 
 
 def validate_params(schema: type[BaseModel], values: dict[str, Any]) -> Any:
@@ -242,5 +252,17 @@ def validate_params(schema: type[BaseModel], values: dict[str, Any]) -> Any:
             msg = f"unknown parameter; allowed: {allowed}"
         elif "input" in err and err["type"] != "missing" and "got " not in msg:
             # A plugin's own message may name the value already ("... got 0").
-            msg = f"{msg} (got {err['input']!r})"
+            msg = f"{msg} (got {_shown(err['input'])})"
         raise InputError(where, msg) from None
+
+
+# A refusal shows at most this much of the value it refuses (a long text is its length).
+SHOWN_CHARS = 200
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    if len(text) <= SHOWN_CHARS:
+        return text
+    size = f"{len(value)} characters" if isinstance(value, str) else f"{len(text)} characters as text"
+    return f"{text[:SHOWN_CHARS]}… ({size})"

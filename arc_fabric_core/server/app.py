@@ -3,7 +3,9 @@
 Queue semantics as fal.ai users know them: submit a job (or a session operation) and
 get its id and queue position; poll ``GET /api/jobs/{id}`` (state, position, progress,
 logs) or listen on the WebSocket; the result (session, video) is on the finished job.
-Every bad input is a 4xx naming the field; nothing the client sends reaches a 500.
+Every bad input is a 4xx naming the field; nothing the client sends reaches a 500. A
+request body over 1 MiB is refused (413) before it is read; the job list and the events
+carry each job's payload in brief, ``GET /api/jobs/{id}`` whole.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from arc_fabric_core.errors import ArcFabricError, InputError, SessionError
 from arc_fabric_core.jobs import JobState
 from arc_fabric_core.plugins import Plugins
+from arc_fabric_core.server.body_limit import BodyLimit
 from arc_fabric_core.server.orchestrator import Orchestrator, Settings
 from arc_fabric_core.session import SESSION_ID
 
@@ -110,6 +113,11 @@ class JobView(BaseModel):
     started_at: str | None
     finished_at: str | None
     payload: dict[str, Any]
+    payload_summary: bool = Field(
+        False,
+        description="The payload in brief (the job list and events): texts cut to 200 characters, lists left out; "
+        "GET /api/jobs/{id} has it whole",
+    )
     progress: dict[str, Any] | None
     preview: str | None = Field(None, description="The latest preview (JPEG data URL) while it runs")
     video: str | None
@@ -142,9 +150,11 @@ def create_app(
         version="0.1.0",
         description=__doc__,
         lifespan=lifespan,
-        responses={422: {"model": Problem}, 404: {"model": Problem}, 409: {"model": Problem}},
+        responses={code: {"model": Problem} for code in (404, 409, 413, 422)},
     )
     app.state.orchestrator = orch
+    # Innermost of the middlewares: a request without its token is refused before its body is read.
+    app.add_middleware(BodyLimit)
 
     # ------------------------------------------------------------ errors and auth
 
@@ -236,7 +246,7 @@ def create_app(
 
     @app.get("/api/jobs", tags=["jobs"])
     def jobs(state: Annotated[JobState | None, Query()] = None) -> list[JobView]:
-        return [JobView(**orch.describe_job(j)) for j in orch.queue.list({state} if state else None)]
+        return [JobView(**orch.describe_job(j, brief=True)) for j in orch.queue.list({state} if state else None)]
 
     @app.get("/api/jobs/{job_id}", tags=["jobs"])
     def job(job_id: JobId, logs: bool = True) -> JobView:

@@ -24,6 +24,7 @@ from arc_fabric_core.jobs import FINISHED, Job, JobQueue, JobRunner, JobState
 from arc_fabric_core.model_cache import CacheEvent, ModelCache
 from arc_fabric_core.plugins import Plugins, get_plugins
 from arc_fabric_core.server.events import EventBus
+from arc_fabric_core.server.payload_summary import summarize_payload
 from arc_fabric_core.store import SessionStore
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,9 @@ class Orchestrator:
         queued = sorted(self.queue.list({JobState.QUEUED}), key=lambda j: (-j.priority, j.id))
         return next((i for i, j in enumerate(queued) if j.id == job.id), None)  # None: claimed meanwhile
 
-    def describe_job(self, job: Job, logs: bool = False) -> dict[str, Any]:
+    def describe_job(self, job: Job, logs: bool = False, brief: bool = False) -> dict[str, Any]:
+        """A job as the API shows it. ``brief`` (the views of every job: the list, the
+        snapshot, the events) carries a summary of the payload, not all of it."""
         live = self.live.get(job.id)
         out: dict[str, Any] = {
             "id": job.id,
@@ -173,7 +176,8 @@ class Orchestrator:
             "created_at": job.created_at,
             "started_at": job.started_at,
             "finished_at": job.finished_at,
-            "payload": job.payload,
+            "payload": summarize_payload(job.payload) if brief else job.payload,
+            "payload_summary": brief,
             "progress": live.progress if live else None,
             "preview": live.preview if live and job.state is JobState.RUNNING else None,
             "video": self.video_url(job.session_id) if job.state is JobState.SUCCEEDED and job.session_id else None,
@@ -250,7 +254,7 @@ class Orchestrator:
         self.bus.publish("log", job_id=job_id, line=stamped)
 
     def _publish_job(self, job: Job) -> None:
-        self.bus.publish("job", job=self.describe_job(job))
+        self.bus.publish("job", job=self.describe_job(job, brief=True))
 
     def _on_cache_event(self, event: CacheEvent) -> None:
         self._on_worker_model_event(asdict(event))
@@ -315,7 +319,7 @@ class Orchestrator:
 
     def snapshot(self) -> dict[str, Any]:
         """The current state, sent first to every (re)connecting client."""
-        jobs = [self.describe_job(j) for j in self.queue.list() if j.state not in FINISHED or _recent(j)]
+        jobs = [self.describe_job(j, brief=True) for j in self.queue.list() if j.state not in FINISHED or _recent(j)]
         return {
             "jobs": jobs,
             "models": self.models(),

@@ -11,21 +11,28 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from typing import Annotated
 
 import torch
 from pydantic import Field, field_validator
 
+from arc_fabric_core.bounds import AtMost
 from arc_fabric_core.hookspecs import hookimpl
 from arc_fabric_core.models import LatentSpace, ModelRef, ModelSpec, VariantSpec
-from arc_fabric_core.params import GenerationParams
+from arc_fabric_core.params import GenerationParams, Steps
 from arc_fabric_core.schedule import Schedule, StepContext
+
+# The toy holds its whole video as float32 tensors (the target, the latents, the
+# prediction): 256 frames of 1024x1024 are 3 GiB each, more than a toy should ask for.
+_FRAMES = AtMost(256, "the toy holds every frame at once")
+_PIXELS = AtMost(1024, "the toy holds every pixel of every frame at once")
 
 
 class ToyParams(GenerationParams):
-    steps: int = Field(8, ge=1)
-    num_frames: int = Field(16, ge=1, le=256)
-    height: int = Field(64, ge=8, le=1024)
-    width: int = Field(64, ge=8, le=1024)
+    steps: Steps = Field(8, ge=1)
+    num_frames: Annotated[int, _FRAMES] = Field(16, ge=1)
+    height: Annotated[int, _PIXELS] = Field(64, ge=8)
+    width: Annotated[int, _PIXELS] = Field(64, ge=8)
     guidance: float = Field(1.0, ge=0.0)
     fps: int = Field(8, ge=1, le=240)
     speed: float = Field(0.05, description="How far the bands drift per frame.")

@@ -23,3 +23,15 @@ class TestToyConformance(PluginConformance):
         plugins = Plugins(load_entrypoints=False)
         plugins.register(plugin, name="toy")
         return plugins
+
+
+def test_steps_and_sizes_have_bounds_that_say_why() -> None:
+    from arc_fabric_core.errors import InputError
+    from arc_fabric_core.models import validate_params
+    from arc_toy.plugin import ToyParams
+
+    assert validate_params(ToyParams, {"steps": 1000}).steps == 1000
+    with pytest.raises(InputError, match=r"steps: at most 1000 \(a schedule spans 1000 training timesteps"):
+        validate_params(ToyParams, {"steps": 1001})
+    with pytest.raises(InputError, match=r"height: at most 1024 \(the toy holds every pixel"):
+        validate_params(ToyParams, {"height": 1032})

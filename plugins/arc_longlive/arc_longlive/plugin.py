@@ -34,7 +34,15 @@ from arc_fabric_core.loading import component_dtypes, quiet_loading
 from arc_fabric_core.models import ModelRef, ModelSpec
 from arc_fabric_core.schedule import DECODED_FRAMES, Schedule, StepContext
 from arc_longlive.causal import CausalWan
-from arc_longlive.spec import BLOCK_FRAMES, LONGLIVE, LongLiveParams, block_start
+from arc_longlive.spec import (
+    BLOCK_FRAMES,
+    LONGLIVE,
+    ROPE_POSITIONS,
+    TINY_ROPE_POSITIONS,
+    LongLiveParams,
+    block_start,
+    most_frames,
+)
 from arc_longlive.streaming import StreamingDecoder
 
 KV_STATE = "longlive.kv"
@@ -89,14 +97,14 @@ def arc_encode(components: LongLiveComponents, params: LongLiveParams) -> dict[s
 
 
 # Latent frames the rotary table of each variant covers (Wan's 1024; the tiny one's 32).
-MAX_LATENT_FRAMES = {"1.3b": 1024, "tiny": 32}
+MAX_LATENT_FRAMES = {"1.3b": ROPE_POSITIONS, "tiny": TINY_ROPE_POSITIONS}
 
 
 @hookimpl
 def arc_passes(model: ModelRef, params: LongLiveParams) -> list[int]:
-    limit = MAX_LATENT_FRAMES.get(model.variant.name, 1024)
+    limit = MAX_LATENT_FRAMES.get(model.variant.name, ROPE_POSITIONS)
     if params.blocks * BLOCK_FRAMES > limit:
-        most = (limit // BLOCK_FRAMES * BLOCK_FRAMES - 1) * 4 + 1
+        most = most_frames(limit)
         raise InputError(
             "num_frames",
             f"{model.label} places at most {limit} latent frames (its rotary table): at most {most} frames, "

@@ -7,12 +7,13 @@ A session's steps are its blocks' steps: block ``b`` is pass ``b`` of 4 steps.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from arc_fabric_core.bounds import AtMost
 from arc_fabric_core.models import LatentSpace, ModelSpec, VariantSpec
-from arc_fabric_core.params import GenerationParams, multiple_of
+from arc_fabric_core.params import GenerationParams, Prompt, multiple_of
 
 BLOCK_FRAMES = 3  # latent frames per block (what LongLive was trained with)
 WAN_COMPONENTS = ("model_index.json", "scheduler", "text_encoder", "tokenizer", "transformer", "vae")
@@ -20,25 +21,46 @@ BASE_FILE = "longlive_base.pt"
 LORA_FILE = "lora.pt"
 
 
+# Wan's rotary table (the transformer's rope_max_seq_len) holds this many positions per
+# axis: latent frames, and latent rows and columns of 16 pixels (8x VAE, 2x2 patches).
+# A block placed past it fails inside the transformer; the tiny variant's table is shorter.
+ROPE_POSITIONS = 1024
+TINY_ROPE_POSITIONS = 32
+
+
 def latent_frames(num_frames: int) -> int:
     return (num_frames - 1) // 4 + 1
+
+
+def most_frames(positions: int) -> int:
+    """The most frames (whole blocks) a rotary table of ``positions`` latent frames places."""
+    return (positions // BLOCK_FRAMES * BLOCK_FRAMES - 1) * 4 + 1
+
+
+def _pixels(positions: int, which: str) -> AtMost:
+    return AtMost(positions * 16, f"{which} rotary table holds {positions} positions of 16 pixels")
+
+
+_FRAMES = AtMost(most_frames(ROPE_POSITIONS), f"Wan's rotary table holds {ROPE_POSITIONS} latent frames")
+_PIXELS = _pixels(ROPE_POSITIONS, "Wan's")
+_LATENT_FRAMES = AtMost(ROPE_POSITIONS, f"Wan's rotary table holds {ROPE_POSITIONS} latent frames")
 
 
 class LongLiveParams(GenerationParams):
     """LongLive parameters; defaults from its inference config (120 latent frames: 477
     frames, about 30 s at 16 fps; 4 steps; no guidance)."""
 
-    negative_prompt: str = Field("", description="Not used: LongLive runs without classifier-free guidance.")
+    negative_prompt: Prompt = Field("", description="Not used: LongLive runs without classifier-free guidance.")
     steps: int = Field(4, ge=1, le=4, description="Denoising steps per block (LongLive is distilled for 4).")
-    num_frames: int = Field(
+    num_frames: Annotated[int, _FRAMES] = Field(
         477, ge=9, description="Frames in the output video: 12k-3 (k blocks of 3 latent frames), e.g. 9, 21, 477."
     )
-    height: int = Field(480, ge=16, description="Height in pixels; a multiple of 16.")
-    width: int = Field(832, ge=16, description="Width in pixels; a multiple of 16.")
+    height: Annotated[int, _PIXELS] = Field(480, ge=16, description="Height in pixels; a multiple of 16.")
+    width: Annotated[int, _PIXELS] = Field(832, ge=16, description="Width in pixels; a multiple of 16.")
     guidance: float = Field(1.0, ge=0.0, le=1.0, description="LongLive runs without guidance (1).")
     fps: int = Field(16, ge=1, le=240, description="Frames per second of the written video.")
     shift: float = Field(5.0, gt=0.0, description="Timestep shift of the denoising levels (LongLive: 5).")
-    prompts: list[str] = Field(
+    prompts: list[Prompt] = Field(
         default_factory=list, description="Prompts after the first, each taking over at its switch frame."
     )
     switch_frames: list[int] = Field(
@@ -49,8 +71,12 @@ class LongLiveParams(GenerationParams):
     stream: bool = Field(
         True, description="Decode each block as soon as it is made: its frames stream out (events, previews)."
     )
-    sink_frames: int = Field(3, ge=0, description="First latent frames every block attends to (never evicted).")
-    window_frames: int = Field(12, ge=-1, description="Latent frames a block attends to, itself included (-1: all).")
+    sink_frames: Annotated[int, _LATENT_FRAMES] = Field(
+        3, ge=0, description="First latent frames every block attends to (never evicted)."
+    )
+    window_frames: Annotated[int, _LATENT_FRAMES] = Field(
+        12, ge=-1, description="Latent frames a block attends to, itself included (-1: all)."
+    )
 
     # These shape the trajectory of every block: a fork (a rewind) continues with them.
     fixed_fields: ClassVar[frozenset[str]] = GenerationParams.fixed_fields | {"shift", "window_frames", "sink_frames"}
@@ -134,6 +160,11 @@ LONGLIVE = ModelSpec(
             tiny=True,
             param_defaults=TINY_DEFAULTS,
             stands_in_for=("1.3b",),
+            # Its frames are checked against its table where its blocks are planned (arc_passes).
+            param_bounds={
+                "height": _pixels(TINY_ROPE_POSITIONS, "the tiny transformer's"),
+                "width": _pixels(TINY_ROPE_POSITIONS, "the tiny transformer's"),
+            },
         ),
     ),
 )

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from arc_fabric_core.loading import build_once, cache_root
+from arc_longlive.spec import TINY_ROPE_POSITIONS
 
 TINY_FORMAT = "v1"  # bump when the tiny configuration changes
 
@@ -26,7 +27,7 @@ TRANSFORMER_CONFIG: dict[str, Any] = dict(
     num_layers=2,
     cross_attn_norm=True,
     qk_norm="rms_norm_across_heads",
-    rope_max_seq_len=32,
+    rope_max_seq_len=TINY_ROPE_POSITIONS,
 )
 VAE_CONFIG: dict[str, Any] = dict(
     base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]

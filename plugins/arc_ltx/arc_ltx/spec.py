@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import pairwise
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from arc_fabric_core.bounds import AtMost
 from arc_fabric_core.models import LatentSpace, ModelSpec, VariantSpec
-from arc_fabric_core.params import GenerationParams, multiple_of
+from arc_fabric_core.params import MAX_STEPS, GenerationParams, Prompt, Steps, multiple_of
 
 DEFAULT_NEGATIVE_PROMPT = "worst quality, inconsistent motion, blurry, jittery, distorted"
 
@@ -24,6 +25,24 @@ PASS2_TIMESTEPS = [909.0, 725.0, 421.0]
 # The sizes LTX's pipelines accept: multiples of 32 pixels, 8k+1 frames.
 SIZE_MULTIPLE = 32
 FRAME_MULTIPLE = 8
+
+# LTX's rotary positions are fractions of a base (the transformer's base_height, base_width
+# and base_num_frames): pixels of 2048, and time in seconds of 20 (the pipeline places
+# a frame at its index / fps). Past the base a position leaves the range [-1, 1] the model
+# was trained in; the published sizes stay far inside it (704x480, 257 frames at 30 fps).
+ROPE_BASE_PIXELS = 2048
+ROPE_BASE_SECONDS = 20
+MAX_FPS = 240
+_PIXELS = AtMost(ROPE_BASE_PIXELS, "LTX's rotary positions are fractions of 2048 pixels")
+
+
+def max_frames(fps: int) -> int:
+    """The most frames (8k+1) whose positions stay within LTX's 20 seconds at ``fps``."""
+    return ROPE_BASE_SECONDS * fps // FRAME_MULTIPLE * FRAME_MULTIPLE + 1
+
+
+_FRAMES = AtMost(max_frames(MAX_FPS), f"LTX's rotary positions span 20 s of video, at most {MAX_FPS} fps")
+_TIMESTEPS = AtMost(MAX_STEPS, "one per step")
 
 COMPONENTS = ("model_index.json", "scheduler", "text_encoder", "tokenizer", "transformer", "vae")
 UPSAMPLER_ENV = "ARC_LTX_UPSAMPLER_WEIGHTS"
@@ -71,13 +90,15 @@ class LTXParams(GenerationParams):
     the size first, upsamples the latents 2x, and refines with ``pass2_timesteps``.
     """
 
-    negative_prompt: str = Field(DEFAULT_NEGATIVE_PROMPT, description="What to steer away from (guidance > 1).")
-    steps: int = Field(30, ge=1, description="Denoising steps (of the first pass when multi-scale).")
-    num_frames: int = Field(97, ge=1, description="Frames in the output video; must be 8k+1.")
-    height: int = Field(480, ge=32, description="Height in pixels; a multiple of 32.")
-    width: int = Field(704, ge=32, description="Width in pixels; a multiple of 32.")
+    negative_prompt: Prompt = Field(DEFAULT_NEGATIVE_PROMPT, description="What to steer away from (guidance > 1).")
+    steps: Steps = Field(30, ge=1, description="Denoising steps (of the first pass when multi-scale).")
+    num_frames: Annotated[int, _FRAMES] = Field(
+        97, ge=1, description="Frames in the output video; must be 8k+1, and at most 20 s at fps."
+    )
+    height: Annotated[int, _PIXELS] = Field(480, ge=32, description="Height in pixels; a multiple of 32.")
+    width: Annotated[int, _PIXELS] = Field(704, ge=32, description="Width in pixels; a multiple of 32.")
     guidance: float = Field(3.0, ge=0.0, description="Classifier-free guidance scale; <= 1 runs without CFG.")
-    fps: int = Field(30, ge=1, le=240, description="Frames per second: of the video, and of the model's time axis.")
+    fps: int = Field(30, ge=1, le=MAX_FPS, description="Frames per second: of the video, and of the model's time axis.")
     guidance_rescale: float = Field(0.0, ge=0.0, le=1.0, description="CFG rescale (only with guidance > 1).")
     max_sequence_length: int = Field(128, ge=1, le=512, description="Prompt tokens kept by the text encoder.")
     timestep_schedule: Literal["linear-quadratic", "distilled"] = Field(
@@ -85,12 +106,12 @@ class LTXParams(GenerationParams):
         description="Without timesteps: the distilled checkpoints' schedule (8 steps; 7 + 3 multi-scale), "
         "or LTX's linear-quadratic schedule of `steps` steps.",
     )
-    timesteps: list[float] | None = Field(
+    timesteps: Annotated[list[float], _TIMESTEPS] | None = Field(
         None, description="Custom timesteps in (0, 1000], falling (of the first pass when multi-scale)."
     )
     multiscale: bool = Field(False, description="Denoise at a reduced size, upsample the latents 2x, refine.")
     downscale_factor: float = Field(2 / 3, gt=0.0, le=1.0, description="Size of the first pass (multi-scale).")
-    pass2_timesteps: list[float] = Field(
+    pass2_timesteps: Annotated[list[float], _TIMESTEPS] = Field(
         default_factory=lambda: list(PASS2_TIMESTEPS),
         description="Timesteps of the refinement pass (multi-scale); it starts re-noised to the first.",
     )
@@ -168,6 +189,18 @@ class LTXParams(GenerationParams):
     @classmethod
     def _multiple_of_32(cls, v: int) -> int:
         return multiple_of(v, SIZE_MULTIPLE)
+
+    @model_validator(mode="after")
+    def _within_rope_seconds(self) -> LTXParams:
+        most = max_frames(self.fps)
+        if self.num_frames > most:
+            raise _field_error(
+                "num_frames",
+                f"at most {most} at fps={self.fps} (LTX's rotary positions span {ROPE_BASE_SECONDS} s of video); "
+                f"got {self.num_frames}: lower num_frames or raise fps",
+                self.num_frames,
+            )
+        return self
 
     @model_validator(mode="after")
     def _first_pass_fits(self) -> LTXParams:

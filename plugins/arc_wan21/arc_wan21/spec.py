@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import Field, field_validator
 
+from arc_fabric_core.bounds import AtMost
 from arc_fabric_core.models import LatentSpace, ModelSpec, VariantSpec
-from arc_fabric_core.params import GenerationParams, multiple_of
+from arc_fabric_core.params import GenerationParams, Prompt, Steps, multiple_of
 
 # Our wording of the usual Wan negative prompt (the official one is in Chinese).
 DEFAULT_NEGATIVE_PROMPT = (
@@ -19,15 +20,38 @@ DEFAULT_NEGATIVE_PROMPT = (
 
 COMPONENTS = ("model_index.json", "scheduler", "text_encoder", "tokenizer", "transformer", "vae")
 
+# Wan's rotary embedding is a table of positions per axis (the transformer's
+# rope_max_seq_len): latent frames (4 frames each, the VAE's 4x in time over a 1-frame
+# patch) and latent rows and columns (16 pixels each: the VAE's 8x, then 2x2 patches).
+# A size past the table fails inside the transformer, so it is refused up front.
+ROPE_POSITIONS = 1024  # the published 1.3B and 14B configs
+TINY_ROPE_POSITIONS = 32  # the tiny transformers' (arc_wan21.tiny)
+FRAMES_PER_POSITION = 4
+PIXELS_PER_POSITION = 16
+
+
+def rope_bounds(positions: int, which: str) -> dict[str, AtMost]:
+    """The largest frame count and size a rotary table of ``positions`` places."""
+    table = f"{which} rotary table holds {positions} positions"
+    frames = AtMost((positions - 1) * FRAMES_PER_POSITION + 1, f"{table}, a latent frame of 4 frames each")
+    pixels = AtMost(positions * PIXELS_PER_POSITION, f"{table}, 16 pixels each")
+    return {"num_frames": frames, "height": pixels, "width": pixels}
+
+
+_ROPE = rope_bounds(ROPE_POSITIONS, "Wan's")
+_TINY_ROPE = rope_bounds(TINY_ROPE_POSITIONS, "the tiny transformer's")
+
 
 class WanParams(GenerationParams):
     """Wan 2.1 parameters; defaults from the official repository (832x480, 81 frames, 50 steps)."""
 
-    negative_prompt: str = Field(DEFAULT_NEGATIVE_PROMPT, description="What to steer away from.")
-    steps: int = Field(50, ge=1, description="Number of denoising steps (UniPC flow solver).")
-    num_frames: int = Field(81, ge=1, description="Frames in the output video; must be 4k+1.")
-    height: int = Field(480, ge=16, description="Height in pixels; a multiple of 16.")
-    width: int = Field(832, ge=16, description="Width in pixels; a multiple of 16.")
+    negative_prompt: Prompt = Field(DEFAULT_NEGATIVE_PROMPT, description="What to steer away from.")
+    steps: Steps = Field(50, ge=1, description="Number of denoising steps (UniPC flow solver).")
+    num_frames: Annotated[int, _ROPE["num_frames"]] = Field(
+        81, ge=1, description="Frames in the output video; must be 4k+1."
+    )
+    height: Annotated[int, _ROPE["height"]] = Field(480, ge=16, description="Height in pixels; a multiple of 16.")
+    width: Annotated[int, _ROPE["width"]] = Field(832, ge=16, description="Width in pixels; a multiple of 16.")
     guidance: float = Field(5.0, ge=0.0, description="Classifier-free guidance scale; <= 1 runs without CFG.")
     fps: int = Field(16, ge=1, le=240, description="Frames per second of the written video.")
     shift: float = Field(5.0, gt=0.0, description="Flow shift of the sigma schedule (official default 5).")
@@ -78,6 +102,7 @@ WAN21 = ModelSpec(
             tiny=True,
             param_defaults=TINY_DEFAULTS,
             stands_in_for=("1.3b",),
+            param_bounds=_TINY_ROPE,
         ),
         VariantSpec(
             name=TINY_LARGE,
@@ -85,6 +110,7 @@ WAN21 = ModelSpec(
             tiny=True,
             param_defaults=TINY_DEFAULTS,
             stands_in_for=("14b",),
+            param_bounds=_TINY_ROPE,
         ),
     ),
 )

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from arc_fabric_core.loading import build_once, cache_root
+from arc_wan21.spec import TINY_ROPE_POSITIONS
 
 TINY_FORMAT = "v1"  # bump when the tiny configuration changes
 
@@ -27,7 +28,7 @@ TRANSFORMER_CONFIG = dict(
     num_layers=2,
     cross_attn_norm=True,
     qk_norm="rms_norm_across_heads",
-    rope_max_seq_len=32,
+    rope_max_seq_len=TINY_ROPE_POSITIONS,
 )
 # The stand-in for 14B: a bigger transformer (about 3x the per-step cost) over the same
 # tiny text encoder and VAE, so that the two hand latents to each other in a hybrid
