@@ -1198,14 +1198,9 @@ class Engine:
         else:
             if not bad:
                 raise SessionError(f"session {doc.id}: no readable checkpoint")
-            # One line for all of them: a store missing its files would otherwise repeat the reason per file.
-            raise SessionError(
-                f"session {doc.id}: {_steps_text(bad)} missing or corrupt ({first_error}); no usable checkpoint left"
-            )
+            raise SessionError(f"{_lost(doc.id, bad, first_error)}; no usable checkpoint is left")
         if bad:
-            log.warning(
-                "session %s: %s missing or corrupt; resuming from step %s", doc.id, _steps_text(bad), metadata["step"]
-            )
+            log.warning("%s; resuming from step %s", _lost(doc.id, bad, first_error), metadata["step"])
         step = int(metadata["step"])
         pass_index = int(metadata.get("pass", "0"))
         session.model_state.clear()  # made for other latents: the plugin rebuilds it
@@ -1349,8 +1344,12 @@ class Engine:
         return self.store.delete(session_id)
 
 
-def _steps_text(steps: list[int]) -> str:
-    """[16, 15, 14, 3] -> 'the checkpoints at steps 3, 14-16 are' (runs of steps as ranges)."""
+def _lost(session_id: str, steps: list[int], newest_error: str) -> str:
+    """Unreadable checkpoints in one line: the store's reason for one, else their steps as
+    ranges ([16, 15, 14, 3] -> 3, 14-16) and the newest one's reason — a store that lost
+    its files would otherwise repeat the same reason once per file."""
+    if len(steps) == 1:
+        return newest_error
     runs: list[list[int]] = []
     for step in sorted(steps):
         if runs and step == runs[-1][-1] + 1:
@@ -1358,7 +1357,8 @@ def _steps_text(steps: list[int]) -> str:
         else:
             runs.append([step])
     text = ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
-    return f"the checkpoint at step {text} is" if len(steps) == 1 else f"the checkpoints at steps {text} are"
+    reason = newest_error.removeprefix(f"session {session_id}: ")
+    return f"session {session_id}: the checkpoints at steps {text} are missing or corrupt (the newest: {reason})"
 
 
 def _same_value(schema: type[GenerationParams], key: str, value: Any, current: Any) -> bool:
