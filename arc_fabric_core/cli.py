@@ -58,6 +58,8 @@ def run_subcommand(parser: Any, argv: list[str], pairs: str, dispatch: Callable[
         dispatch(args)
     except ArcFabricError as exc:
         fail(str(exc))
+    except OSError as exc:  # the disk or the system refused a write: its reason, not a traceback
+        fail(os_error_line(exc))
     except KeyboardInterrupt:
         fail(interrupted, code=130)
 
@@ -354,6 +356,14 @@ def generate(cfg: Any) -> None:
         fail("interrupted; the session is paused at its last checkpoint", code=130)
     except MissingMandatoryValue as exc:
         fail(str(exc))
+    except OSError as exc:  # the disk or the system refused a write: its reason, not a traceback
+        fail(os_error_line(exc))
+
+
+def os_error_line(exc: OSError) -> str:
+    """An OSError as one line: the file and the system's reason."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{(exc.strerror or str(exc)).lower()}"
 
 
 def _generate(cfg: Any) -> None:
@@ -429,8 +439,14 @@ def _generate(cfg: Any) -> None:
             "plugins": engine.plugins,
         }
         metrics_report.check(metric_names, values.get("prompt"), **metric_args)
-    # Every check happens here, before any model loads.
-    session = engine.create(
+    from arc_fabric_core.video import destination_problem
+
+    problem = destination_problem(out_dir / "video.mp4")
+    if problem is not None:
+        raise InputError("output_dir", problem)
+    # Every check happens here, before any model loads. The document is written once the
+    # model is loaded: a load that fails leaves no session that never ran.
+    session = engine.plan(
         str(model_cfg.name), values, variant=model_cfg.get("variant"), weights=model_cfg.get("weights"), hybrid=hybrid
     )
     p = session.params
@@ -465,6 +481,7 @@ def _generate(cfg: Any) -> None:
         else:
             print(f"{ref.label} already warm")
 
+    engine.store.save_doc(session.doc)
     run_with_progress(engine, session, progress=bool(cfg.get("progress", True)))
     if hybrid is not None:
         begin = 0
@@ -472,9 +489,16 @@ def _generate(cfg: Any) -> None:
             print(f"stage {i}: {stage.ref.label} steps {begin}..{stage.end} (guidance {stage.params.guidance})")
             begin = stage.end or begin
     frames = engine.decode(session)
+    from arc_fabric_core.errors import OutputError
     from arc_fabric_core.video import write_mp4
 
-    video = write_mp4(frames, out_dir / "video.mp4", fps=p.fps)
+    try:
+        video = write_mp4(frames, out_dir / "video.mp4", fps=p.fps)
+    except OutputError as exc:  # the session is complete: only the file is missing
+        again = f"`sessions decode {session.id} --out {exc.path}` writes it again"
+        raise OutputError(
+            exc.path, f"{exc.reason}; session {session.id} is complete and kept: {again}", exc.errno
+        ) from None
     elapsed = time.perf_counter() - start
     session_dir = engine.store.session_dir(session.id)
     if metric_names:

@@ -11,7 +11,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ import torch
 
 from arc_fabric_core import hook_results
 from arc_fabric_core.edit_mask import EditMask, latent_mask
-from arc_fabric_core.errors import ArcFabricError, InputError, SessionError
+from arc_fabric_core.errors import ArcFabricError, InputError, SessionError, brief
 from arc_fabric_core.hybrid import HybridSpec, check_latent_spaces, end_steps, resolve_stage
 from arc_fabric_core.memory_fit import check_fits, working_floor
 from arc_fabric_core.model_cache import ModelCache, check_dtype, resolve_device
@@ -800,7 +800,7 @@ class Engine:
         total = session.doc.total_steps
         until_step = check_until(until, total)
         listeners = list(listeners)
-        with self.store.lock(session.id):
+        with self._run_lock(session):
             writer = CheckpointWriter(self.store, session.doc)
             try:
                 with torch.no_grad():
@@ -822,7 +822,7 @@ class Engine:
                     writer.flush()
             except BaseException as exc:
                 status = SessionStatus.PAUSED if isinstance(exc, KeyboardInterrupt) else SessionStatus.FAILED
-                error = None if status is SessionStatus.PAUSED else f"{type(exc).__name__}: {exc}"
+                error = None if status is SessionStatus.PAUSED else brief(f"{type(exc).__name__}: {exc}")
                 # Record the outcome if the store still takes writes; the original error wins either way.
                 with contextlib.suppress(SessionError):
                     self._set_status(session, writer, status, error)
@@ -836,6 +836,23 @@ class Engine:
                     if callable(park):
                         park()
         return session
+
+    @contextlib.contextmanager
+    def _run_lock(self, session: Session) -> Iterator[None]:
+        """The session's write lock for a run. A session refused it that never ran is
+        recorded failed with the reason rather than left ``created`` — when the holder
+        has let go by now (a passing gc); a holder still there owns the status."""
+        entered = False
+        try:
+            with self.store.lock(session.id):
+                entered = True
+                yield
+        except SessionError as exc:
+            if not entered:
+                with contextlib.suppress(SessionError):
+                    created = frozenset({SessionStatus.CREATED})
+                    self.store.set_status(session.id, SessionStatus.FAILED, brief(str(exc)), only_from=created)
+            raise
 
     def _hook(self, name: str, ref: ModelRef) -> Any:
         return self.plugins.stage(name, ref.spec.name)
@@ -1108,6 +1125,8 @@ class Engine:
             session.latents = schedule.step(output, ctx.index, session.latents, session.generator)
             if session.blend is not None:
                 session.latents = session.blend.apply(session.latents, schedule, ctx.index + 1)
+            if not bool(torch.isfinite(session.latents).all()):
+                self._non_finite(session, i + 1, writer)
             session.step_index = i + 1
             step = session.step_index
             if self.checkpoint_every and (step % self.checkpoint_every == 0 or session.done or step in boundaries):
@@ -1130,6 +1149,20 @@ class Engine:
                 if self.checkpoint_every and step % self.checkpoint_every and step not in boundaries:
                     self._checkpoint(session, writer)  # pause exactly here, not at the last checkpoint
                 return
+
+    def _non_finite(self, session: Session, step: int, writer: CheckpointWriter) -> None:
+        """Stop a run whose latents turned NaN or infinite at ``step``: nothing of that
+        step is checkpointed, so the newest checkpoint stays the last finite state."""
+        writer.flush()  # the checkpoints queued before this step are on disk: name the newest
+        doc = session.doc
+        last = doc.checkpoints[-1].step if doc.checkpoints else None
+        where = (
+            f"its newest checkpoint (step {last}) is the last finite state: resume from it, or fork it with "
+            "other parameters"
+            if last is not None
+            else "it has no checkpoint to resume from"
+        )
+        raise SessionError(f"session {doc.id}: the latents became non-finite (NaN or inf) at step {step}; {where}")
 
     def _checkpoint(self, session: Session, writer: CheckpointWriter) -> None:
         """Snapshot the loop state now; serialise and write it on the writer thread."""
@@ -1168,17 +1201,22 @@ class Engine:
     def _restore(self, session: Session, writer: CheckpointWriter | None, at: int | None = None) -> None:
         """Rebuild the loop state from the newest checkpoint whose checksum holds (or the one at step ``at``)."""
         doc = session.doc
-        errors = []
+        bad: list[int] = []
+        first_error = ""
         records = doc.checkpoints if at is None else [c for c in doc.checkpoints if c.step == at]
         for record in reversed(records):
             try:
                 tensors, metadata = self.store.read_tensors(doc.id, record)
                 break
             except SessionError as exc:
-                errors.append(str(exc))
-                log.warning("%s; falling back to an earlier checkpoint", exc)
+                bad.append(record.step)
+                first_error = first_error or str(exc)
         else:
-            raise SessionError("; ".join(errors) or f"session {doc.id}: no readable checkpoint")
+            if not bad:
+                raise SessionError(f"session {doc.id}: no readable checkpoint")
+            raise SessionError(f"{_lost(doc.id, bad, first_error)}; no usable checkpoint is left")
+        if bad:
+            log.warning("%s; resuming from step %s", _lost(doc.id, bad, first_error), metadata["step"])
         step = int(metadata["step"])
         pass_index = int(metadata.get("pass", "0"))
         session.model_state.clear()  # made for other latents: the plugin rebuilds it
@@ -1313,12 +1351,30 @@ class Engine:
 
     def _mark_failed(self, session: Session, error: str) -> None:
         """Record that a finished session's video could not be made (it is not completed)."""
+        error = brief(error)
         self.store.set_status(session.id, SessionStatus.FAILED, error)
         session.doc.status, session.doc.error = SessionStatus.FAILED, error
 
     def delete(self, session_id: str) -> int:
         """Delete a session (refused while it runs); children keep the files they share."""
         return self.store.delete(session_id)
+
+
+def _lost(session_id: str, steps: list[int], newest_error: str) -> str:
+    """Unreadable checkpoints in one line: the store's reason for one, else their steps as
+    ranges ([16, 15, 14, 3] -> 3, 14-16) and the newest one's reason — a store that lost
+    its files would otherwise repeat the same reason once per file."""
+    if len(steps) == 1:
+        return newest_error
+    runs: list[list[int]] = []
+    for step in sorted(steps):
+        if runs and step == runs[-1][-1] + 1:
+            runs[-1].append(step)
+        else:
+            runs.append([step])
+    text = ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+    reason = newest_error.removeprefix(f"session {session_id}: ")
+    return f"session {session_id}: the checkpoints at steps {text} are missing or corrupt (the newest: {reason})"
 
 
 def _same_value(schema: type[GenerationParams], key: str, value: Any, current: Any) -> bool:

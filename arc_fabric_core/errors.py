@@ -55,3 +55,31 @@ class EnvError(ArcFabricError):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}")
+
+
+class OutputError(ArcFabricError):
+    """A result file (a video) could not be written. The file that was there before, if
+    any, is left as it was. ``errno`` is the OS reason when one is known (ENOSPC...)."""
+
+    def __init__(self, path: object, reason: str, errno: int | None = None) -> None:
+        self.path = path
+        self.reason = reason
+        self.errno = errno
+        super().__init__(f"cannot write {path}: {reason}")
+
+    @property
+    def out_of_space(self) -> bool:
+        """The disk (or a quota, or a file size limit) is full: not the request's fault."""
+        import errno
+
+        return self.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+# What a session document keeps of an error: the reason, not a page of it.
+ERROR_TEXT_LIMIT = 400
+
+
+def brief(text: str, limit: int = ERROR_TEXT_LIMIT) -> str:
+    """``text`` on one line (runs of whitespace collapsed), cut to ``limit`` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"

@@ -11,6 +11,7 @@ engine and the plugins do not change.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -62,6 +63,11 @@ class WorkerDied(ArcFabricError):
 
 class JobCancelled(ArcFabricError):
     """A cancelled job that ended without a session to pause (its worker was ended first)."""
+
+
+class VideoNotWritten(ArcFabricError):
+    """A job's session finished, but its video could not be made (a full disk, a failed
+    decode). The session keeps its final latents: ``sessions decode ID`` makes the video."""
 
 
 CANCEL_GRACE_SECONDS = 10.0  # how long a cancelled job in a worker may take to reach its next step
@@ -179,9 +185,15 @@ def _run_job(
         say("decoding the video")
         try:
             path = write_session_video(engine, session)
-            say(f"wrote {path.name} ({path.stat().st_size / 1024:.0f} KiB)")
-        except Exception as exc:  # the session is done and stored: a missing video must not fail the job
-            log.warning("session %s: no video (%s: %s)", session.id, type(exc).__name__, exc)
+        except Exception as exc:  # a client told the job succeeded would look for the video
+            reason = str(exc) if isinstance(exc, ArcFabricError) else f"{type(exc).__name__}: {exc}"
+            said = (
+                f"session {session.id} finished (its latents are kept) but its video was not written: {reason}; "
+                f"`sessions decode {session.id}` writes it again"
+            )
+            say(said)
+            raise VideoNotWritten(said) from exc
+        say(f"wrote {path.name} ({path.stat().st_size / 1024:.0f} KiB)")
     return Outcome(session.id, session.done, session.step_index, session.doc.total_steps)
 
 
@@ -455,7 +467,10 @@ class SubprocessExecutor:
                 self._drop(python)
                 where = f" (session {session_id} is at its last checkpoint)" if session_id else ""
                 reason = _exit_reason(code)
-                raise WorkerDied(f"the worker (pid {worker.pid}, {python}) died during the job: {reason}{where}")
+                said = f"the worker (pid {worker.pid}, {python}) died during the job: {reason}{where}"
+                if session_id is not None:
+                    self._record_death(session_id, said)
+                raise WorkerDied(said)
             event = message.get("event")
             if event == "session":
                 session_id = message["session_id"]
@@ -504,6 +519,18 @@ class SubprocessExecutor:
         if on_log is not None:
             on_log(f"session {session_id} paused at step {doc.step_index} of {doc.total_steps} (its last checkpoint)")
         return Outcome(session_id, doc.final is not None, doc.step_index, doc.total_steps)
+
+    def _record_death(self, session_id: str, said: str) -> None:
+        """A worker that died mid-run left its session ``running`` (or ``created``) on disk:
+        record it failed with the reason; it resumes from its last checkpoint. Its lock
+        died with the worker (an flock), so the status can be set from here."""
+        from arc_fabric_core.errors import SessionError, brief
+        from arc_fabric_core.session import SessionStatus
+        from arc_fabric_core.store import SessionStore
+
+        unfinished = frozenset({SessionStatus.CREATED, SessionStatus.RUNNING})
+        with contextlib.suppress(SessionError, OSError):  # the job's own error is what matters here
+            SessionStore(self.store_dir).set_status(session_id, SessionStatus.FAILED, brief(said), only_from=unfinished)
 
     @staticmethod
     def _wait(worker: _Worker) -> int | None:

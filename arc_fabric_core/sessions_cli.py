@@ -153,6 +153,7 @@ def _dispatch(args: argparse.Namespace) -> None:
         doc, notes = store.repair(session_id)
         print(f"repair {session_id}: {'; '.join(notes)}; status {doc.status.value} at step {doc.step_index}")
         return None
+    check_out(getattr(args, "out", None))  # before any compute: a run's video goes there at its end
     engine = _engine(store, args)
     if command == "decode":
         return _decode(engine, session_id, args.frames, args.out, args.step)
@@ -325,9 +326,20 @@ def _run(engine: Any, session: Any, until: int | None) -> None:
     print(f"session {session.id}: {session.doc.status.value} at step {session.step_index}/{session.doc.total_steps}")
 
 
+def check_out(out: Path | None) -> None:
+    """Refuse an ``--out`` no video can be written at, before anything runs or loads."""
+    from arc_fabric_core.video import destination_problem
+
+    problem = destination_problem(out) if out is not None else None
+    if problem is not None:
+        raise InputError("--out", problem)
+
+
 def _decode(engine: Any, session_id: str, frames: str | None, out: Path | None, step: int | None = None) -> None:
+    from arc_fabric_core.errors import OutputError
     from arc_fabric_core.video import write_mp4
 
+    check_out(out)
     session = engine.open(session_id)
     count = session.params.num_frames
     a, b = parse_ints(frames, "frames", ":", 2) if frames is not None else (0, count)
@@ -337,7 +349,13 @@ def _decode(engine: Any, session_id: str, frames: str | None, out: Path | None, 
     # The whole video is decoded: a video VAE's frames depend on the frames before them.
     video = engine.decode(session, latents, step=step)[a:b]
     path = out or engine.store.session_dir(session_id) / "video.mp4"
-    write_mp4(video, path, fps=session.params.fps)
+    try:
+        write_mp4(video, path, fps=session.params.fps)
+    except OutputError as exc:  # the session is untouched: decoding again writes the video
+        again = f"sessions decode {session_id}" + (f" --out {out}" if out is not None else "")
+        raise OutputError(
+            exc.path, f"{exc.reason}; the session is kept: `{again}` writes it again", exc.errno
+        ) from None
     total = session.doc.total_steps
     ends = [sum(session.doc.passes[: i + 1]) for i in range(len(session.doc.passes) - 1)]
     if step == total:

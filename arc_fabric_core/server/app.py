@@ -23,7 +23,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from arc_fabric_core.errors import ArcFabricError, InputError, SessionError
+from arc_fabric_core.errors import ArcFabricError, InputError, OutputError, SessionError
 from arc_fabric_core.jobs import JobState
 from arc_fabric_core.plugins import Plugins
 from arc_fabric_core.server.body_limit import BodyLimit
@@ -166,6 +166,11 @@ def create_app(
     async def session_error(_: Request, exc: SessionError) -> JSONResponse:
         status = 404 if "not found" in str(exc) else 409
         return JSONResponse({"field": "session", "message": str(exc)}, status_code=status)
+
+    @app.exception_handler(OutputError)
+    async def output_error(_: Request, exc: OutputError) -> JSONResponse:
+        # Not the client's fault: a full disk is 507 Insufficient Storage, anything else 500.
+        return JSONResponse({"field": None, "message": str(exc)}, status_code=507 if exc.out_of_space else 500)
 
     @app.exception_handler(ArcFabricError)
     async def arc_error(_: Request, exc: ArcFabricError) -> JSONResponse:
