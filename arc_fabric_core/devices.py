@@ -257,17 +257,19 @@ class FakeProvider:
         raise KeyError(device_id)
 
 
-def detect(environ: dict[str, str] | None = None) -> DeviceProvider:
-    """NVML when it works and shows at least one visible GPU; otherwise the CPU, said once."""
+def detect(environ: dict[str, str] | None = None, announce: bool = True) -> DeviceProvider:
+    """NVML when it works and shows at least one visible GPU; otherwise the CPU, said once
+    (``announce=False``: not said, for a look at the devices before any run uses them)."""
+    say = log.warning if announce else log.debug
     try:
         provider = NvmlProvider(environ=environ)
     except InputError:
         raise
     except Exception as exc:  # no library, no driver, a broken install: all mean "no GPU here"
-        log.warning("no GPU: NVML unavailable (%s); using the CPU", _reason(exc))
+        say("no GPU: NVML unavailable (%s); using the CPU", _reason(exc))
         return CpuProvider(environ=environ)
     if not provider.devices():
-        log.warning("no GPU: NVML sees none visible to this process; using the CPU")
+        say("no GPU: NVML sees none visible to this process; using the CPU")
         return CpuProvider(environ=environ)
     return provider
 

@@ -10,6 +10,7 @@ import bisect
 import contextlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -231,6 +232,10 @@ class Engine:
         self.checkpoint_every = checkpoint_every
         self.checkpoint_keep = checkpoint_keep
         self.checkpoint_keep_steps = keep_steps
+        # One decode at a time per loaded model: a video VAE keeps its causal feature cache
+        # on the module (diffusers' Wan VAE does), so two decodes at once mix their frames.
+        self._decode_locks: dict[int, threading.Lock] = {}
+        self._decode_locks_guard = threading.Lock()
 
     # ------------------------------------------------------------ create / open
 
@@ -1334,7 +1339,9 @@ class Engine:
             stage = session.stages[0]
         components = self.load(stage.ref, session.placement)
         device = self.cache.device_of(stage.ref, self.dtype)
-        with torch.no_grad():
+        with self._decode_locks_guard:
+            decoding = self._decode_locks.setdefault(id(components), threading.Lock())
+        with decoding, torch.no_grad():
             frames = self._hook("arc_decode", stage.ref)(
                 model=stage.ref, components=components, latents=latents.to(device), params=stage.params
             )

@@ -196,6 +196,7 @@ class ModelCache:
         self.plugins = plugins
         self._provider = provider  # detected on first use: validating input needs no GPU inventory
         self._cpu_provider: CpuProvider | None = None
+        self._quiet_provider: DeviceProvider | None = None  # looked at before the first load
         self.budget_bytes = budget_bytes
         self.reserve_bytes = reserve_bytes
         self.cpu_tier_bytes = cpu_tier_bytes
@@ -291,8 +292,14 @@ class ModelCache:
 
     def every_device(self) -> list[DeviceInfo]:
         """Every device a model could run on: the provider's, and the CPU's RAM budget
-        where the provider does not list the CPU (a GPU provider)."""
-        devices = self.provider.devices()
+        where the provider does not list the CPU (a GPU provider). Before the first load it
+        looks without announcing (the no-GPU line belongs to the run that uses the devices)."""
+        if self._provider is None:
+            if self._quiet_provider is None:
+                self._quiet_provider = detect(announce=False)
+            devices = self._quiet_provider.devices()
+        else:
+            devices = self.provider.devices()
         if any(d.id == "cpu" for d in devices):
             return devices
         return [*devices, *self._cpu.devices()]
