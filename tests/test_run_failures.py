@@ -126,7 +126,7 @@ def test_a_run_refused_the_lock_leaves_its_session_failed_once_the_holder_is_gon
     store = toy_engine.store
     # A run that really holds it owns the status: a refused run leaves it alone.
     holding = store.lock(session.id)
-    with holding, pytest.raises(SessionError, match="being written by another process"):
+    with holding, pytest.raises(SessionError, match="being written by a job running in this process"):
         toy_engine.run(toy_engine.open(session.id))
     assert store.load_doc(session.id).status is SessionStatus.CREATED
 
@@ -144,10 +144,10 @@ def test_a_run_refused_the_lock_leaves_its_session_failed_once_the_holder_is_gon
                 yield
 
     monkeypatch.setattr(store, "lock", lock)
-    with pytest.raises(SessionError, match="being written by another process"):
+    with pytest.raises(SessionError, match="being written by a job running in this process"):
         toy_engine.run(session)
     doc = store.load_doc(session.id)
-    assert doc.status is SessionStatus.FAILED and "being written by another process" in (doc.error or "")
+    assert doc.status is SessionStatus.FAILED and "being written by a job running in this process" in (doc.error or "")
     # Nothing ran: it runs in full once the lock is free.
     toy_engine.run(toy_engine.open(session.id))
     assert store.load_doc(session.id).status is SessionStatus.COMPLETED
