@@ -125,7 +125,8 @@ def test_the_api_lists_a_damaged_session_and_serves_the_healthy_ones(kind: str, 
         assert listed.status_code == 200, listed.text
         rows = {s["id"]: s for s in listed.json()}
         assert rows[good.id]["status"] == "completed"
-        assert rows[bad]["status"] == "damaged" and "session.json" in rows[bad]["error"]
+        assert rows[bad]["status"] == "damaged" and rows[bad]["file"].endswith(f"{bad}/session.json")
+        assert f"sessions repair {bad}" in rows[bad]["error"]
         assert client.get(f"/api/sessions/{good.id}").status_code == 200
         got = client.get(f"/api/sessions/{bad}")
         assert got.status_code == 409 and bad in got.json()["message"] and "damaged" in got.json()["message"]

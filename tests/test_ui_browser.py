@@ -436,6 +436,23 @@ def test_devices_and_history_show_the_warm_model_and_every_session(page: Page, s
     expect(page).to_have_url(re.compile(f"#/session/{first}$"))
 
 
+def test_history_shows_a_damaged_session_beside_the_healthy_one(page: Page, server: Server, tmp_path: Path) -> None:
+    good = server.generate(steps=2, prompt="still fine")["session_id"]
+    bad = server.generate(steps=2, prompt="to be damaged", seed=4)["session_id"]
+    (tmp_path / "server" / "sessions" / bad / "session.json").write_text("[]")
+
+    open_ui(page, server, "#/history")
+    cards = page.get_by_test_id("history-card")
+    expect(cards).to_have_count(2)
+    healthy = page.locator(f'[data-testid="history-card"][data-session-id="{good}"]')
+    damaged = page.locator(f'[data-testid="history-card"][data-session-id="{bad}"]')
+    expect(healthy.get_by_test_id("history-status")).to_have_text("completed")
+    expect(healthy).to_contain_text("still fine")
+    expect(damaged.get_by_test_id("history-status")).to_have_text("damaged")
+    expect(damaged.get_by_test_id("history-damaged")).to_contain_text("sessions repair")
+    shot(page, "14-history-damaged")
+
+
 def test_pause_cancel_and_resume_the_queue(page: Page, server: Server) -> None:
     open_ui(page, server)
     page.locator('[data-testid="model-card"][data-model="toy"]').click()

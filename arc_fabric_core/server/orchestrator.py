@@ -373,7 +373,9 @@ class Orchestrator:
             "operation": None,
             "prompt": None,
             "video": None,
-            "error": str(damaged),
+            "file": damaged.path,
+            "error": f"session.json {damaged.reason}; `sessions repair {damaged.session_id}` rebuilds it "
+            "from its newest intact checkpoint",
         }
 
     def session_detail(self, session_id: str) -> dict[str, Any]:

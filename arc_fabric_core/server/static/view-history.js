@@ -22,29 +22,32 @@ function historyCard(s) {
   const thumb = h("div", { class: "thumb" });
   if (s.video) thumb.append(thumbVideo(s.video, "history-video"));
   else thumb.append(h("div", { class: "thumb-empty" }, s.status === "running" ? "rendering…" : `no video · ${s.status}`));
-  if (s.operation !== "create") {
+  if (s.operation && s.operation !== "create") {
     thumb.append(h("span", { class: "thumb-tag" }, `${s.operation}${s.parent_step !== null ? ` @ ${s.parent_step}` : ""}`));
   }
   thumb.append(h("div", { class: "thumb-progress", hidden: true }, h("div", { class: "thumb-progress-fill" })));
   const card = h(
     "a",
-    { class: "history-card", href: `#/session/${s.id}`, "data-testid": "history-card", "data-session-id": s.id, title: s.prompt || s.id },
+    { class: "history-card", href: `#/session/${s.id}`, "data-testid": "history-card", "data-session-id": s.id, title: s.error || s.prompt || s.id },
     thumb,
     h(
       "div",
       { class: "card-body" },
-      h("p", { class: `card-prompt${s.prompt ? "" : " muted"}` }, s.prompt ? truncate(s.prompt, 140) : "(no prompt)"),
+      // A damaged session (its session.json unreadable) shows why, and how to repair it.
+      s.status === "damaged"
+        ? h("p", { class: "card-prompt muted", "data-testid": "history-damaged" }, truncate(s.error || "damaged", 240))
+        : h("p", { class: `card-prompt${s.prompt ? "" : " muted"}` }, s.prompt ? truncate(s.prompt, 140) : "(no prompt)"),
       h(
         "div",
         { class: "card-meta" },
         badge(s.status, s.status, { "data-testid": "history-status" }),
-        h("span", { class: "muted" }, `${s.step}/${s.total_steps} steps`),
+        s.status === "damaged" ? null : h("span", { class: "muted" }, `${s.step}/${s.total_steps} steps`),
         s.parent ? h("span", { class: "muted card-parent", title: s.parent }, `← ${shortId(s.parent)}`) : null,
       ),
       h(
         "div",
         { class: "card-meta card-meta-foot" },
-        h("span", { class: "mono muted", title: s.id }, `${s.model}/${s.variant}`),
+        h("span", { class: "mono muted", title: s.id }, s.model ? `${s.model}/${s.variant}` : shortId(s.id)),
         h("span", { class: "muted card-time", title: `${s.id}\n${fullTime(s.created_at)}` }, relTime(s.created_at)),
       ),
     ),
