@@ -38,6 +38,7 @@ from arc_fabric_core.session import (
     SessionDoc,
     SessionStatus,
     StageInfo,
+    step_ranges,
 )
 from arc_fabric_core.store import DOC_COPY_KEY, CheckpointWriter, SessionStore, add_checkpoint, checkpoint_name
 
@@ -1373,13 +1374,7 @@ def _lost(session_id: str, steps: list[int], newest_error: str) -> str:
     its files would otherwise repeat the same reason once per file."""
     if len(steps) == 1:
         return newest_error
-    runs: list[list[int]] = []
-    for step in sorted(steps):
-        if runs and step == runs[-1][-1] + 1:
-            runs[-1].append(step)
-        else:
-            runs.append([step])
-    text = ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+    text = step_ranges(steps)
     reason = newest_error.removeprefix(f"session {session_id}: ")
     return f"session {session_id}: the checkpoints at steps {text} are missing or corrupt (the newest: {reason})"
 

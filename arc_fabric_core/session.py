@@ -26,6 +26,17 @@ def _now() -> str:
 SESSION_ID = r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{8}$"
 
 
+def step_ranges(steps: list[int]) -> str:
+    """[0, 1, 2, 5, 6] -> '0-2, 5-6' (in any order)."""
+    runs: list[list[int]] = []
+    for step in sorted(steps):
+        if runs and step == runs[-1][-1] + 1:
+            runs[-1].append(step)
+        else:
+            runs.append([step])
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+
+
 def new_session_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
 

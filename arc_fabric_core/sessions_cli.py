@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from arc_fabric_core.errors import InputError, SessionError
+from arc_fabric_core.session import step_ranges
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -414,7 +415,7 @@ def _show(store: Any, session_id: str, args: argparse.Namespace) -> None:
         f"origin    {edge(doc)}{parent}",
         f"lineage   {' > '.join([*chain, doc.id])}",
         f"children  {', '.join(kids) or 'none'}",
-        f"checkpoints at steps {_ranges([c.step for c in doc.checkpoints]) or 'none'}",
+        f"checkpoints at steps {step_ranges([c.step for c in doc.checkpoints]) or 'none'}",
         *_plan_lines(doc),
         f"disk      {_size(total)} ({_size(own)} not shared with other sessions)",
         "params",
@@ -451,17 +452,6 @@ def _gc(store: Any, args: argparse.Namespace) -> None:
     for g in garbage:
         print(f"{verb} {g.session}/{g.file} ({g.reason}, {_size(g.bytes)})")
     print(f"{verb} {len(garbage)} files, {_size(sum(g.bytes for g in garbage))}")
-
-
-def _ranges(steps: list[int]) -> str:
-    """[0, 1, 2, 5, 6] -> '0-2, 5-6'."""
-    out: list[str] = []
-    for s in sorted(steps):
-        if out and s == int(out[-1].split("-")[-1]) + 1:
-            out[-1] = f"{out[-1].split('-')[0]}-{s}"
-        else:
-            out.append(str(s))
-    return ", ".join(out)
 
 
 def _size(n: int) -> str:
