@@ -1,4 +1,4 @@
-from arc_fabric_core.cli import main
+from arc_fabric_core.cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -57,8 +57,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from arc_fabric_core.engine import Engine
-    from arc_fabric_core.store import SessionStore
+    from arc_fabric_core.engine.facade import Engine
+    from arc_fabric_core.store.files import SessionStore
     from arc_wan21.reference import reference_call_kwargs, reference_pipeline
 
     params = dict(

@@ -54,7 +54,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def load_schedule(name: str) -> Any:
-    from arc_fabric_core.hybrid import named_schedule, parse_hybrid
+    from arc_fabric_core.engine.hybrid import named_schedule, parse_hybrid
 
     return parse_hybrid({**named_schedule(name), "tiny": "true"})  # the stand-ins, which hold the benchmark's models
 
@@ -67,8 +67,8 @@ def main() -> None:
     args = ap.parse_args()
     preset = PRESETS[args.preset]
 
-    from arc_fabric_core.engine import Engine
-    from arc_fabric_core.store import SessionStore
+    from arc_fabric_core.engine.facade import Engine
+    from arc_fabric_core.store.files import SessionStore
     from arc_wan21.plugin import plugins_with_wan
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -59,7 +59,7 @@ def run_blocks(
     causal: Any, blocks: int, preset: dict[str, Any], device: torch.device, dtype: torch.dtype, cached: bool
 ):
     """LongLive's loop over ``blocks`` blocks; returns the seconds each block took."""
-    from arc_fabric_core.kv_cache import WindowPolicy
+    from arc_fabric_core.kit.kv_cache import WindowPolicy
 
     h, w = preset["latent"]
     text_dim = preset["transformer"]["text_dim"]

@@ -47,12 +47,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def cold_vs_warm(preset: dict[str, Any], runs: int, steps: int, workers: bool) -> None:
-    from arc_fabric_core.engine import Engine
-    from arc_fabric_core.executors import SubprocessExecutor
-    from arc_fabric_core.jobs import JobQueue, JobRunner
-    from arc_fabric_core.model_cache import ModelCache
-    from arc_fabric_core.store import SessionStore
-    from arc_fabric_core.weights_size import folder_bytes
+    from arc_fabric_core.engine.facade import Engine
+    from arc_fabric_core.jobs.executors import SubprocessExecutor
+    from arc_fabric_core.jobs.queue import JobQueue, JobRunner
+    from arc_fabric_core.runtime.model_cache import ModelCache
+    from arc_fabric_core.runtime.weights_size import folder_bytes
+    from arc_fabric_core.store.files import SessionStore
     from arc_wan21.plugin import plugins_with_wan
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,9 +115,9 @@ def cold_vs_warm(preset: dict[str, Any], runs: int, steps: int, workers: bool) -
 
 
 def trace(requests: int, seed: int) -> None:
-    from arc_fabric_core.devices import FakeProvider
-    from arc_fabric_core.model_cache import ModelCache, ModelState
-    from arc_fabric_core.plugins import Plugins
+    from arc_fabric_core.dispatch.plugins import Plugins
+    from arc_fabric_core.runtime.devices import FakeProvider
+    from arc_fabric_core.runtime.model_cache import ModelCache, ModelState
     from arc_fabric_core.testing.sized import MIB, SizedModels
 
     names = ["a", "b", "c"]

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def toy_plugins() -> Any:
     sys.path.insert(0, str(ROOT / "examples" / "arc_toy"))
-    from arc_fabric_core.plugins import Plugins
+    from arc_fabric_core.dispatch.plugins import Plugins
     from arc_toy import plugin
 
     plugins = Plugins(load_entrypoints=False)

@@ -61,8 +61,8 @@ def main() -> None:
     args = ap.parse_args()
     preset = PRESETS[args.preset]
 
-    from arc_fabric_core.engine import Engine
-    from arc_fabric_core.store import SessionStore
+    from arc_fabric_core.engine.facade import Engine
+    from arc_fabric_core.store.files import SessionStore
 
     with tempfile.TemporaryDirectory(dir=args.store) as tmp:
         from arc_wan21.plugin import plugins_with_wan

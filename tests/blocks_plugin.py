@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from arc_fabric_core.hookspecs import hookimpl
+from arc_fabric_core.contract.hookspecs import hookimpl
 from arc_toy import plugin as toy
 
 

@@ -18,7 +18,7 @@ if str(ROOT / "tests") not in sys.path:
 @pytest.fixture
 def toy_plugins():
     """A plugin manager holding only the toy plugin (no entry points)."""
-    from arc_fabric_core.plugins import Plugins
+    from arc_fabric_core.dispatch.plugins import Plugins
     from arc_toy import plugin
 
     plugins = Plugins(load_entrypoints=False)
@@ -28,8 +28,8 @@ def toy_plugins():
 
 @pytest.fixture
 def toy_engine(tmp_path: Path, toy_plugins):
-    from arc_fabric_core.engine import Engine
-    from arc_fabric_core.store import SessionStore
+    from arc_fabric_core.engine.facade import Engine
+    from arc_fabric_core.store.files import SessionStore
 
     return Engine(SessionStore(tmp_path / "store"), plugins=toy_plugins, device="cpu")
 
@@ -41,7 +41,7 @@ def toy_env(tmp_path_factory: pytest.TempPathFactory):
     it is deleted when the session ends)."""
     import shutil
 
-    from arc_fabric_core.envs import create_env, ensure_base
+    from arc_fabric_core.runtime.envs import create_env, ensure_base
 
     root = tmp_path_factory.mktemp("envs")
     ensure_base(root)

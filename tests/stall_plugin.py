@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from arc_fabric_core.hookspecs import hookimpl
-from arc_fabric_core.schedule import StepContext
+from arc_fabric_core.contract.hookspecs import hookimpl
+from arc_fabric_core.contract.schedule import StepContext
 
 
 @hookimpl(wrapper=True)

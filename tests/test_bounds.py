@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from pydantic import Field
 
-from arc_fabric_core.devices import CpuProvider
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.errors import InputError
-from arc_fabric_core.model_cache import ModelCache
-from arc_fabric_core.models import validate_params
-from arc_fabric_core.params import GenerationParams
-from arc_fabric_core.store import SessionStore
+from arc_fabric_core.contract.errors import InputError
+from arc_fabric_core.contract.models import validate_params
+from arc_fabric_core.contract.params import GenerationParams
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.runtime.devices import CpuProvider
+from arc_fabric_core.runtime.model_cache import ModelCache
+from arc_fabric_core.store.files import SessionStore
 
 SMALL = {"num_frames": 4, "height": 16, "width": 16, "steps": 4}
 MIB = 1024 * 1024

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import arc_fabric_core.plugins as plugins_module
-from arc_fabric_core.cli import main
-from arc_fabric_core.plugins import Plugins
+import arc_fabric_core.dispatch.plugins as plugins_module
+from arc_fabric_core.cli.main import main
+from arc_fabric_core.dispatch.plugins import Plugins
 from arc_toy import plugin as toy  # on the path: conftest puts it there
 
 SMALL = ["+model=toy", "num_frames=2", "height=8", "width=8", "steps=2"]

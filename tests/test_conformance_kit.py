@@ -23,7 +23,7 @@ TOY = ROOT / "examples" / "arc_toy"
 SUITE = """
 import pytest
 
-from arc_fabric_core.plugins import Plugins
+from arc_fabric_core.dispatch.plugins import Plugins
 from arc_fabric_core.testing import PluginConformance
 
 

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from arc_fabric_core.devices import (
+from arc_fabric_core.contract.errors import InputError
+from arc_fabric_core.runtime.devices import (
     GIB,
     CpuProvider,
     FakeProvider,
@@ -19,7 +20,6 @@ from arc_fabric_core.devices import (
     parse_bytes,
     visible_gpus,
 )
-from arc_fabric_core.errors import InputError
 
 UUIDS = ["GPU-aaaa-0000", "GPU-bbbb-1111", "GPU-cccc-2222"]
 
@@ -101,7 +101,7 @@ def test_nvml_inventory_is_mapped_by_uuid_to_torch_indices() -> None:
 def test_failing_nvml_means_the_cpu_with_one_log_line(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import arc_fabric_core.devices as devices
+    import arc_fabric_core.runtime.devices as devices
 
     monkeypatch.setitem(sys.modules, "pynvml", StandInNvml(fail_init=True))
     with caplog.at_level(logging.INFO, logger="arc_fabric"):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from arc_fabric_core.engine import Engine, StepEvent
-from arc_fabric_core.errors import InputError
-from arc_fabric_core.hookspecs import hookimpl
+from arc_fabric_core.contract.errors import InputError
+from arc_fabric_core.contract.hookspecs import hookimpl
+from arc_fabric_core.engine.facade import Engine, StepEvent
 
 PARAMS = {"num_frames": 2, "height": 8, "width": 8, "steps": 5}
 

@@ -1,4 +1,4 @@
-"""Per-plugin venvs on a shared base holding torch (arc_fabric_core/envs.py)."""
+"""Per-plugin venvs on a shared base holding torch (arc_fabric_core/runtime/envs.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from arc_fabric_core.cli import main
-from arc_fabric_core.envs import BASE_NAME, LAYER_PTH, PluginEnv, create_env, envs_root, find_env, list_envs
+from arc_fabric_core.cli.main import main
+from arc_fabric_core.runtime.envs import BASE_NAME, LAYER_PTH, PluginEnv, create_env, envs_root, find_env, list_envs
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

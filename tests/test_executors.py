@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.errors import InputError
-from arc_fabric_core.executors import Lines, SubprocessExecutor, send
-from arc_fabric_core.jobs import JobQueue, JobRunner
+from arc_fabric_core.contract.errors import InputError
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.jobs.executors import Lines, SubprocessExecutor, send
+from arc_fabric_core.jobs.queue import JobQueue, JobRunner
 
 TOY = Path(__file__).resolve().parents[1] / "examples" / "arc_toy"
 PARAMS = {"num_frames": 2, "height": 8, "width": 8, "steps": 6, "seed": 5}
@@ -144,7 +144,7 @@ def test_cancel_reaches_a_job_in_a_worker(queue: JobQueue, toy_engine: Engine) -
 
 def test_a_worker_answers_only_its_orchestrator(tmp_path: Path) -> None:
     env = {**os.environ, "ARC_WORKER_TOKEN": "right"}
-    command = [sys.executable, "-m", "arc_fabric_core.worker", "--store", str(tmp_path), "--device", "cpu"]
+    command = [sys.executable, "-m", "arc_fabric_core.jobs.worker", "--store", str(tmp_path), "--device", "cpu"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, env=env)
     try:
         assert process.stdout is not None

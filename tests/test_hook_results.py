@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 import torch
 
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.hook_results import PluginResultError
-from arc_fabric_core.hookspecs import hookimpl
-from arc_fabric_core.model_cache import ModelCache
-from arc_fabric_core.models import LatentSpace, ModelSpec, VariantSpec
-from arc_fabric_core.plugins import Plugins
-from arc_fabric_core.schedule import Schedule
-from arc_fabric_core.session import SessionStatus
-from arc_fabric_core.store import SessionStore
+from arc_fabric_core.contract.hookspecs import hookimpl
+from arc_fabric_core.contract.models import LatentSpace, ModelSpec, VariantSpec
+from arc_fabric_core.contract.schedule import Schedule
+from arc_fabric_core.dispatch.hook_results import PluginResultError
+from arc_fabric_core.dispatch.plugins import Plugins
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.runtime.model_cache import ModelCache
+from arc_fabric_core.store.files import SessionStore
+from arc_fabric_core.store.session import SessionStatus
 from arc_fabric_core.testing.sized import SizedParams as Params
 
 PARAMS = {"num_frames": 3, "height": 8, "width": 8, "steps": 3}

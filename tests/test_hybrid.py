@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.errors import InputError
-from arc_fabric_core.hookspecs import hookimpl
-from arc_fabric_core.hybrid import HybridSpec, end_steps, parse_hybrid
-from arc_fabric_core.models import LatentSpace, ModelSpec, VariantSpec
-from arc_fabric_core.plugins import Plugins
-from arc_fabric_core.schedule import Schedule
-from arc_fabric_core.store import SessionStore
+from arc_fabric_core.contract.errors import InputError
+from arc_fabric_core.contract.hookspecs import hookimpl
+from arc_fabric_core.contract.models import LatentSpace, ModelSpec, VariantSpec
+from arc_fabric_core.contract.schedule import Schedule
+from arc_fabric_core.dispatch.plugins import Plugins
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.engine.hybrid import HybridSpec, end_steps, parse_hybrid
+from arc_fabric_core.store.files import SessionStore
 from arc_toy.plugin import ToyParams
 
 PARAMS = {"prompt": "bands", "steps": 6, "num_frames": 4, "height": 16, "width": 16, "seed": 3}
@@ -290,7 +290,7 @@ def test_an_edit_stays_in_the_last_pass(engine: Engine) -> None:
 
 
 def test_a_masked_edit_maps_pixels_onto_the_last_pass_grid(engine: Engine) -> None:
-    from arc_fabric_core.edit_mask import EditMask
+    from arc_fabric_core.engine.edit_mask import EditMask
 
     session = engine.create("twopass", PARAMS)
     engine.run(session)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.executors import InProcessExecutor
-from arc_fabric_core.model_cache import ModelCache
-from arc_fabric_core.plugins import Plugins
-from arc_fabric_core.store import SessionStore
+from arc_fabric_core.dispatch.plugins import Plugins
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.jobs.executors import InProcessExecutor
+from arc_fabric_core.runtime.model_cache import ModelCache
+from arc_fabric_core.store.files import SessionStore
 from arc_fabric_core.testing.sized import MIB, SizedModels
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.errors import InputError
-from arc_fabric_core.jobs import JobQueue, JobRunner, JobState
+from arc_fabric_core.contract.errors import InputError
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.jobs.queue import JobQueue, JobRunner, JobState
 
 PARAMS = {"num_frames": 2, "height": 8, "width": 8, "steps": 6}
 
@@ -123,7 +123,7 @@ def test_pausing_the_queue(queue: JobQueue, toy_engine: Engine) -> None:
 WORKER = textwrap.dedent(
     """
     import sys
-    from arc_fabric_core.jobs import JobQueue
+    from arc_fabric_core.jobs.queue import JobQueue
     queue = JobQueue(sys.argv[1])
     job = queue.claim()
     queue.attach_session(job.id, sys.argv[2])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from arc_fabric_core.errors import InputError
-from arc_fabric_core.kv_cache import KVCache, WindowPolicy
+from arc_fabric_core.contract.errors import InputError
+from arc_fabric_core.kit.kv_cache import KVCache, WindowPolicy
 
 TOKENS = 4  # per frame
 

@@ -10,11 +10,11 @@ import weakref
 import pytest
 import torch
 
-from arc_fabric_core.hookspecs import hookimpl
-from arc_fabric_core.model_cache import ModelCache
-from arc_fabric_core.models import LatentSpace, ModelSpec, VariantSpec
-from arc_fabric_core.params import GenerationParams
-from arc_fabric_core.plugins import Plugins
+from arc_fabric_core.contract.hookspecs import hookimpl
+from arc_fabric_core.contract.models import LatentSpace, ModelSpec, VariantSpec
+from arc_fabric_core.contract.params import GenerationParams
+from arc_fabric_core.dispatch.plugins import Plugins
+from arc_fabric_core.runtime.model_cache import ModelCache
 
 BALLAST = 32 * 2**20  # bytes of "weights" per load: a leak of 50 loads would be 1.6 GiB
 
@@ -88,7 +88,7 @@ def test_fifty_load_evict_cycles_leave_gpu_memory_flat() -> None:
     """On a GPU, through NVML: every eviction gives the model's memory back to the device
     (the cache checks the provider's numbers after each), and 50 cycles leave both
     torch's allocator and NVML's count where they started."""
-    from arc_fabric_core.devices import NvmlProvider
+    from arc_fabric_core.runtime.devices import NvmlProvider
 
     plugins = Plugins(load_entrypoints=False)
     plugins.register(DeviceBallast(), name="ballast")

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from arc_fabric_core.errors import InputError
-from arc_fabric_core.hookspecs import hookimpl
+from arc_fabric_core.contract.errors import InputError
+from arc_fabric_core.contract.hookspecs import hookimpl
+from arc_fabric_core.dispatch.plugins import Plugins
 from arc_fabric_core.metrics import Metric, MetricResult, available, compute
-from arc_fabric_core.plugins import Plugins
 
 pytest.importorskip("open_clip")
 pytest.importorskip("lpips")

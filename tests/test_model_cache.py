@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from arc_fabric_core.devices import FakeProvider
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.hookspecs import hookimpl
-from arc_fabric_core.model_cache import CacheEvent, ModelCache, ModelState, NoRoomError
-from arc_fabric_core.plugins import Plugins
-from arc_fabric_core.store import SessionStore
+from arc_fabric_core.contract.hookspecs import hookimpl
+from arc_fabric_core.dispatch.plugins import Plugins
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.runtime.devices import FakeProvider
+from arc_fabric_core.runtime.model_cache import CacheEvent, ModelCache, ModelState, NoRoomError
+from arc_fabric_core.store.files import SessionStore
 from arc_fabric_core.testing.sized import MIB, SizedModels
 
 

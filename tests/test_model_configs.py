@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from pydantic import Field
 
-import arc_fabric_core.plugins as plugins_module
-from arc_fabric_core.cli import CONF_DIR
-from arc_fabric_core.hookspecs import hookimpl
-from arc_fabric_core.model_configs import derived_node, register_model_configs
-from arc_fabric_core.models import LatentSpace, ModelSpec, VariantSpec
-from arc_fabric_core.params import GenerationParams
-from arc_fabric_core.plugins import Plugins
+import arc_fabric_core.dispatch.plugins as plugins_module
+from arc_fabric_core.cli.main import CONF_DIR
+from arc_fabric_core.cli.model_configs import derived_node, register_model_configs
+from arc_fabric_core.contract.hookspecs import hookimpl
+from arc_fabric_core.contract.models import LatentSpace, ModelSpec, VariantSpec
+from arc_fabric_core.contract.params import GenerationParams
+from arc_fabric_core.dispatch.plugins import Plugins
 
 
 class Params(GenerationParams):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import Field, field_validator
 
-from arc_fabric_core.errors import InputError
-from arc_fabric_core.models import validate_params
-from arc_fabric_core.params import GenerationParams
+from arc_fabric_core.contract.errors import InputError
+from arc_fabric_core.contract.models import validate_params
+from arc_fabric_core.contract.params import GenerationParams
 
 
 class Params(GenerationParams):

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.errors import ArcFabricError, UnknownModelError
-from arc_fabric_core.hookspecs import hookimpl
-from arc_fabric_core.models import ModelSpec
-from arc_fabric_core.plugins import Plugins
-from arc_fabric_core.store import SessionStore
+from arc_fabric_core.contract.errors import ArcFabricError, UnknownModelError
+from arc_fabric_core.contract.hookspecs import hookimpl
+from arc_fabric_core.contract.models import ModelSpec
+from arc_fabric_core.dispatch.plugins import Plugins
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.store.files import SessionStore
 from arc_toy import plugin as toy
 
 
@@ -172,7 +172,7 @@ def test_hooks_are_documented() -> None:
     """Every hook's exact signature appears in the README's hook reference."""
     import inspect
 
-    from arc_fabric_core import hookspecs
+    from arc_fabric_core.contract import hookspecs
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     names = [n for n in dir(hookspecs) if n.startswith("arc_")]

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from arc_fabric_core.video import read_video
+from arc_fabric_core.media.video import read_video
 
 pytestmark = pytest.mark.slow
 

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 import torch
 
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.errors import SessionError
-from arc_fabric_core.hookspecs import hookimpl
-from arc_fabric_core.schedule import StepContext
-from arc_fabric_core.session import SessionStatus
+from arc_fabric_core.contract.errors import SessionError
+from arc_fabric_core.contract.hookspecs import hookimpl
+from arc_fabric_core.contract.schedule import StepContext
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.store.session import SessionStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = ROOT / "examples" / "arc_toy"
@@ -156,8 +156,8 @@ def test_a_run_refused_the_lock_leaves_its_session_failed_once_the_holder_is_gon
 # A plugin whose model cannot load (out of memory, a broken checkpoint).
 BROKEN_LOAD = """
 import sys
-from arc_fabric_core.hookspecs import hookimpl
-from arc_fabric_core.plugins import get_plugins
+from arc_fabric_core.contract.hookspecs import hookimpl
+from arc_fabric_core.dispatch.plugins import get_plugins
 from arc_toy import plugin
 
 class BrokenLoad:
@@ -168,7 +168,7 @@ class BrokenLoad:
 
 get_plugins().register(plugin, name="toy")
 get_plugins().register(BrokenLoad(), name="broken")
-from arc_fabric_core.cli import main
+from arc_fabric_core.cli.main import main
 main(sys.argv[1:])
 """
 
@@ -187,7 +187,7 @@ def test_a_generation_whose_model_fails_to_load_leaves_no_session_created(tmp_pa
         timeout=300,
     )
     assert res.returncode != 0 and "CUDA out of memory while loading" in res.stderr, res.stderr
-    from arc_fabric_core.store import SessionStore
+    from arc_fabric_core.store.files import SessionStore
 
     statuses = [d.status for d in SessionStore(tmp_path / "store").load_all()]
     assert SessionStatus.CREATED not in statuses and SessionStatus.RUNNING not in statuses, statuses
@@ -195,8 +195,8 @@ def test_a_generation_whose_model_fails_to_load_leaves_no_session_created(tmp_pa
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_run_leaves_its_session_failed_with_the_reason(tmp_path: Path, toy_engine: Engine) -> None:
-    from arc_fabric_core.executors import SubprocessExecutor
-    from arc_fabric_core.jobs import JobQueue, JobRunner
+    from arc_fabric_core.jobs.executors import SubprocessExecutor
+    from arc_fabric_core.jobs.queue import JobQueue, JobRunner
 
     work = SubprocessExecutor(
         toy_engine.store.root,

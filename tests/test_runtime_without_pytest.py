@@ -89,7 +89,13 @@ def test_runtime_imports_and_tiny_builds_without_pytest(tmp_path: Path) -> None:
 
     assert report["loaded"] == [], f"expected no pytest / test-kit module at run time, got {report['loaded']}"
     imported = set(report["imported"])
-    expected = {"arc_fabric_core.cli", "arc_fabric_core.server", "arc_wan21.tiny", "arc_ltx.tiny", "arc_longlive.tiny"}
+    expected = {
+        "arc_fabric_core.cli.main",
+        "arc_fabric_core.server",
+        "arc_wan21.tiny",
+        "arc_ltx.tiny",
+        "arc_longlive.tiny",
+    }
     assert expected <= imported, f"expected these among the imported modules, missing {sorted(expected - imported)}"
     assert not any(m.startswith("arc_fabric_core.testing") for m in imported)
     for name, folder in report["built"].items():

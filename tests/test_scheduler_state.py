@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from diffusers import UniPCMultistepScheduler
 
-from arc_fabric_core.scheduler_state import capture, restore
+from arc_fabric_core.engine.scheduler_state import capture, restore
 
 CONFIG = dict(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0, num_train_timesteps=1000)
 

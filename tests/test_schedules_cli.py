@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from arc_fabric_core.plugins import get_plugins
+from arc_fabric_core.dispatch.plugins import get_plugins
+from arc_fabric_core.media.video import read_video
 from arc_fabric_core.testing.cli import run_cli
-from arc_fabric_core.video import read_video
 
 pytestmark = [
     pytest.mark.slow,

@@ -21,10 +21,10 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from starlette.websockets import WebSocketDisconnect
 
-from arc_fabric_core.edit_mask import EditMask
-from arc_fabric_core.errors import ArcFabricError, InputError
-from arc_fabric_core.hookspecs import hookimpl
-from arc_fabric_core.models import ModelRef
+from arc_fabric_core.contract.errors import ArcFabricError, InputError
+from arc_fabric_core.contract.hookspecs import hookimpl
+from arc_fabric_core.contract.models import ModelRef
+from arc_fabric_core.engine.edit_mask import EditMask
 from arc_fabric_core.server.app import create_app
 from arc_fabric_core.server.orchestrator import Settings
 from arc_toy import plugin as toy  # on the path: conftest puts it there
@@ -387,7 +387,7 @@ def test_models_say_which_variant_auto_runs_its_defaults_and_capabilities(
 ) -> None:
     """What the generate form fills from: per model the variant ``auto`` resolves to on
     this server (as the CLI resolves it) and the defaults of every variant."""
-    from arc_fabric_core.plugins import Plugins
+    from arc_fabric_core.dispatch.plugins import Plugins
 
     plugins = Plugins()  # the installed plugins (wan21, ltx, longlive) and the toy
     plugins.register(toy, name="toy")

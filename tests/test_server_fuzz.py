@@ -9,7 +9,7 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
 
-from arc_fabric_core.plugins import Plugins  # noqa: E402
+from arc_fabric_core.dispatch.plugins import Plugins  # noqa: E402
 from arc_fabric_core.server.app import create_app  # noqa: E402
 from arc_fabric_core.server.orchestrator import Settings  # noqa: E402
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from arc_fabric_core.edit_mask import EditMask, latent_mask
-from arc_fabric_core.engine import Engine, StepEvent
-from arc_fabric_core.errors import InputError, SessionError
-from arc_fabric_core.hookspecs import hookimpl
-from arc_fabric_core.lineage import ancestors, render_tree
-from arc_fabric_core.models import LatentSpace
-from arc_fabric_core.params import GenerationParams
-from arc_fabric_core.session import Operation
+from arc_fabric_core.contract.errors import InputError, SessionError
+from arc_fabric_core.contract.hookspecs import hookimpl
+from arc_fabric_core.contract.models import LatentSpace
+from arc_fabric_core.contract.params import GenerationParams
+from arc_fabric_core.engine.edit_mask import EditMask, latent_mask
+from arc_fabric_core.engine.facade import Engine, StepEvent
+from arc_fabric_core.store.lineage import ancestors, render_tree
+from arc_fabric_core.store.session import Operation
 
 PARAMS = {"num_frames": 4, "height": 16, "width": 16, "steps": 8, "prompt": "sunrise"}
 
@@ -142,7 +142,7 @@ def test_bad_fork_is_refused_before_anything_changes(
 
 
 def test_fork_needs_a_checkpoint_at_its_step(tmp_path: Path, toy_plugins) -> None:
-    from arc_fabric_core.store import SessionStore
+    from arc_fabric_core.store.files import SessionStore
 
     engine = Engine(SessionStore(tmp_path), plugins=toy_plugins, device="cpu", checkpoint_every=4)
     session = engine.create("toy", PARAMS)
@@ -353,7 +353,7 @@ def test_a_second_writer_is_refused(toy_engine: Engine) -> None:
 HOLDER = textwrap.dedent(
     """
     import sys, time
-    from arc_fabric_core.store import SessionStore
+    from arc_fabric_core.store.files import SessionStore
     with SessionStore(sys.argv[1]).lock(sys.argv[2]):
         print("locked", flush=True)
         time.sleep(60)

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.errors import SessionError
-from arc_fabric_core.session import FORMAT_VERSION, LATENTS_KEY
-from arc_fabric_core.store import SessionStore, atomic_write
+from arc_fabric_core.contract.errors import SessionError
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.store.files import SessionStore, atomic_write
+from arc_fabric_core.store.session import FORMAT_VERSION, LATENTS_KEY
 
 PARAMS = {"num_frames": 3, "height": 8, "width": 8, "steps": 6, "prompt": "store"}
 
@@ -95,7 +95,7 @@ def test_unknown_session_is_a_clear_error(toy_engine: Engine) -> None:
 
 
 def test_failure_keeps_the_last_checkpoint(tmp_path: Path, toy_plugins) -> None:
-    from arc_fabric_core.hookspecs import hookimpl
+    from arc_fabric_core.contract.hookspecs import hookimpl
 
     class Boom:
         calls = 0

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.errors import DamagedSessionError, SessionError
-from arc_fabric_core.session import SessionStatus
-from arc_fabric_core.sessions_cli import main as sessions_main
-from arc_fabric_core.store import SessionStore
+from arc_fabric_core.cli.sessions import main as sessions_main
+from arc_fabric_core.contract.errors import DamagedSessionError, SessionError
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.store.files import SessionStore
+from arc_fabric_core.store.session import SessionStatus
 
 PARAMS = {"num_frames": 4, "height": 16, "width": 16, "steps": 6, "prompt": "dusk"}
 
@@ -160,7 +160,7 @@ def test_repair_rebuilds_a_damaged_document_and_the_session_resumes_exactly(
 POLLER = textwrap.dedent(
     """
     import sys, time
-    from arc_fabric_core.store import SessionStore
+    from arc_fabric_core.store.files import SessionStore
     store, end = SessionStore(sys.argv[1]), time.monotonic() + float(sys.argv[3])
     print("polling", flush=True)
     n = 0
@@ -200,7 +200,7 @@ def test_a_reader_polling_the_lock_never_makes_a_writer_fail(toy_engine: Engine,
 HOLDER = textwrap.dedent(
     """
     import sys, time
-    from arc_fabric_core.store import SessionStore
+    from arc_fabric_core.store.files import SessionStore
     with SessionStore(sys.argv[1]).lock(sys.argv[2]):
         print("locked", flush=True)
         time.sleep(60)

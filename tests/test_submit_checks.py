@@ -13,9 +13,9 @@ import pytest
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 
-import arc_fabric_core.plugins as plugins_module
-from arc_fabric_core.cli import main
-from arc_fabric_core.plugins import Plugins
+import arc_fabric_core.dispatch.plugins as plugins_module
+from arc_fabric_core.cli.main import main
+from arc_fabric_core.dispatch.plugins import Plugins
 from arc_fabric_core.server.app import create_app
 from arc_fabric_core.server.orchestrator import Settings
 from arc_toy import plugin as toy  # on the path: conftest puts it there

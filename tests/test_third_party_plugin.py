@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from arc_fabric_core.video import read_video
+from arc_fabric_core.media.video import read_video
 
 pytestmark = pytest.mark.slow
 

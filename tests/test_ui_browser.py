@@ -23,7 +23,7 @@ pytest.importorskip("httpx")
 import httpx
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from arc_fabric_core.hookspecs import hookimpl
+from arc_fabric_core.contract.hookspecs import hookimpl
 from arc_fabric_core.server.app import create_app
 from arc_fabric_core.server.orchestrator import Settings
 from arc_fabric_core.testing.server import running_server
@@ -623,7 +623,7 @@ def test_every_model_generates_with_the_forms_defaults_and_plays(
     """Pick a card, press Generate: the form shows and sends the defaults of the variant
     that will run (``auto`` resolved as the server resolves it: the tiny one here, without
     weights), so a run with the defaults finishes in seconds on a CPU, for every model."""
-    from arc_fabric_core.plugins import Plugins
+    from arc_fabric_core.dispatch.plugins import Plugins
     from arc_toy import plugin as toy
 
     plugins = Plugins()  # the installed plugins, and the toy

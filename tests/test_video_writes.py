@@ -17,16 +17,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.video import read_video, write_mp4
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.media.video import read_video, write_mp4
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = ROOT / "examples" / "arc_toy"
 PARAMS = {"num_frames": 9, "height": 32, "width": 32, "steps": 3, "prompt": "bands"}
 # `python -m arc_fabric_core` with only the toy plugin (it is not installed: its folder is on the path).
 WITH_TOY = (
-    "import sys; from arc_fabric_core.plugins import get_plugins; from arc_toy import plugin; "
-    "get_plugins().register(plugin, name='toy'); from arc_fabric_core.cli import main; main(sys.argv[1:])"
+    "import sys; from arc_fabric_core.dispatch.plugins import get_plugins; from arc_toy import plugin; "
+    "get_plugins().register(plugin, name='toy'); from arc_fabric_core.cli.main import main; main(sys.argv[1:])"
 )
 
 
@@ -146,7 +146,7 @@ def _write_in_turn(path: str, count: int, seed: int, times: int) -> None:
 # Another process writing the same path: it says "ready" once imported, then writes in a loop.
 OTHER_WRITER = """
 import sys, torch
-from arc_fabric_core.video import write_mp4
+from arc_fabric_core.media.video import write_mp4
 frames = torch.rand(int(sys.argv[2]), 32, 32, 3, generator=torch.Generator().manual_seed(int(sys.argv[3])))
 print("ready", flush=True)
 for _ in range(int(sys.argv[4])):
@@ -242,7 +242,7 @@ def test_generation_on_a_full_disk_fails_in_one_line_and_keeps_the_session(
     assert (out / "video.mp4").read_bytes() == previous
     assert "video:" not in res.stdout
     (session,) = (tmp_path / "store").iterdir()
-    from arc_fabric_core.store import SessionStore
+    from arc_fabric_core.store.files import SessionStore
 
     assert SessionStore(tmp_path / "store").load_doc(session.name).status == "completed"
 
@@ -274,7 +274,7 @@ def test_a_job_whose_video_cannot_be_written_fails_with_the_reason_and_decode_re
 def test_write_mp4_on_a_full_disk_raises_naming_the_path_and_keeps_the_file(
     tmp_path: Path, full_disk_ffmpeg: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from arc_fabric_core.errors import OutputError
+    from arc_fabric_core.contract.errors import OutputError
 
     path = write_mp4(frames(5, 1), tmp_path / "video.mp4", fps=8)
     before = path.read_bytes()
@@ -291,8 +291,8 @@ def test_write_mp4_on_a_full_disk_raises_naming_the_path_and_keeps_the_file(
 def test_decode_out_below_a_file_is_one_line_naming_out(
     tmp_path: Path, toy_engine: Engine, finished: str, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    import arc_fabric_core.plugins as plugins_module
-    from arc_fabric_core.sessions_cli import main
+    import arc_fabric_core.dispatch.plugins as plugins_module
+    from arc_fabric_core.cli.sessions import main
 
     monkeypatch.setattr(plugins_module, "_plugins", toy_engine.plugins)
     (tmp_path / "notes.txt").write_text("a file, not a folder")

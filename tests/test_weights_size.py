@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from arc_fabric_core.errors import WeightsError
-from arc_fabric_core.weights_size import folder_bytes, tensor_bytes
+from arc_fabric_core.contract.errors import WeightsError
+from arc_fabric_core.runtime.weights_size import folder_bytes, tensor_bytes
 
 
 def test_header_sizes_equal_the_tensors(tmp_path: Path) -> None:

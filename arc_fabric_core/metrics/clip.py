@@ -20,8 +20,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from arc_fabric_core.errors import InputError
-from arc_fabric_core.metrics.registry import MetricResult
+from arc_fabric_core.contract.errors import InputError
+from arc_fabric_core.metrics.result import MetricResult
 
 DEFAULT_MODEL = "ViT-B-32"
 # CLIP's image normalisation (open_clip's OPENAI_DATASET_MEAN / STD).

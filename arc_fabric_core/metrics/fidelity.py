@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from arc_fabric_core.metrics.registry import MetricResult
+from arc_fabric_core.metrics.result import MetricResult
 
 
 def _frames(x: torch.Tensor) -> torch.Tensor:

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from arc_fabric_core.errors import InputError
-from arc_fabric_core.metrics.registry import MetricResult
+from arc_fabric_core.contract.errors import InputError
+from arc_fabric_core.metrics.result import MetricResult
 
 
 @functools.lru_cache(maxsize=2)

@@ -2,38 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 
-from arc_fabric_core.errors import InputError
-
-
-@dataclass
-class MetricResult:
-    name: str
-    value: float
-    per_frame: list[float] | None = None
-    # The backbone had random weights (asked for explicitly): the value says nothing of quality.
-    random_backbone: bool = False
-    notes: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Metric:
-    """``fn(frames, prompt=..., reference=..., allow_random=..., options=...) -> MetricResult``."""
-
-    name: str
-    fn: Callable[..., MetricResult]
-    description: str = ""
-    needs_prompt: bool = False
-    needs_reference: bool = False
-
+from arc_fabric_core.contract.errors import InputError
+from arc_fabric_core.metrics.result import Metric, MetricResult
 
 _REGISTERED: dict[str, Metric] = {}
 

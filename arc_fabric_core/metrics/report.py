@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from arc_fabric_core.errors import InputError
+from arc_fabric_core.contract.errors import InputError
 from arc_fabric_core.metrics.registry import available, compute
 
 DEFAULT_GATE = {"clip": 0.20}
@@ -75,7 +75,7 @@ def evaluate(
     """The report: every metric's result, and the gate's verdict on those it watches."""
     ref = None
     if reference:
-        from arc_fabric_core.video import read_video
+        from arc_fabric_core.media.video import read_video
 
         ref = read_video(Path(reference))
     results = compute(names, frames, prompt, ref, allow_random, options, plugins)

@@ -23,12 +23,12 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from arc_fabric_core.errors import ArcFabricError, InputError, OutputError, SessionError
-from arc_fabric_core.jobs import JobState
-from arc_fabric_core.plugins import Plugins
+from arc_fabric_core.contract.errors import ArcFabricError, InputError, OutputError, SessionError
+from arc_fabric_core.dispatch.plugins import Plugins
+from arc_fabric_core.jobs.queue import JobState
 from arc_fabric_core.server.body_limit import BodyLimit
 from arc_fabric_core.server.orchestrator import Orchestrator, Settings
-from arc_fabric_core.session import SESSION_ID
+from arc_fabric_core.store.session import SESSION_ID
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ def create_app(
     @app.get("/api/schedules", tags=["models"])
     def schedules() -> list[str]:
         """The shipped hybrid schedules, by name (give one as a generation's ``schedule``)."""
-        from arc_fabric_core.hybrid import shipped_schedules
+        from arc_fabric_core.engine.hybrid import shipped_schedules
 
         return sorted(shipped_schedules())
 
@@ -292,7 +292,7 @@ def create_app(
         if request.weights is not None:
             payload["weights"] = request.weights
         if request.schedule is not None:
-            from arc_fabric_core.hybrid import named_schedule
+            from arc_fabric_core.engine.hybrid import named_schedule
 
             payload["schedule"] = (
                 named_schedule(request.schedule) if isinstance(request.schedule, str) else request.schedule
@@ -377,7 +377,7 @@ def create_app(
     @app.post("/api/sessions/{session_id}/decode", tags=["sessions"])
     def decode(session_id: SessionId, request: Annotated[DecodeRequest | None, Body()] = None) -> dict[str, Any]:
         """Write the video of the final latents (or a preview at a checkpointed step)."""
-        from arc_fabric_core.video import write_mp4
+        from arc_fabric_core.media.video import write_mp4
 
         request = request or DecodeRequest()
         session = orch.engine.open(session_id)

@@ -17,15 +17,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.errors import DamagedSessionError, InputError, SessionError
-from arc_fabric_core.executors import CANCEL_GRACE_SECONDS, InProcessExecutor, Progress, SubprocessExecutor
-from arc_fabric_core.jobs import FINISHED, Job, JobQueue, JobRunner, JobState
-from arc_fabric_core.model_cache import CacheEvent, ModelCache
-from arc_fabric_core.plugins import Plugins, get_plugins
+from arc_fabric_core.contract.errors import DamagedSessionError, InputError, SessionError
+from arc_fabric_core.dispatch.plugins import Plugins, get_plugins
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.jobs.executors import CANCEL_GRACE_SECONDS, InProcessExecutor, Progress, SubprocessExecutor
+from arc_fabric_core.jobs.queue import FINISHED, Job, JobQueue, JobRunner, JobState
+from arc_fabric_core.runtime.model_cache import CacheEvent, ModelCache
 from arc_fabric_core.server.events import EventBus
 from arc_fabric_core.server.payload_summary import summarize_payload
-from arc_fabric_core.store import SessionStore
+from arc_fabric_core.store.files import SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +128,8 @@ class Orchestrator:
 
     def validate(self, kind: str, payload: dict[str, Any]) -> None:
         """Refuse, before it is queued, every job the engine would refuse (the checks
-        ``jobs submit`` runs too: :func:`arc_fabric_core.job_checks.validate_job`)."""
-        from arc_fabric_core.job_checks import validate_job
+        ``jobs submit`` runs too: :func:`arc_fabric_core.jobs.checks.validate_job`)."""
+        from arc_fabric_core.jobs.checks import validate_job
 
         validate_job(self.engine, kind, payload)
 
@@ -379,7 +379,7 @@ class Orchestrator:
         }
 
     def session_detail(self, session_id: str) -> dict[str, Any]:
-        from arc_fabric_core.lineage import ancestors
+        from arc_fabric_core.store.lineage import ancestors
 
         doc = self.store.load_doc(session_id)
         docs = {d.id: d for d in self.store.load_all()}

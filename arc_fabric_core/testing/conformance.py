@@ -26,11 +26,11 @@ from typing import Any, ClassVar
 import pytest
 import torch
 
-from arc_fabric_core.engine import Engine, Session
-from arc_fabric_core.errors import InputError, SessionError
-from arc_fabric_core.model_cache import ModelCache
-from arc_fabric_core.plugins import Plugins, get_plugins
-from arc_fabric_core.store import SessionStore
+from arc_fabric_core.contract.errors import InputError, SessionError
+from arc_fabric_core.dispatch.plugins import Plugins, get_plugins
+from arc_fabric_core.engine.facade import Engine, Session
+from arc_fabric_core.runtime.model_cache import ModelCache
+from arc_fabric_core.store.files import SessionStore
 
 
 def mismatch(expected: torch.Tensor, got: torch.Tensor) -> str:
@@ -192,7 +192,7 @@ class PluginConformance:
         )
 
     def test_same_model_hybrid_equals_single_model(self, engine: Engine) -> None:
-        from arc_fabric_core.hybrid import HybridSpec
+        from arc_fabric_core.engine.hybrid import HybridSpec
 
         spec = HybridSpec(stages=[{"variant": self.variant}, {"variant": self.variant}], boundary=0.5)
         hybrid = engine.create(self.model, self.params, variant=self.variant, hybrid=spec)
@@ -206,7 +206,7 @@ class PluginConformance:
         )
 
     def test_masked_edit_keeps_the_outside(self, engine: Engine) -> None:
-        from arc_fabric_core.edit_mask import EditMask
+        from arc_fabric_core.engine.edit_mask import EditMask
 
         parent = engine.create(self.model, self.params, variant=self.variant)
         engine.run(parent)

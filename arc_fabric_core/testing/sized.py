@@ -18,10 +18,10 @@ from typing import Any
 
 import torch
 
-from arc_fabric_core.hookspecs import hookimpl
-from arc_fabric_core.models import LatentSpace, ModelRef, ModelSpec, VariantSpec
-from arc_fabric_core.params import GenerationParams
-from arc_fabric_core.schedule import Schedule
+from arc_fabric_core.contract.hookspecs import hookimpl
+from arc_fabric_core.contract.models import LatentSpace, ModelRef, ModelSpec, VariantSpec
+from arc_fabric_core.contract.params import GenerationParams
+from arc_fabric_core.contract.schedule import Schedule
 
 MIB = 2**20
 LATENTS = LatentSpace(family="sized", channels=3, temporal_compression=1, spatial_compression=1)

@@ -11,7 +11,7 @@ from hydra.plugins.search_path_plugin import SearchPathPlugin
 
 class ArcFabricSearchPathPlugin(SearchPathPlugin):
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
-        from arc_fabric_core.plugins import get_plugins
+        from arc_fabric_core.dispatch.plugins import get_plugins
 
         for path in get_plugins().config_searchpath():
             search_path.append(provider="arc-fabric", path=path)

@@ -16,11 +16,11 @@ from typing import Annotated
 import torch
 from pydantic import Field, field_validator
 
-from arc_fabric_core.bounds import AtMost
-from arc_fabric_core.hookspecs import hookimpl
-from arc_fabric_core.models import LatentSpace, ModelRef, ModelSpec, VariantSpec
-from arc_fabric_core.params import GenerationParams, Steps
-from arc_fabric_core.schedule import Schedule, StepContext
+from arc_fabric_core.contract.bounds import AtMost
+from arc_fabric_core.contract.hookspecs import hookimpl
+from arc_fabric_core.contract.models import LatentSpace, ModelRef, ModelSpec, VariantSpec
+from arc_fabric_core.contract.params import GenerationParams, Steps
+from arc_fabric_core.contract.schedule import Schedule, StepContext
 
 # The toy holds its whole video as float32 tensors (the target, the latents, the
 # prediction): 256 frames of 1024x1024 are 3 GiB each, more than a toy should ask for.

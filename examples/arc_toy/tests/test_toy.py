@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from arc_fabric_core.plugins import Plugins
+from arc_fabric_core.dispatch.plugins import Plugins
 from arc_fabric_core.testing import PluginConformance
 
 
@@ -26,8 +26,8 @@ class TestToyConformance(PluginConformance):
 
 
 def test_steps_and_sizes_have_bounds_that_say_why() -> None:
-    from arc_fabric_core.errors import InputError
-    from arc_fabric_core.models import validate_params
+    from arc_fabric_core.contract.errors import InputError
+    from arc_fabric_core.contract.models import validate_params
     from arc_toy.plugin import ToyParams
 
     assert validate_params(ToyParams, {"steps": 1000}).steps == 1000

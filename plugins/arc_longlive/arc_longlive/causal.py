@@ -22,8 +22,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from arc_fabric_core.errors import InputError
-from arc_fabric_core.kv_cache import KVCache, WindowPolicy
+from arc_fabric_core.contract.errors import InputError
+from arc_fabric_core.kit.kv_cache import KVCache, WindowPolicy
 
 
 @dataclass

@@ -27,12 +27,12 @@ from typing import Any
 
 import torch
 
-from arc_fabric_core.errors import InputError
-from arc_fabric_core.hookspecs import hookimpl
-from arc_fabric_core.kv_cache import KVCache, WindowPolicy
-from arc_fabric_core.loading import component_dtypes, quiet_loading
-from arc_fabric_core.models import ModelRef, ModelSpec
-from arc_fabric_core.schedule import DECODED_FRAMES, Schedule, StepContext
+from arc_fabric_core.contract.errors import InputError
+from arc_fabric_core.contract.hookspecs import hookimpl
+from arc_fabric_core.contract.models import ModelRef, ModelSpec
+from arc_fabric_core.contract.schedule import DECODED_FRAMES, Schedule, StepContext
+from arc_fabric_core.kit.kv_cache import KVCache, WindowPolicy
+from arc_fabric_core.kit.loading import component_dtypes, quiet_loading
 from arc_longlive.causal import CausalWan
 from arc_longlive.spec import (
     BLOCK_FRAMES,

@@ -11,9 +11,9 @@ from typing import Annotated, ClassVar
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from arc_fabric_core.bounds import AtMost
-from arc_fabric_core.models import LatentSpace, ModelSpec, VariantSpec
-from arc_fabric_core.params import GenerationParams, Prompt, multiple_of
+from arc_fabric_core.contract.bounds import AtMost
+from arc_fabric_core.contract.models import LatentSpace, ModelSpec, VariantSpec
+from arc_fabric_core.contract.params import GenerationParams, Prompt, multiple_of
 
 BLOCK_FRAMES = 3  # latent frames per block (what LongLive was trained with)
 WAN_COMPONENTS = ("model_index.json", "scheduler", "text_encoder", "tokenizer", "transformer", "vae")

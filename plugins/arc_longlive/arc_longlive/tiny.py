@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from arc_fabric_core.loading import build_once, cache_root
+from arc_fabric_core.kit.loading import build_once, cache_root
 from arc_longlive.spec import TINY_ROPE_POSITIONS
 
 TINY_FORMAT = "v1"  # bump when the tiny configuration changes
@@ -46,7 +46,7 @@ def build_tiny_pipeline(seed: int = 0) -> Any:
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
-    from arc_fabric_core.tiny_text import t5_tokenizer
+    from arc_fabric_core.kit.tiny_text import t5_tokenizer
 
     tokenizer = t5_tokenizer()
     torch.manual_seed(seed)

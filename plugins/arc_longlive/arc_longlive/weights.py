@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from arc_fabric_core.errors import ArcFabricError
+from arc_fabric_core.contract.errors import ArcFabricError
 from arc_longlive.spec import BASE_FILE, LORA_FILE
 
 # Wan's original names -> diffusers' WanTransformer3DModel names, applied in order as

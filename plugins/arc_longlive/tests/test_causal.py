@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from arc_fabric_core.kv_cache import WindowPolicy
+from arc_fabric_core.kit.kv_cache import WindowPolicy
 from arc_longlive.causal import CausalWan
 from arc_longlive.tiny import TRANSFORMER_CONFIG as TINY
 

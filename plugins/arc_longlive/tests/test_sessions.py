@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.errors import InputError, SessionError
-from arc_fabric_core.kv_cache import WindowPolicy
-from arc_fabric_core.store import SessionStore
+from arc_fabric_core.contract.errors import InputError, SessionError
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.kit.kv_cache import WindowPolicy
+from arc_fabric_core.store.files import SessionStore
 from arc_longlive.plugin import block_noise, levels
 from arc_longlive.spec import BLOCK_FRAMES
 
@@ -168,7 +168,7 @@ def test_each_prompt_is_projected_once_per_layer_and_the_cache_parks_on_pause(en
 
 
 def test_the_memory_a_session_needs_counts_its_kv_cache() -> None:
-    from arc_fabric_core.models import ModelRef
+    from arc_fabric_core.contract.models import ModelRef
     from arc_longlive.plugin import arc_activation_bytes
     from arc_longlive.spec import LONGLIVE
 

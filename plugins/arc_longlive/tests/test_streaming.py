@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.store import SessionStore
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.store.files import SessionStore
 from arc_longlive.streaming import StreamingDecoder
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.errors import ArcFabricError
-from arc_fabric_core.store import SessionStore
+from arc_fabric_core.contract.errors import ArcFabricError
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.store.files import SessionStore
 from arc_longlive.tiny import TRANSFORMER_CONFIG, ensure_tiny_checkpoint
 from arc_longlive.weights import to_diffusers_name
 

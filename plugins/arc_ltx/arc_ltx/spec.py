@@ -9,9 +9,9 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from arc_fabric_core.bounds import AtMost
-from arc_fabric_core.models import LatentSpace, ModelSpec, VariantSpec
-from arc_fabric_core.params import MAX_STEPS, GenerationParams, Prompt, Steps, multiple_of
+from arc_fabric_core.contract.bounds import AtMost
+from arc_fabric_core.contract.models import LatentSpace, ModelSpec, VariantSpec
+from arc_fabric_core.contract.params import MAX_STEPS, GenerationParams, Prompt, Steps, multiple_of
 
 DEFAULT_NEGATIVE_PROMPT = "worst quality, inconsistent motion, blurry, jittery, distorted"
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from arc_fabric_core.loading import build_once, cache_root
+from arc_fabric_core.kit.loading import build_once, cache_root
 
 TINY_FORMAT = "v1"  # bump when a tiny configuration changes
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from arc_fabric_core.devices import GIB, FakeProvider
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.errors import InputError
-from arc_fabric_core.model_cache import ModelCache
-from arc_fabric_core.models import ModelRef, validate_params
-from arc_fabric_core.plugins import get_plugins
-from arc_fabric_core.store import SessionStore
+from arc_fabric_core.contract.errors import InputError
+from arc_fabric_core.contract.models import ModelRef, validate_params
+from arc_fabric_core.dispatch.plugins import get_plugins
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.runtime.devices import GIB, FakeProvider
+from arc_fabric_core.runtime.model_cache import ModelCache
+from arc_fabric_core.store.files import SessionStore
 from arc_ltx.spec import LTXParams
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from arc_fabric_core.media.video import read_video
 from arc_fabric_core.testing.cli import run_cli
-from arc_fabric_core.video import read_video
 
 pytestmark = pytest.mark.slow
 

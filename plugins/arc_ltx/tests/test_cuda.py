@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.store import SessionStore
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.store.files import SessionStore
 from arc_ltx.plugin import plugins_with_ltx
 from arc_ltx.reference import reference_call_kwargs, reference_multiscale, reference_pipeline
 

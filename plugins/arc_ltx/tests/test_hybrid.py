@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.hybrid import HybridSpec
-from arc_fabric_core.model_cache import ModelCache
-from arc_fabric_core.plugins import get_plugins
-from arc_fabric_core.store import SessionStore
+from arc_fabric_core.dispatch.plugins import get_plugins
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.engine.hybrid import HybridSpec
+from arc_fabric_core.runtime.model_cache import ModelCache
+from arc_fabric_core.store.files import SessionStore
 from arc_ltx.reference import reference_call_kwargs, reference_multiscale, reference_pipeline
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from arc_fabric_core.engine import Engine, Session
-from arc_fabric_core.model_cache import ModelCache
-from arc_fabric_core.plugins import get_plugins
-from arc_fabric_core.store import SessionStore
+from arc_fabric_core.dispatch.plugins import get_plugins
+from arc_fabric_core.engine.facade import Engine, Session
+from arc_fabric_core.runtime.model_cache import ModelCache
+from arc_fabric_core.store.files import SessionStore
 from arc_ltx.reference import (
     reference_call_kwargs,
     reference_multiscale,
@@ -213,7 +213,7 @@ def test_timestep_conditioned_decode_is_deterministic(engine: Engine, small: dic
 
 @pytest.mark.multiscale
 def test_masked_edit_of_a_multiscale_session_keeps_the_outside(engine: Engine, small: dict) -> None:
-    from arc_fabric_core.edit_mask import EditMask
+    from arc_fabric_core.engine.edit_mask import EditMask
 
     session = run_ours(engine, {**small, **MULTISCALE})
     before = engine.final_latents(session)

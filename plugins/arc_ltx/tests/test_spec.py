@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from arc_fabric_core.errors import InputError
-from arc_fabric_core.models import ModelRef, validate_params
-from arc_fabric_core.plugins import get_plugins
+from arc_fabric_core.contract.errors import InputError
+from arc_fabric_core.contract.models import ModelRef, validate_params
+from arc_fabric_core.dispatch.plugins import get_plugins
 from arc_ltx.spec import DISTILLED_PASS1_TIMESTEPS, DISTILLED_TIMESTEPS, PASS2_TIMESTEPS, LTXParams
 
 

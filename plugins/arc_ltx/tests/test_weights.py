@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.errors import WeightsError
-from arc_fabric_core.store import SessionStore
+from arc_fabric_core.contract.errors import WeightsError
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.store.files import SessionStore
 
 ENVS = [f"ARC_LTX_{v}_WEIGHTS" for v in ("2B_DISTILLED", "2B_DEV", "13B_DISTILLED", "13B_DEV", "UPSAMPLER")]
 MULTISCALE = {"multiscale": True, "timestep_schedule": "distilled", "timesteps": None}

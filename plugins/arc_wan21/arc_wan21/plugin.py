@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
-from arc_fabric_core.hookspecs import hookimpl
-from arc_fabric_core.loading import component_dtypes, quiet_loading
-from arc_fabric_core.models import ModelRef, ModelSpec
-from arc_fabric_core.schedule import Schedule, StepContext
+from arc_fabric_core.contract.hookspecs import hookimpl
+from arc_fabric_core.contract.models import ModelRef, ModelSpec
+from arc_fabric_core.contract.schedule import Schedule, StepContext
+from arc_fabric_core.kit.loading import component_dtypes, quiet_loading
 from arc_wan21.spec import TINY_LARGE, WAN21, WanParams
 
 
@@ -149,7 +149,7 @@ def plugins_with_wan() -> Any:
     path (a bare GPU image without entry points)."""
     import sys
 
-    from arc_fabric_core.plugins import Plugins, get_plugins
+    from arc_fabric_core.dispatch.plugins import Plugins, get_plugins
 
     plugins = get_plugins()
     if "wan21" not in plugins.model_names():

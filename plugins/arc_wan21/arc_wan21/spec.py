@@ -6,9 +6,9 @@ from typing import Annotated, ClassVar
 
 from pydantic import Field, field_validator
 
-from arc_fabric_core.bounds import AtMost
-from arc_fabric_core.models import LatentSpace, ModelSpec, VariantSpec
-from arc_fabric_core.params import GenerationParams, Prompt, Steps, multiple_of
+from arc_fabric_core.contract.bounds import AtMost
+from arc_fabric_core.contract.models import LatentSpace, ModelSpec, VariantSpec
+from arc_fabric_core.contract.params import GenerationParams, Prompt, Steps, multiple_of
 
 # Our wording of the usual Wan negative prompt (the official one is in Chinese).
 DEFAULT_NEGATIVE_PROMPT = (

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from arc_fabric_core.loading import build_once, cache_root
+from arc_fabric_core.kit.loading import build_once, cache_root
 from arc_wan21.spec import TINY_ROPE_POSITIONS
 
 TINY_FORMAT = "v1"  # bump when the tiny configuration changes
@@ -57,7 +57,7 @@ SCHEDULER_CONFIG = dict(
 
 def build_tokenizer():
     """A small Unigram tokenizer (letters, digits, punctuation) in T5's fast-tokenizer shape."""
-    from arc_fabric_core.tiny_text import t5_tokenizer
+    from arc_fabric_core.kit.tiny_text import t5_tokenizer
 
     return t5_tokenizer()
 

@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.store import SessionStore
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.store.files import SessionStore
 
 pytestmark = pytest.mark.slow
 
 CHILD = textwrap.dedent(
     """
     import os, signal, sys, json
-    from arc_fabric_core.engine import Engine
-    from arc_fabric_core.hybrid import HybridSpec
-    from arc_fabric_core.store import SessionStore
+    from arc_fabric_core.engine.facade import Engine
+    from arc_fabric_core.engine.hybrid import HybridSpec
+    from arc_fabric_core.store.files import SessionStore
 
     store, params, kill_at = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
     hybrid = HybridSpec(**json.loads(sys.argv[4])) if sys.argv[4] != "null" else None
@@ -52,7 +52,7 @@ HYBRID = {"stages": [{"variant": "tiny"}, {"variant": "tiny-14b"}], "boundary": 
 def test_sigkill_mid_run_then_resume_in_a_new_process(
     tmp_path: Path, small: dict, kill_at: int, hybrid: dict | None
 ) -> None:
-    from arc_fabric_core.hybrid import HybridSpec
+    from arc_fabric_core.engine.hybrid import HybridSpec
 
     params = {**small, "steps": 6}
     store = tmp_path / "store"

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from arc_fabric_core.edit_mask import EditMask
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.store import SessionStore
+from arc_fabric_core.engine.edit_mask import EditMask
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.store.files import SessionStore
 from arc_wan21.plugin import plugins_with_wan
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -37,7 +37,7 @@ def test_resume_fork_and_masked_edit_are_exact_on_cuda(tmp_path: Path, small: di
 
 
 def test_hybrid_is_exact_on_cuda(tmp_path: Path, small: dict) -> None:
-    from arc_fabric_core.hybrid import HybridSpec
+    from arc_fabric_core.engine.hybrid import HybridSpec
     from arc_wan21.reference import reference_call_kwargs, reference_two_stage
 
     params = {**small, "steps": 6}

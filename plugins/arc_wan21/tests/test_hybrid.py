@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.errors import InputError
-from arc_fabric_core.hybrid import HybridSpec
-from arc_fabric_core.model_cache import ModelCache
-from arc_fabric_core.plugins import get_plugins
-from arc_fabric_core.store import SessionStore
+from arc_fabric_core.contract.errors import InputError
+from arc_fabric_core.dispatch.plugins import get_plugins
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.engine.hybrid import HybridSpec
+from arc_fabric_core.runtime.model_cache import ModelCache
+from arc_fabric_core.store.files import SessionStore
 from arc_wan21.reference import reference_call_kwargs, reference_two_stage
 
 
@@ -135,7 +135,7 @@ def _save_layout(folder: Path, large: bool) -> Path:
 
 
 def test_memory_policy_releases_the_first_model_before_the_second_loads(tmp_path: Path, small: dict) -> None:
-    from arc_fabric_core.weights_size import folder_bytes
+    from arc_fabric_core.runtime.weights_size import folder_bytes
 
     small_dir = _save_layout(tmp_path / "w13", large=False)
     large_dir = _save_layout(tmp_path / "w14", large=True)
@@ -173,8 +173,8 @@ def test_real_models_on_a_fake_two_gpu_box(tmp_path: Path, small: dict) -> None:
     """Two real-layout checkpoints on a fake box with one model's room per GPU: each is
     placed where there is room, the provider counts their real tensors, and an eviction
     gives all of it back."""
-    from arc_fabric_core.devices import FakeProvider
-    from arc_fabric_core.weights_size import folder_bytes
+    from arc_fabric_core.runtime.devices import FakeProvider
+    from arc_fabric_core.runtime.weights_size import folder_bytes
 
     folders = {"1.3b": _save_layout(tmp_path / "w13", large=False), "14b": _save_layout(tmp_path / "w14", large=True)}
     from arc_wan21.plugin import arc_activation_bytes, plugins_with_wan

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.store import SessionStore
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.store.files import SessionStore
 
 
 def test_parallel_decodes_each_give_the_whole_video(tmp_path: Path, small: dict) -> None:

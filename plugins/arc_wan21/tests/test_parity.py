@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.store import SessionStore
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.store.files import SessionStore
 from arc_wan21.reference import reference_call_kwargs, reference_pipeline
 
 

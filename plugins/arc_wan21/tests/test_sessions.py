@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from arc_fabric_core.edit_mask import EditMask
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.store import SessionStore
+from arc_fabric_core.engine.edit_mask import EditMask
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.store.files import SessionStore
 from arc_wan21.reference import reference_video2video
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from arc_fabric_core.media.video import read_video
 from arc_fabric_core.testing.cli import run_cli
-from arc_fabric_core.video import read_video
 
 pytestmark = pytest.mark.slow
 

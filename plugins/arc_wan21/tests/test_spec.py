@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from arc_fabric_core.errors import InputError
-from arc_fabric_core.models import validate_params
-from arc_fabric_core.plugins import get_plugins
+from arc_fabric_core.contract.errors import InputError
+from arc_fabric_core.contract.models import validate_params
+from arc_fabric_core.dispatch.plugins import get_plugins
 from arc_wan21.spec import WanParams
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from arc_fabric_core.engine import Engine
-from arc_fabric_core.errors import WeightsError
-from arc_fabric_core.store import SessionStore
+from arc_fabric_core.contract.errors import WeightsError
+from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.store.files import SessionStore
 
 
 def test_real_variant_loads_a_checkpoint_in_the_published_layout(
@@ -72,9 +72,9 @@ def test_tiny_checkpoint_is_built_once_and_reused(tiny_folder: Path) -> None:
 
 
 def test_checkpoint_size_is_known_before_loading(tiny_folder: Path, tmp_path: Path) -> None:
-    from arc_fabric_core.engine import Engine
-    from arc_fabric_core.store import SessionStore
-    from arc_fabric_core.weights_size import folder_bytes
+    from arc_fabric_core.engine.facade import Engine
+    from arc_fabric_core.runtime.weights_size import folder_bytes
+    from arc_fabric_core.store.files import SessionStore
 
     sizes = folder_bytes(tiny_folder)
     assert set(sizes) == {"transformer", "vae", "text_encoder"}

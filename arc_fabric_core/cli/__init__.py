@@ -1,0 +1,1 @@
+"""The command line: generation through Hydra and the subcommands (sessions, jobs, serve, env...)."""

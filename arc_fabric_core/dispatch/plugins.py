@@ -1,0 +1,243 @@
+"""Plugin discovery and dispatch.
+
+Entry points in the ``arc_fabric`` group load lazily, once. ``ARC_FABRIC_LOAD_PLUGINS``
+is an allow-list of entry-point names (comma separated; empty = none).
+``ARC_FABRIC_TRACE_PLUGINS=1`` prints every hook call to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from arc_fabric_core.contract import hookspecs
+from arc_fabric_core.contract.errors import ArcFabricError, UnknownModelError
+from arc_fabric_core.contract.models import ModelSpec
+
+ENTRY_POINT_GROUP = "arc_fabric"
+STAGE_HOOKS = ("arc_load", "arc_encode", "arc_schedule", "arc_prepare_latents", "arc_denoise_step", "arc_decode")
+# Stage hooks a model may leave out; some come in pairs (passes need a way between them).
+OPTIONAL_STAGE_HOOKS = {"arc_passes": ("arc_next_pass",), "arc_activation_bytes": (), "arc_move": ()}
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    package: str | None
+    version: str | None
+
+
+class Plugins:
+    """The plugin manager plus the model registry built from ``arc_register_models``."""
+
+    def __init__(self, load_entrypoints: bool = True) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self._infos: dict[str, PluginInfo] = {}
+        self._entrypoints_loaded = not load_entrypoints
+        self._models: dict[str, tuple[ModelSpec, object]] | None = None
+        self._trace = bool(os.environ.get("ARC_FABRIC_TRACE_PLUGINS"))
+        if self._trace:
+            self.pm.add_hookcall_monitoring(_trace_before, _trace_after)
+
+    # -- discovery
+
+    def _ensure_loaded(self) -> None:
+        if self._entrypoints_loaded:
+            return
+        self._entrypoints_loaded = True
+        allow = os.environ.get("ARC_FABRIC_LOAD_PLUGINS")
+        allowed = None if allow is None else {n.strip() for n in allow.split(",") if n.strip()}
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if allowed is not None and ep.name not in allowed:
+                continue
+            if self.pm.get_plugin(ep.name) is not None:
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken third-party plugin must not take the core down
+                sys.stderr.write(f"arc_fabric: could not load plugin {ep.name!r}: {exc}\n")
+                continue
+            dist = getattr(ep, "dist", None)
+            self.register(
+                plugin, name=ep.name, package=dist.name if dist else None, version=dist.version if dist else None
+            )
+
+    def register(self, plugin: object, name: str | None = None, package: str | None = None, version: str | None = None):
+        """Register a plugin object (tests and embedding code use this directly)."""
+        registered = self.pm.register(plugin, name=name)
+        self._infos[registered] = PluginInfo(registered, package, version)
+        self._models = None
+        return registered
+
+    def unregister(self, plugin: object) -> None:
+        name = self.pm.get_name(plugin)
+        self.pm.unregister(plugin)
+        self._infos.pop(name, None)
+        self._models = None
+
+    @property
+    def hook(self) -> Any:
+        self._ensure_loaded()
+        return self.pm.hook
+
+    # -- models
+
+    def _registry(self) -> dict[str, tuple[ModelSpec, object]]:
+        self._ensure_loaded()
+        if self._models is None:
+            models: dict[str, tuple[ModelSpec, object]] = {}
+            for impl in self.pm.hook.arc_register_models.get_hookimpls():
+                owner = impl.plugin
+
+                def register(spec: ModelSpec, _owner: object = owner, _name: str = impl.plugin_name) -> None:
+                    if spec.name in models:
+                        other = self.pm.get_name(models[spec.name][1])
+                        raise ArcFabricError(f"model {spec.name!r} is registered by both {other!r} and {_name!r}")
+                    models[spec.name] = (spec, _owner)
+
+                if self._trace:
+                    _trace_before("arc_register_models", [impl], {})
+                impl.function(register=register)
+            self._models = models
+        return self._models
+
+    def model_names(self) -> list[str]:
+        return sorted(self._registry())
+
+    def model(self, name: str) -> ModelSpec:
+        try:
+            return self._registry()[name][0]
+        except KeyError:
+            raise UnknownModelError(name, self.model_names()) from None
+
+    def owner(self, model_name: str) -> object:
+        self.model(model_name)
+        return self._registry()[model_name][1]
+
+    def stage(self, hook_name: str, model_name: str) -> Any:
+        """A hook caller for one stage of one model: the owning plugin's implementation
+        plus every wrapper from plugins that own no model, and nothing else."""
+        owner = self.owner(model_name)
+        caller = getattr(self.hook, hook_name)
+        others = [
+            impl.plugin
+            for impl in caller.get_hookimpls()
+            if impl.plugin is not owner and not (impl.wrapper or impl.hookwrapper)
+        ]
+        if not any(impl.plugin is owner and not (impl.wrapper or impl.hookwrapper) for impl in caller.get_hookimpls()):
+            raise ArcFabricError(
+                f"plugin {self.pm.get_name(owner)!r} registers model {model_name!r} but lacks {hook_name}"
+            )
+        if not others:
+            return caller
+        return self.pm.subset_hook_caller(hook_name, remove_plugins=others)
+
+    def implements(self, hook_name: str, model_name: str) -> bool:
+        """Whether the plugin owning ``model_name`` implements ``hook_name`` itself (a
+        wrapper from another plugin does not count)."""
+        owner = self.owner(model_name)
+        impls = getattr(self.hook, hook_name).get_hookimpls()
+        return any(impl.plugin is owner and not (impl.wrapper or impl.hookwrapper) for impl in impls)
+
+    def optional_stage(self, hook_name: str, model_name: str) -> Any | None:
+        """Like :meth:`stage`, or None when the owning plugin does not implement the hook."""
+        return self.stage(hook_name, model_name) if self.implements(hook_name, model_name) else None
+
+    def capabilities(self, model_name: str) -> dict[str, Any]:
+        """What a model can do, from the hooks its plugin implements: the session
+        operations it takes (an autoregressive model extends and rewinds instead of
+        editing), whether it runs in passes, whether it needs weights."""
+        spec = self.model(model_name)
+        autoregressive = self.implements("arc_extend_params", model_name)
+        rewinds = self.implements("arc_rewind_params", model_name)
+        operations = ["generate", "resume", "fork", "decode"]
+        operations += (["extend"] if autoregressive else ["edit"]) + (["rewind"] if rewinds else [])
+        return {
+            "operations": operations,
+            "autoregressive": autoregressive,
+            "passes": self.implements("arc_passes", model_name),
+            "needs_weights": spec.needs_weights,
+        }
+
+    def describe_model(self, model_name: str) -> dict[str, Any]:
+        """A model's description (``ModelSpec.describe``) with its capabilities."""
+        return {**self.model(model_name).describe(), "capabilities": self.capabilities(model_name)}
+
+    def config_searchpath(self) -> list[str]:
+        paths: list[str] = []
+        for result in self.hook.arc_config_searchpath():
+            paths.extend(result or [])
+        return paths
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Installed plugins and their models, JSON-ready (``python -m arc_fabric_core plugins``)."""
+        registry = self._registry()
+        out = []
+        for name, plugin in sorted(self.pm.list_name_plugin(), key=lambda kv: kv[0]):
+            info = self._infos.get(name, PluginInfo(name, None, None))
+            hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
+            models = [self.describe_model(spec.name) for spec, owner in registry.values() if owner is plugin]
+            metrics: list[Any] = []
+            if "arc_register_metrics" in hooks:
+                others = [p for n, p in self.pm.list_name_plugin() if p is not plugin]
+                self.pm.subset_hook_caller("arc_register_metrics", remove_plugins=others)(register=metrics.append)
+            out.append(
+                {
+                    "name": name,
+                    "package": info.package,
+                    "version": info.version,
+                    "hooks": hooks,
+                    "models": models,
+                    "metrics": [m.name for m in metrics],
+                }
+            )
+        return out
+
+
+def _brief(value: Any) -> str:
+    """A short description of a hook argument for the trace (never a whole tensor)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return f"Tensor({'x'.join(map(str, value.shape)) or 'scalar'} {str(value.dtype).removeprefix('torch.')})"
+    if isinstance(value, dict) and value and all(isinstance(v, torch.Tensor) for v in value.values()):
+        return "{" + ", ".join(f"{k}: {_brief(v)}" for k, v in value.items()) + "}"
+    if hasattr(value, "spec") and hasattr(value, "variant"):  # ModelRef
+        return f"{value.spec.name}/{value.variant.name}"
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _trace_before(hook_name: str, hook_impls: list[Any], kwargs: dict[str, Any]) -> None:
+    owners = ",".join(impl.plugin_name for impl in hook_impls)
+    args = " ".join(f"{k}={_brief(v)}" for k, v in kwargs.items() if k != "components")
+    sys.stderr.write(f"[arc_fabric trace] {hook_name} -> {owners} {args}\n")
+
+
+def _trace_after(outcome: Any, hook_name: str, hook_impls: list[Any], kwargs: dict[str, Any]) -> None:
+    exc = outcome.exception
+    result = f"raised {type(exc).__name__}: {exc}" if exc is not None else _brief(outcome.get_result())
+    sys.stderr.write(f"[arc_fabric trace] {hook_name} <- {result}\n")
+
+
+_plugins: Plugins | None = None
+
+
+def get_plugins() -> Plugins:
+    """The process-wide plugin manager; entry points load on first use."""
+    global _plugins
+    if _plugins is None:
+        _plugins = Plugins()
+    return _plugins
+
+
+def reset_plugins() -> None:
+    """Forget the process-wide manager (tests that change the environment use this)."""
+    global _plugins
+    _plugins = None

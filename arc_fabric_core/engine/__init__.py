@@ -1,0 +1,1 @@
+"""Sessions in memory and the denoising loop; the Engine facade."""

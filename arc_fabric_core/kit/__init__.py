@@ -1,0 +1,1 @@
+"""Helpers for model plugins built on diffusers: loading, tiny tokenizers, KV caches."""

@@ -1,0 +1,1 @@
+"""Video files (written with ffmpeg, verified before they replace) and previews."""

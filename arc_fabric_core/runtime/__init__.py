@@ -1,0 +1,1 @@
+"""Where models run: devices, the model cache (placement, eviction, parking), plugin envs."""
