@@ -204,3 +204,18 @@ def arc_move(model: ModelRef, components: Any, device: torch.device) -> Any:
     dataclass, a dict or a diffusers pipeline) and updates a ``device`` field beside
     them.
     """
+
+
+# ---------------------------------------------------------------- operations
+
+
+@hookspec
+def arc_register_operations(register: Callable[[Any], None]) -> None:
+    """Optional. Add operations on sessions: call ``register(op)`` once per operation, an
+    instance of an ``arc_fabric_core.contract.operations.OperationSpec`` subclass (its
+    request schema, check, child creation and start). It becomes a CLI subcommand
+    (``sessions <name>``), an API route (``POST /api/sessions/{id}/<name>``), a job kind
+    and a form in the UI, for the models whose capabilities list it.
+
+    Called once, when the core first needs the operations registry.
+    """

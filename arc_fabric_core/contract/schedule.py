@@ -79,13 +79,20 @@ class StepContext:
     timestep: torch.Tensor
     sigma: float | None
     pass_index: int = 0
-    # The session's model state: what a plugin keeps between the steps of one session
-    # (an autoregressive model's KV cache). Empty when the session starts, after a resume
-    # and in a fork: the plugin rebuilds what it needs from the latents (so it is never
-    # checkpointed, and a resume stays exact). A value with ``park()`` is parked there
-    # (to CPU memory) when the session stops running. A model that decodes as it goes puts
-    # the pixel frames made at this step under DECODED_FRAMES: the step's event carries them.
+    # Rebuildable state: what a plugin keeps between the steps of one session and can
+    # remake deterministically from the latents (an autoregressive model's KV cache). Empty
+    # when the session starts and after a restore from a checkpoint, unless the session is
+    # live (the same warm model ran it up to here in this process: then it is what that run
+    # left, e.g. an extension continues the parent's KV cache). Never checkpointed. A value
+    # with ``park()`` is parked (to CPU memory) when the session stops running. A model that
+    # decodes as it goes puts the pixel frames made at this step under DECODED_FRAMES: the
+    # step's event carries them.
     state: dict[str, Any] = field(default_factory=dict)
+    # Checkpointable state: tensors a plugin keeps between steps that cannot be remade from
+    # the latents (a step cache's residual). Captured with every checkpoint, restored on
+    # resume, shared by a fork at that step: a resume with it stays exact. Name keys after
+    # the plugin ("mycache.residual"); values are tensors (any device; checkpointed on CPU).
+    checkpointed: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 DECODED_FRAMES = "arc.decoded_frames"

@@ -7,6 +7,7 @@ is an allow-list of entry-point names (comma separated; empty = none).
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ from arc_fabric_core.contract.errors import ArcFabricError, UnknownModelError
 from arc_fabric_core.contract.models import ModelSpec
 
 ENTRY_POINT_GROUP = "arc_fabric"
+# The built-in operations register through arc_register_operations like a plugin's do; the
+# module is named, not imported, because operations sit above this layer.
+BUILTIN_OPERATIONS = "arc_fabric_core.operations.builtin"
 STAGE_HOOKS = ("arc_load", "arc_encode", "arc_schedule", "arc_prepare_latents", "arc_denoise_step", "arc_decode")
 # Stage hooks a model may leave out; some come in pairs (passes need a way between them).
 OPTIONAL_STAGE_HOOKS = {"arc_passes": ("arc_next_pass",), "arc_activation_bytes": (), "arc_move": ()}
@@ -41,6 +45,7 @@ class Plugins:
         self._infos: dict[str, PluginInfo] = {}
         self._entrypoints_loaded = not load_entrypoints
         self._models: dict[str, tuple[ModelSpec, object]] | None = None
+        self._operations: dict[str, Any] | None = None
         self._trace = bool(os.environ.get("ARC_FABRIC_TRACE_PLUGINS"))
         if self._trace:
             self.pm.add_hookcall_monitoring(_trace_before, _trace_after)
@@ -72,14 +77,14 @@ class Plugins:
         """Register a plugin object (tests and embedding code use this directly)."""
         registered = self.pm.register(plugin, name=name)
         self._infos[registered] = PluginInfo(registered, package, version)
-        self._models = None
+        self._models = self._operations = None
         return registered
 
     def unregister(self, plugin: object) -> None:
         name = self.pm.get_name(plugin)
         self.pm.unregister(plugin)
         self._infos.pop(name, None)
-        self._models = None
+        self._models = self._operations = None
 
     @property
     def hook(self) -> Any:
@@ -168,6 +173,45 @@ class Plugins:
     def describe_model(self, model_name: str) -> dict[str, Any]:
         """A model's description (``ModelSpec.describe``) with its capabilities."""
         return {**self.model(model_name).describe(), "capabilities": self.capabilities(model_name)}
+
+    # -- operations
+
+    def operations(self) -> dict[str, Any]:
+        """Every operation by name: the built-in ones (registered by
+        ``arc_fabric_core.operations.builtin`` through the same hook as a plugin's, but
+        never listed as a plugin), then the plugins'."""
+        self._ensure_loaded()
+        if self._operations is None:
+            ops: dict[str, Any] = {}
+            builtin = importlib.import_module(BUILTIN_OPERATIONS)
+            impls = [(BUILTIN_OPERATIONS, builtin.arc_register_operations)]
+            impls += [(i.plugin_name, i.function) for i in self.pm.hook.arc_register_operations.get_hookimpls()]
+            for owner, function in impls:
+
+                def register(op: Any, _owner: str = owner) -> None:
+                    name = getattr(op, "name", None)
+                    if not isinstance(name, str) or not name.replace("-", "_").isidentifier():
+                        raise ArcFabricError(f"{_owner}: an operation needs a name (letters, digits, _ and -)")
+                    if name in ops:
+                        raise ArcFabricError(f"operation {name!r} is registered twice ({_owner} registers it again)")
+                    ops[name] = op
+
+                function(register=register)
+            self._operations = ops
+        return self._operations
+
+    def operation(self, name: str) -> Any:
+        ops = self.operations()
+        if name not in ops:
+            raise ArcFabricError(f"unknown operation {name!r}; known: {', '.join(ops)}")
+        return ops[name]
+
+    def operation_making(self, made: str) -> Any:
+        """The operation whose sessions carry ``SessionDoc.operation == made``."""
+        for op in self.operations().values():
+            if op.makes == made:
+                return op
+        raise ArcFabricError(f"no operation makes sessions of kind {made!r} (is the plugin that adds it installed?)")
 
     def config_searchpath(self) -> list[str]:
         paths: list[str] = []

@@ -340,7 +340,7 @@ class Orchestrator:
             "created_at": doc.created_at,
             "parent": doc.parent,
             "parent_step": doc.parent_step,
-            "operation": doc.operation.value,
+            "operation": str(doc.operation),
             "prompt": doc.params.get("prompt"),
             "video": self.video_url(doc.id),
         }

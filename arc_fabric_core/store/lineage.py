@@ -32,9 +32,9 @@ def ancestors(doc: SessionDoc, by_id: dict[str, SessionDoc]) -> list[str]:
 
 def edge(doc: SessionDoc) -> str:
     """How ``doc`` came from its parent, in a few words."""
-    if doc.operation is Operation.CREATE:
+    if doc.operation == Operation.CREATE:
         return "new"
-    what = f"{doc.operation.value}@{doc.parent_step}"
+    what = f"{doc.operation}@{doc.parent_step}"
     if doc.edit is not None and doc.edit.coverage < 1.0:
         what += f" mask {doc.edit.coverage:.0%}"
     if doc.overrides:

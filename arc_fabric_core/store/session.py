@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 # Major.minor. A reader refuses a newer major version.
 # 1.1 added lineage (operation, overrides, edit); 1.2 hybrid stages and passes.
@@ -127,7 +127,8 @@ class SessionDoc(BaseModel):
     checkpoints: list[CheckpointRecord] = Field(default_factory=list)
     final: FileRecord | None = None
     # Lineage: the session this one was forked or edited from, at which step, and how.
-    operation: Operation = Operation.CREATE
+    # An Operation for the built-in ones; a plugin's operation may make sessions of its own kind.
+    operation: str = Operation.CREATE
     parent: str | None = None
     parent_step: int | None = None
     overrides: dict[str, Any] = Field(default_factory=dict)
@@ -141,6 +142,11 @@ class SessionDoc(BaseModel):
     # Steps of each pass of a multi-pass model (empty: one pass of total_steps).
     passes: list[int] = Field(default_factory=list)
     error: str | None = None
+
+    @field_validator("operation", mode="after")
+    @classmethod
+    def _known_operation(cls, value: str) -> str:
+        return Operation(value) if value in Operation._value2member_map_ else value
 
     def touch(self) -> None:
         self.updated_at = _now()

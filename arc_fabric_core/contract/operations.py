@@ -1,0 +1,70 @@
+"""Operations on sessions, each defined once.
+
+An operation (generate, resume, fork, edit, extend, rewind, hand-off, decode — or one a
+plugin adds through ``arc_register_operations``) is one class holding:
+
+- ``Request``: its request as a pydantic model — the body of its API route, the payload
+  of its job kind, the fields of its CLI subcommand and of the UI's form;
+- ``check(engine, request)``: everything the engine would refuse, before any write or
+  compute, returning the operation's plan;
+- ``create(engine, plan)``: the session the run works on (a child written to the store,
+  or the session itself for a resume);
+- ``start(run)``: the first state of a session this operation made, when its first run
+  begins (fresh noise, an edit's re-noised source, an extension's parent video). A
+  session with a checkpoint starts from it instead, whatever made it.
+
+The registry (:meth:`arc_fabric_core.dispatch.plugins.Plugins.operations`) holds the
+built-in ones and the plugins'; the CLI, the API, the job queue and the UI are derived
+from it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from arc_fabric_core.contract.errors import ArcFabricError
+
+if TYPE_CHECKING:
+    from arc_fabric_core.contract.models import ModelSpec
+
+
+class Request(BaseModel):
+    """Base of an operation's request: unknown fields are refused, by name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class OperationSpec:
+    """One operation. Subclasses set the class attributes and implement the methods."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str] = ""
+    Request: ClassVar[type[BaseModel]] = Request
+    # The ``SessionDoc.operation`` of the sessions it creates (None: it creates none).
+    makes: ClassVar[str | None] = None
+    # The capability a model must have for it (``Capabilities.operations``): the name itself by default.
+    needs: ClassVar[str | None] = None
+    # Whether its result is a run of a session (a job of this kind runs the engine's loop).
+    runs: ClassVar[bool] = True
+
+    def check(self, engine: Any, request: BaseModel) -> Any:
+        """Everything the engine would refuse, before any write or compute: the plan."""
+        raise NotImplementedError
+
+    def create(self, engine: Any, plan: Any) -> Any:
+        """The session the run works on (written, when it is new)."""
+        raise NotImplementedError
+
+    def start(self, run: Any) -> None:
+        """The first state of a session this operation made (it has no checkpoint yet)."""
+        raise ArcFabricError(f"operation {self.name!r} makes no session that starts without a checkpoint")
+
+    def applies_to(self, spec: ModelSpec, operations: list[str]) -> bool:
+        """Whether a model (whose capabilities list ``operations``) takes this operation."""
+        return (self.needs or self.name) in operations
+
+
+class OperationError(ArcFabricError):
+    """An operation registered wrongly (a name taken, a missing schema)."""

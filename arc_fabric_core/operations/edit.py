@@ -1,0 +1,146 @@
+"""edit: re-noise a session's video to a step and re-denoise only from there (SDEdit).
+
+Give ``step`` (0..N-1: the edit runs N - step steps) or ``strength`` (diffusers'
+meaning: the share of the schedule re-run, so step = N - round(strength * N)). Inside
+the mask the video is re-denoised (with a new prompt if overridden); outside it the
+source is blended back at every step, so it is kept exactly. A finished source edits
+its final latents; an unfinished one its clean estimate at its last checkpoint (one
+model call)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from arc_fabric_core.contract.errors import InputError, SessionError
+from arc_fabric_core.contract.models import ModelRef
+from arc_fabric_core.contract.operations import OperationSpec
+from arc_fabric_core.contract.params import GenerationParams
+from arc_fabric_core.engine.edit_mask import EditMask, latent_mask
+from arc_fabric_core.engine.planning import session_of
+from arc_fabric_core.engine.run import Run
+from arc_fabric_core.engine.state import Session
+from arc_fabric_core.operations.branching import child_doc, with_overrides
+from arc_fabric_core.store.session import EditInfo, Operation, SessionDoc
+
+EDIT_FILE = "edit.safetensors"
+
+
+@dataclass(frozen=True)
+class EditPlan:
+    """What an edit was checked to be: nothing computed yet."""
+
+    parent: SessionDoc
+    ref: ModelRef
+    params: GenerationParams
+    overrides: dict[str, Any]  # as validated
+    step: int  # where the re-denoising starts
+    mask: EditMask
+    region: torch.Tensor | None  # the latent mask; None: everywhere
+
+
+class Edit(OperationSpec):
+    name = "edit"
+    summary = "re-denoise the video from a step (or a strength), inside a mask if given"
+    makes = Operation.EDIT
+
+    def plan(
+        self,
+        engine: Any,
+        source_id: str,
+        step: int | None = None,
+        strength: float | None = None,
+        overrides: dict[str, Any] | None = None,
+        mask: EditMask | None = None,
+    ) -> EditPlan:
+        """Everything an edit checks, before any compute or write: the model (not an
+        autoregressive one), the overrides, the start step (from ``step`` or ``strength``,
+        inside the last pass), a source to edit and the mask."""
+        parent = engine.store.load_doc(source_id)
+        if engine.autoregressive(parent.model.name):
+            # Re-noising the whole video to one level has no meaning when every block has
+            # its own schedule; remaking from a block on is the autoregressive edit.
+            raise SessionError(
+                f"{parent.model.name} makes its video a block at a time: rewind it to a block instead of editing"
+            )
+        ref, params, overrides = with_overrides(engine, parent, overrides)
+        total = parent.total_steps
+        if (step is None) == (strength is None):
+            raise InputError("step", "give either step or strength")
+        if strength is not None:
+            if not 0 < strength <= 1:
+                raise InputError("strength", f"must be in (0, 1], got {strength}")
+            step = total - round(strength * total)
+            if step >= total:
+                raise InputError("strength", f"{strength} re-runs no step of {total}; use at least {1 / total:.3g}")
+        assert step is not None
+        if not 0 <= step < total:
+            raise InputError("step", f"an edit of session {parent.id} starts at a step in 0..{total - 1}, got {step}")
+        last_pass = sum(parent.passes[:-1])
+        if step < last_pass:
+            raise InputError(
+                "step",
+                f"session {parent.id} denoises in passes of {parent.passes} steps; an edit re-runs part of its last "
+                f"pass (the one at the video's size): start at a step in {last_pass}..{total - 1}",
+            )
+        mask = mask or EditMask()
+        if parent.final is None and not parent.checkpoints:
+            raise InputError("session", f"session {parent.id} has not run a step yet: there is nothing to edit")
+        # The grid of the latents edited, from the file's header (no compute): a multi-pass
+        # model's last pass may run at another size than the video's.
+        source_record = parent.final or parent.checkpoints[-1]
+        grid = engine.store.tensor_shape(parent.id, source_record, "latents")[-3:]
+        region = latent_mask(mask, params, ref.latent_space, grid=(grid[0], grid[1], grid[2]))
+        return EditPlan(parent, ref, params, overrides, step, mask, region)
+
+    def branch(self, engine: Any, plan: EditPlan) -> Session:
+        """The edit's session, written with its source (x0), noise and mask."""
+        parent, params, overrides = plan.parent, plan.params, plan.overrides
+        step, mask, region, total = plan.step, plan.mask, plan.region, plan.parent.total_steps
+        # Every check has passed: now the source latents (one model call for an unfinished source).
+        if parent.final is not None:
+            source, source_step = "final", total
+            x0 = engine.final_latents(parent.id)
+        else:
+            source, source_step = "estimate", parent.checkpoints[-1].step
+            x0 = engine.clean_estimate(parent.id)
+        x0 = x0.detach().to("cpu", torch.float32)
+        generator = torch.Generator("cpu").manual_seed(params.seed)
+        noise = torch.randn(x0.shape, generator=generator, dtype=torch.float32)
+        tensors = {"x0": x0, "noise": noise, "rng.generator": generator.get_state()}
+        if region is not None:
+            tensors["mask"] = region
+        doc = child_doc(engine, parent, params, Operation.EDIT, step, overrides)
+        doc.edit = EditInfo(
+            start_step=step,
+            source=source,
+            source_step=source_step,
+            rect=mask.rect,
+            frames=mask.frames,
+            mask_image=mask.image,
+            coverage=float(region.float().mean()) if region is not None else 1.0,
+            tensors=engine.store.write_tensors(doc.id, EDIT_FILE, tensors),
+        )
+        engine.store.save_doc(doc)
+        return session_of(engine.plugins, doc, step_index=step)
+
+    def start(self, run: Run) -> None:
+        """The edit's first state: the source re-noised to the level of its start step,
+        by the model of the stage the edit starts in (earlier stages' models not needed)."""
+        session = run.session
+        info = session.doc.edit
+        assert info is not None and info.tensors is not None
+        bound = run.models.stage(session.stage_of(info.start_step))
+        run.plan_schedule(bound, first_pass=session.pass_of(info.start_step))
+        assert session.schedule is not None
+        index = info.start_step - session.pass_start(session.pass_index)
+        session.schedule.start_at(index)
+        tensors = run.load_edit()
+        session.generator = torch.Generator("cpu")
+        session.generator.set_state(tensors["rng.generator"])
+        x0, noise = tensors["x0"].to(run.device), tensors["noise"].to(run.device)
+        session.latents = session.schedule.add_noise(x0, noise, index).to(torch.float32)
+        session.step_index = info.start_step
+        run.checkpoint()

@@ -1,0 +1,115 @@
+"""fork: a new session that continues a parent from its checkpoint at a step, with
+other parameters if given (never those fixing the schedule or the latent shape).
+
+The child shares the parent's checkpoint at that step (a hard link, no copy) and runs
+only the remaining steps; its first run restores that checkpoint. A new seed reseeds the
+noise drawn from then on. With a hybrid schedule it is a hand-off (``handoff.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from arc_fabric_core.contract.errors import InputError
+from arc_fabric_core.contract.models import ModelRef
+from arc_fabric_core.contract.operations import OperationSpec
+from arc_fabric_core.contract.params import GenerationParams
+from arc_fabric_core.engine.hybrid import HybridSpec
+from arc_fabric_core.engine.planning import session_of
+from arc_fabric_core.engine.state import Session
+from arc_fabric_core.operations.branching import (
+    NON_CONDITIONING,
+    changed_fields,
+    child_doc,
+    share_conditioning,
+    with_overrides,
+)
+from arc_fabric_core.operations.handoff import restage
+from arc_fabric_core.store.files import DOC_COPY_KEY
+from arc_fabric_core.store.session import CheckpointRecord, Operation, SessionDoc, StageInfo
+
+
+@dataclass(frozen=True)
+class ForkPlan:
+    """What a fork was checked to be: nothing written yet."""
+
+    parent: SessionDoc
+    ref: ModelRef
+    params: GenerationParams
+    overrides: dict[str, Any]  # as validated
+    at: CheckpointRecord  # the parent's checkpoint the fork starts from
+    stages: list[StageInfo] | None = None  # a fork that changes the hybrid schedule
+    hybrid: HybridSpec | None = None
+
+
+class Fork(OperationSpec):
+    name = "fork"
+    summary = "a new session continuing this one from a checkpoint, with other parameters"
+    makes = Operation.FORK
+
+    def plan(
+        self,
+        engine: Any,
+        parent_id: str,
+        step: int,
+        overrides: dict[str, Any] | None = None,
+        hybrid: HybridSpec | None = None,
+    ) -> ForkPlan:
+        """Everything a fork checks, before any write: the parent, the step (one with a
+        checkpoint, after the parent's own fork point), the overrides (no fixed field
+        changed) and, with ``hybrid``, the new stages."""
+        parent = engine.store.load_doc(parent_id)
+        ref, params, overrides = with_overrides(engine, parent, overrides)
+        total = parent.total_steps
+        if not isinstance(step, int) or not 0 <= step < total:
+            raise InputError("step", f"a fork of session {parent.id} starts at a step in 0..{total - 1}, got {step}")
+        at = next((c for c in parent.checkpoints if c.step == step), None)
+        if parent.parent is not None and step < (parent.parent_step or 0):
+            raise InputError(
+                "step",
+                f"session {parent.id} branched from {parent.parent} at step {parent.parent_step}; before that its "
+                f"state is its parent's, reached with other parameters — fork {parent.parent} at step {step} instead",
+            )
+        if at is None:
+            have = ", ".join(str(c.step) for c in parent.checkpoints) or "none"
+            raise InputError(
+                "step",
+                f"session {parent.id} has no checkpoint at step {step} (it has: {have}); fork at one of those, "
+                "or keep more with checkpoint_every=1 checkpoint_keep=0",
+            )
+        stages = restage(engine, parent, step, hybrid) if hybrid is not None else None
+        return ForkPlan(parent, ref, params, overrides, at, stages, hybrid)
+
+    def branch(self, engine: Any, plan: ForkPlan) -> Session:
+        """The child, written: nothing is computed here."""
+        store = engine.store
+        parent, params, overrides, at, step = plan.parent, plan.params, plan.overrides, plan.at, plan.at.step
+        doc = child_doc(engine, parent, params, Operation.FORK, step, overrides)
+        if plan.hybrid is not None:
+            assert plan.stages is not None
+            doc.stages = plan.stages
+            doc.schedule_name, doc.boundary_unit = plan.hybrid.name, plan.hybrid.unit
+            doc.overrides = {**overrides, "stages": " > ".join(f"{s.model.name}/{s.model.variant}" for s in doc.stages)}
+        # Only the fork point is shared: the parent's earlier checkpoints were reached with the
+        # parent's parameters, so a fork of this fork before step k could not reproduce it.
+        reseed = "seed" in overrides and overrides["seed"] != parent.params.get("seed")
+        if not reseed:
+            doc.checkpoints.append(store.share_file(parent.id, at, doc.id))
+        else:
+            # The fork point itself with the new seed: fresh noise from here on differs.
+            tensors, metadata = store.read_tensors(parent.id, at)
+            tensors["rng.generator"] = torch.Generator("cpu").manual_seed(params.seed).get_state()
+            metadata[DOC_COPY_KEY] = doc.model_dump_json(exclude={"checkpoints"})
+            record = store.write_tensors(doc.id, at.file, tensors, metadata)
+            doc.checkpoints.append(CheckpointRecord(step=step, **record.model_dump()))
+        if parent.edit is not None and parent.edit.tensors is not None:
+            # A fork of a masked edit goes on blending the same source back outside the mask.
+            doc.edit = parent.edit.model_copy(
+                update={"tensors": store.share_file(parent.id, parent.edit.tensors, doc.id)}
+            )
+        if not changed_fields(parent, params) - NON_CONDITIONING:
+            share_conditioning(store, parent, doc)
+        store.save_doc(doc)
+        return session_of(engine.plugins, doc, step_index=step)

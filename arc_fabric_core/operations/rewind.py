@@ -1,0 +1,42 @@
+"""rewind: an autoregressive session rewound to a block — a fork at the block's first
+step that makes the blocks from there on again (under a new prompt from that block on,
+when given): the autoregressive form of an edit, without regenerating the past."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arc_fabric_core.contract.errors import InputError, SessionError
+from arc_fabric_core.contract.operations import OperationSpec
+from arc_fabric_core.engine.planning import resolve_info
+from arc_fabric_core.operations.branching import with_overrides
+
+
+class Rewind(OperationSpec):
+    name = "rewind"
+    summary = "remake an autoregressive video from a block on (new prompt optional)"
+
+    def plan(
+        self,
+        engine: Any,
+        session_id: str,
+        block: int,
+        prompt: str | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """What a rewind checks, before any write: the fork step and its overrides."""
+        doc = engine.store.load_doc(session_id)
+        ref = resolve_info(engine.plugins, doc.model)
+        hook = engine.plugins.optional_stage("arc_rewind_params", ref.spec.name)
+        if hook is None:
+            raise SessionError(f"{ref.spec.name} is not an autoregressive model; only those rewind")
+        passes = doc.passes or [doc.total_steps]
+        if not isinstance(block, int) or not 0 <= block < len(passes):
+            raise InputError("block", f"session {doc.id} has blocks 0..{len(passes) - 1}, got {block!r}")
+        changes = {**hook(model=ref, params=ref.params(doc.params), block=block, prompt=prompt), **(overrides or {})}
+        step = sum(passes[:block])
+        with_overrides(engine, doc, changes)
+        if not any(c.step == step for c in doc.checkpoints):
+            raise InputError("block", f"session {doc.id} has no checkpoint at block {block}'s first step ({step})")
+        engine.operation("fork").plan(engine, session_id, step, changes)  # and the rest of what the fork checks
+        return step, changes
