@@ -170,6 +170,22 @@ def wait_playing(page: Page, selector: str) -> None:
     )
 
 
+# Counts the blob URLs made and not yet revoked, and the intervals running (an init script).
+COUNT_BLOBS_AND_INTERVALS = """
+    window.liveBlobs = new Set();
+    window.revokedBlobs = [];
+    const make = URL.createObjectURL.bind(URL);
+    const revoke = URL.revokeObjectURL.bind(URL);
+    URL.createObjectURL = (obj) => { const url = make(obj); window.liveBlobs.add(url); return url; };
+    URL.revokeObjectURL = (url) => { window.liveBlobs.delete(url); window.revokedBlobs.push(url); revoke(url); };
+    window.liveIntervals = new Set();
+    const every = window.setInterval.bind(window);
+    const stop = window.clearInterval.bind(window);
+    window.setInterval = (...args) => { const id = every(...args); window.liveIntervals.add(id); return id; };
+    window.clearInterval = (id) => { window.liveIntervals.delete(id); stop(id); };
+"""
+
+
 # ---------------------------------------------------------------------- tests
 
 
@@ -202,6 +218,7 @@ def test_with_a_token_the_page_asks_for_it_then_works(browser: Browser, tmp_path
         context = browser.new_context(viewport={"width": 1440, "height": 1000})
         try:
             page = context.new_page()
+            page.add_init_script(COUNT_BLOBS_AND_INTERVALS)
             page.goto(f"{server.url}/")
             expect(page.get_by_test_id("conn-status")).to_have_attribute("data-state", "unauthorized")
             expect(page.get_by_test_id("auth-banner")).to_be_visible()
@@ -222,6 +239,35 @@ def test_with_a_token_the_page_asks_for_it_then_works(browser: Browser, tmp_path
             expect(output.get_by_test_id("result-video")).to_have_attribute("src", re.compile(r"^blob:"))
             wait_playing(page, '[data-testid="output"] video')
             shot(page, "13-token-accepted")
+            live = "() => [...window.liveBlobs]"
+            assert page.evaluate(live) == [output.get_by_test_id("result-video").get_attribute("src")]
+
+            # Every blob URL is revoked when its video is pointed elsewhere or its view is left.
+            output.get_by_test_id("open-session").click()
+            video = page.get_by_test_id("session-video")
+            expect(video).to_have_attribute("src", re.compile(r"^blob:"))
+            wait_playing(page, '[data-testid="session-video"]')
+            final = video.get_attribute("src")
+            assert page.evaluate(live) == [final]  # the generate page's one went with it
+            page.get_by_test_id("decode-step-select").select_option("2")
+            page.get_by_test_id("decode-button").click()
+            expect(page.get_by_test_id("stage-note")).to_have_text("Showing step 2 (decoded checkpoint)")
+            expect(video).not_to_have_attribute("src", final)
+            wait_playing(page, '[data-testid="session-video"]')
+            assert page.evaluate(live) == [video.get_attribute("src")]
+            assert final in page.evaluate("() => window.revokedBlobs")
+            page.get_by_test_id("nav-history").click()
+            thumb = page.get_by_test_id("history-video")
+            expect(thumb).to_have_attribute("src", re.compile(r"^blob:"))
+            assert page.evaluate(live) == [thumb.get_attribute("src")]
+            # Timers run only while their view shows: the devices page holds its own clock alone.
+            page.get_by_test_id("nav-gpus").click()
+            expect(page.get_by_test_id("gpu-card").first).to_be_visible()
+            assert page.evaluate(live) == []
+            assert page.evaluate("() => window.liveIntervals.size") == 1
+            page.get_by_test_id("nav-generate").click()
+            expect(page.get_by_test_id("output").get_by_test_id("job-state")).to_have_text("succeeded")
+            assert page.evaluate("() => window.liveIntervals.size") == 1  # the job timers' only
         finally:
             context.close()
 
@@ -305,7 +351,7 @@ def test_session_page_forks_and_edits_into_the_lineage_tree(page: Page, server: 
     # Fork at step 6 with a new prompt: the child shows up in the tree, then finishes.
     page.get_by_test_id("tab-fork").click()
     expect(page.get_by_test_id("fork-prompt")).to_have_value("origin bands")
-    page.get_by_test_id("fork-step").fill("6")
+    page.get_by_test_id("fork-step").select_option("6")
     page.get_by_test_id("fork-prompt").fill("waves after the fork")
     page.get_by_test_id("fork-submit").click()
     child = page.locator('[data-testid="tree-node"][data-relation="child"]')
@@ -325,6 +371,11 @@ def test_session_page_forks_and_edits_into_the_lineage_tree(page: Page, server: 
     expect(page.get_by_test_id("session-op")).to_contain_text("fork of")
     expect(page.get_by_test_id("session-op")).to_contain_text("at step 6")
     wait_playing(page, '[data-testid="session-video"]')
+    # A fork of the fork starts at its own fork point or later (before it, its state is the root's).
+    child_steps = server.api("GET", f"/api/sessions/{child_id}")["checkpoint_steps"]
+    expect(page.get_by_test_id("fork-step").locator("option")).to_have_text(
+        [f"step {s}" for s in child_steps if 6 <= s < 12]
+    )
 
     # A checkpoint decoded on demand replaces the final video until "back to final".
     page.get_by_test_id("decode-step-select").select_option("8")
@@ -367,17 +418,21 @@ def test_session_page_forks_and_edits_into_the_lineage_tree(page: Page, server: 
         expect(page.get_by_test_id(f"tab-{tab}")).to_be_visible()
     expect(page.get_by_test_id("tab-extend")).to_be_hidden()
     expect(page.get_by_test_id("tab-rewind")).to_be_hidden()
-    # A fork runs at least one step: the last one offered is the step before the end.
+    # A fork runs at least one step from a checkpoint: the steps offered are the
+    # checkpointed ones before the end (never the last, which the engine refuses).
     page.get_by_test_id("tab-fork").click()
-    expect(page.get_by_test_id("fork-step")).to_have_attribute("max", "11")
-    expect(page.get_by_test_id("fork-step-range")).to_have_attribute("max", "11")
-    expect(page.get_by_test_id("fork-step-hint")).to_contain_text("0 … 11")
-    # A step the engine refuses anyway is refused with its message, before anything queues.
-    page.get_by_test_id("fork-step").fill("12")
-    page.get_by_test_id("fork-submit").click()
-    error = page.locator('[data-testid="action-error"]:visible')
-    expect(error).to_contain_text("step: a fork of session")
-    expect(error).to_contain_text("starts at a step in 0..11, got 12")
+    offered = [s for s in child_steps if 6 <= s < 12]  # the fork's own steps, from its fork point
+    assert offered and 12 in child_steps, child_steps
+    options = page.get_by_test_id("fork-step").locator("option")
+    expect(options).to_have_count(len(offered))
+    assert [int(v) for v in options.evaluate_all("os => os.map(o => o.value)")] == offered
+    expect(page.get_by_test_id("fork-step-range")).to_have_attribute("max", str(len(offered) - 1))
+    expect(page.get_by_test_id("fork-step-hint")).to_have_text(
+        f"{len(offered)} checkpointed steps · {offered[0]} … {offered[-1]}"
+    )
+    # The slider walks the same steps.
+    page.get_by_test_id("fork-step-range").fill(str(len(offered) - 1))
+    expect(page.get_by_test_id("fork-step")).to_have_value(str(offered[-1]))
     shot(page, "07-fork-bound")
 
     # Back at the root, the whole lineage: root -> fork -> edit.
@@ -729,3 +784,120 @@ def test_an_autoregressive_session_offers_extend_and_rewind_but_no_edit(
         shot(page, "18-rewound")
     finally:
         context.close()
+
+
+# ---------------------------------------------------------------------- what a model's capabilities allow
+
+
+def test_wan_and_longlive_session_pages_show_only_what_their_capabilities_allow(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """The installed plugins declare nothing: their capabilities come from their hooks.
+    A Wan session edits (with a mask) and does not extend; a LongLive one extends and
+    rewinds and does not edit. The sessions are created, not run (nothing loads)."""
+    pytest.importorskip("arc_wan21")
+    pytest.importorskip("arc_longlive")
+    import arc_longlive.plugin as longlive
+    import arc_wan21.plugin as wan21
+    from arc_fabric_core.dispatch.plugins import Plugins
+    from arc_fabric_core.engine.facade import Engine
+    from arc_fabric_core.store.files import SessionStore
+
+    plugins = Plugins(load_entrypoints=False)
+    plugins.register(wan21, name="wan21")
+    plugins.register(longlive, name="longlive")
+    with serve(tmp_path, plugins) as server:
+        engine = Engine(SessionStore(tmp_path / "server" / "sessions"), plugins=plugins, device="cpu")
+        wan = engine.create("wan21", {"prompt": "a fox in the snow"}, variant="tiny").doc.id
+        live = engine.create("longlive", {"prompt": "a long walk"}, variant="tiny").doc.id
+        context = browser.new_context(viewport={"width": 1440, "height": 1000})
+        try:
+            page = context.new_page()
+            open_ui(page, server)
+            cards = {
+                name: page.locator(f'[data-testid="model-card"][data-model="{name}"]') for name in ("wan21", "longlive")
+            }
+            expect(cards["wan21"].get_by_test_id("model-capability")).to_have_text(["edit"])
+            expect(cards["longlive"].get_by_test_id("model-capability")).to_have_text(
+                ["extend", "rewind", "autoregressive", "passes"]
+            )
+            shot(page, "19-capability-tags")
+
+            page.goto(f"{server.url}/#/session/{wan}")
+            expect(page.get_by_test_id("session-status")).to_have_text("created")
+            for tab in ("fork", "edit", "resume"):
+                expect(page.get_by_test_id(f"tab-{tab}")).to_be_visible()
+            for tab in ("extend", "rewind"):
+                expect(page.get_by_test_id(f"tab-{tab}")).to_be_hidden()
+            page.get_by_test_id("tab-edit").click()
+            expect(page.get_by_test_id("mask-row")).to_be_visible()
+            expect(page.get_by_test_id("video-stage")).to_have_class(re.compile(r"\bmasking\b"))
+            # Not run yet: no checkpoint, so no step to fork from is offered.
+            page.get_by_test_id("tab-fork").click()
+            expect(page.get_by_test_id("fork-step").locator("option")).to_have_count(0)
+            expect(page.get_by_test_id("fork-step-hint")).to_have_text("no checkpoint to fork from")
+            expect(page.get_by_test_id("fork-submit")).to_be_disabled()
+            shot(page, "20-wan-session")
+
+            page.goto(f"{server.url}/#/session/{live}")
+            expect(page.get_by_test_id("session-id")).to_have_text(live)
+            for tab in ("fork", "resume", "extend", "rewind"):
+                expect(page.get_by_test_id(f"tab-{tab}")).to_be_visible()
+            expect(page.get_by_test_id("tab-edit")).to_be_hidden()
+            page.get_by_test_id("tab-rewind").click()
+            expect(page.get_by_test_id("rewind-block-hint")).to_have_text("0 … 1 of 2 blocks")
+            shot(page, "21-longlive-session")
+        finally:
+            context.close()
+
+
+def test_declared_capabilities_are_what_the_session_page_offers(browser: Browser, tmp_path: Path, toy_plugins) -> None:
+    """A model that declares less than its hooks allow: the toy editing without masks
+    (and taking action arrays), the blocks model extending without rewinding."""
+    from declared_plugin import DeclaredBlocks, DeclaredToy
+
+    from arc_fabric_core.contract.capabilities import Capabilities
+
+    toy_plugins.register(DeclaredToy("pad", Capabilities(masks=False, inputs=("actions",))), name="pad")
+    toy_plugins.register(DeclaredBlocks("stream", Capabilities(rewind=False)), name="stream")
+    with serve(tmp_path, toy_plugins) as server:
+
+        def session(model: str, **params: Any) -> str:
+            job = server.api("POST", "/api/sessions", json={"model": model, "params": params})
+            return str(server.wait_job(job["id"])["session_id"])
+
+        pad = session("pad", steps=8, prompt="no mask here")
+        stream = session("stream", steps=2, num_frames=4)
+        context = browser.new_context(viewport={"width": 1440, "height": 1000})
+        try:
+            page = context.new_page()
+            open_ui(page, server)
+            card = page.locator('[data-testid="model-card"][data-model="pad"]')
+            expect(card.get_by_test_id("model-capability")).to_have_text(["edit", "actions input"])
+            stream_card = page.locator('[data-testid="model-card"][data-model="stream"]')
+            expect(stream_card.get_by_test_id("model-capability")).to_have_text(["extend", "autoregressive", "passes"])
+
+            page.goto(f"{server.url}/#/session/{pad}")
+            expect(page.get_by_test_id("session-status")).to_have_text("completed")
+            page.get_by_test_id("tab-edit").click()
+            expect(page.get_by_test_id("edit-help")).to_contain_text("this model takes no mask")
+            expect(page.get_by_test_id("mask-row")).to_be_hidden()
+            expect(page.get_by_test_id("mask-frames")).to_be_hidden()
+            expect(page.get_by_test_id("video-stage")).not_to_have_class(re.compile(r"\bmasking\b"))
+            expect(page.get_by_test_id("session-video")).to_have_js_property("controls", True)
+            expect(page.get_by_test_id("edit-submit")).to_have_text("Edit video")
+            shot(page, "22-edit-without-mask")
+            page.get_by_test_id("edit-submit").click()
+            edited = page.locator('[data-testid="tree-node"][data-relation="child"]')
+            expect(edited).to_contain_text("edit @ 4")
+            card = page.locator('[data-testid="session-jobs"] [data-testid="job-card"]').first
+            expect(card.get_by_test_id("job-state")).to_have_text("succeeded")
+
+            page.goto(f"{server.url}/#/session/{stream}")
+            expect(page.get_by_test_id("session-id")).to_have_text(stream)
+            expect(page.get_by_test_id("tab-extend")).to_be_visible()
+            expect(page.get_by_test_id("tab-rewind")).to_be_hidden()
+            expect(page.get_by_test_id("tab-edit")).to_be_hidden()
+            shot(page, "23-extend-without-rewind")
+        finally:
+            context.close()

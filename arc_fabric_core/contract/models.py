@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from arc_fabric_core.contract.bounds import AtMost
+from arc_fabric_core.contract.capabilities import Capabilities
 from arc_fabric_core.contract.errors import InputError, WeightsError
 from arc_fabric_core.contract.params import GenerationParams
 
@@ -82,6 +83,10 @@ class ModelSpec:
     # False for a model that needs no checkpoint at all (procedural, closed-form, an API):
     # nothing warns that its output is noise, and a weights path given to it is refused.
     needs_weights: bool = True
+    # What the model supports (edit, masks, extend, rewind, inputs beside text). None, or
+    # a field left out: derived from the hooks its plugin implements. The registry checks
+    # a declaration against those hooks (``contract.capabilities.resolve_capabilities``).
+    capabilities: Capabilities | None = None
 
     def variant(self, name: str) -> VariantSpec:
         for variant in self.variants:

@@ -17,6 +17,7 @@ from typing import Any
 import pluggy
 
 from arc_fabric_core.contract import hookspecs
+from arc_fabric_core.contract.capabilities import Capabilities, resolve_capabilities
 from arc_fabric_core.contract.errors import ArcFabricError, UnknownModelError
 from arc_fabric_core.contract.models import ModelSpec
 
@@ -46,6 +47,7 @@ class Plugins:
         self._entrypoints_loaded = not load_entrypoints
         self._models: dict[str, tuple[ModelSpec, object]] | None = None
         self._operations: dict[str, Any] | None = None
+        self._capabilities: dict[str, Capabilities] = {}
         self._trace = bool(os.environ.get("ARC_FABRIC_TRACE_PLUGINS"))
         if self._trace:
             self.pm.add_hookcall_monitoring(_trace_before, _trace_after)
@@ -97,6 +99,7 @@ class Plugins:
         self._ensure_loaded()
         if self._models is None:
             models: dict[str, tuple[ModelSpec, object]] = {}
+            capabilities: dict[str, Capabilities] = {}
             for impl in self.pm.hook.arc_register_models.get_hookimpls():
                 owner = impl.plugin
 
@@ -104,12 +107,22 @@ class Plugins:
                     if spec.name in models:
                         other = self.pm.get_name(models[spec.name][1])
                         raise ArcFabricError(f"model {spec.name!r} is registered by both {other!r} and {_name!r}")
+                    # Checked here, once: a declaration its hooks contradict fails the listing
+                    # with a message naming the hook, not a job later.
+                    capabilities[spec.name] = resolve_capabilities(
+                        spec.capabilities,
+                        model=spec.name,
+                        plugin=_name,
+                        implements=lambda hook, _o=_owner: self._owner_implements(_o, hook),
+                        needs_weights=spec.needs_weights,
+                    )
                     models[spec.name] = (spec, _owner)
 
                 if self._trace:
                     _trace_before("arc_register_models", [impl], {})
                 impl.function(register=register)
             self._models = models
+            self._capabilities = capabilities
         return self._models
 
     def model_names(self) -> list[str]:
@@ -146,33 +159,26 @@ class Plugins:
     def implements(self, hook_name: str, model_name: str) -> bool:
         """Whether the plugin owning ``model_name`` implements ``hook_name`` itself (a
         wrapper from another plugin does not count)."""
-        owner = self.owner(model_name)
-        impls = getattr(self.hook, hook_name).get_hookimpls()
+        return self._owner_implements(self.owner(model_name), hook_name)
+
+    def _owner_implements(self, owner: object, hook_name: str) -> bool:
+        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
         return any(impl.plugin is owner and not (impl.wrapper or impl.hookwrapper) for impl in impls)
 
     def optional_stage(self, hook_name: str, model_name: str) -> Any | None:
         """Like :meth:`stage`, or None when the owning plugin does not implement the hook."""
         return self.stage(hook_name, model_name) if self.implements(hook_name, model_name) else None
 
-    def capabilities(self, model_name: str) -> dict[str, Any]:
-        """What a model can do, from the hooks its plugin implements: the session
-        operations it takes (an autoregressive model extends and rewinds instead of
-        editing), whether it runs in passes, whether it needs weights."""
-        spec = self.model(model_name)
-        autoregressive = self.implements("arc_extend_params", model_name)
-        rewinds = self.implements("arc_rewind_params", model_name)
-        operations = ["generate", "resume", "fork", "decode"]
-        operations += (["extend"] if autoregressive else ["edit"]) + (["rewind"] if rewinds else [])
-        return {
-            "operations": operations,
-            "autoregressive": autoregressive,
-            "passes": self.implements("arc_passes", model_name),
-            "needs_weights": spec.needs_weights,
-        }
+    def capabilities(self, model_name: str) -> Capabilities:
+        """What a model can do (``contract.capabilities``): what its spec declares, the
+        rest derived from the hooks its plugin implements (an autoregressive model extends
+        and rewinds instead of editing), checked against them when the registry is built."""
+        self.model(model_name)
+        return self._capabilities[model_name]
 
     def describe_model(self, model_name: str) -> dict[str, Any]:
         """A model's description (``ModelSpec.describe``) with its capabilities."""
-        return {**self.model(model_name).describe(), "capabilities": self.capabilities(model_name)}
+        return {**self.model(model_name).describe(), "capabilities": self.capabilities(model_name).describe()}
 
     # -- operations
 

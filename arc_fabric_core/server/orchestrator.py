@@ -132,6 +132,11 @@ class Orchestrator:
         from arc_fabric_core.jobs.checks import validate_job
 
         validate_job(self.engine, kind, payload)
+        if "session" in payload:
+            # A model may offer less than its hooks allow (its declared capabilities): the
+            # engine alone would run it, so the server refuses what the model leaves out.
+            model = self.store.load_doc(payload["session"]).model.name
+            self.plugins.capabilities(model).check_job(model, kind, payload)
 
     def cancel(self, job_id: int) -> Job:
         job = self.queue.cancel(job_id)

@@ -1,18 +1,20 @@
-// Arc Fabric web UI: the event stream, the router and the header.
+// Arc Fabric web UI: the event stream, the router and the header. Importing it starts
+// nothing: index.html calls start().
 
-import { TOKEN, api, apiUrl, debounce, emit, setText, state, toast } from "./core.js";
+import { TOKEN, api, apiUrl, debounce, emit, releaseMedia, setText, state, toast } from "./core.js";
 import { addPreview, appendLog, ensureLogs, refreshJob, upsertJob } from "./jobs.js";
 import { mountGenerate } from "./view-generate.js";
 import { mountGpus } from "./view-gpus.js";
 import { mountHistory } from "./view-history.js";
 import { mountSession } from "./view-session.js";
 
-const view = document.getElementById("view");
-const connEl = document.querySelector('[data-testid="conn-status"]');
-const queueInfo = document.querySelector('[data-testid="queue-info"]');
-const queueToggle = document.querySelector('[data-testid="queue-toggle"]');
-const pausedBanner = document.querySelector('[data-testid="paused-banner"]');
-const authBanner = document.querySelector('[data-testid="auth-banner"]');
+// The page's fixed elements, found by start().
+let view = null;
+let connEl = null;
+let queueInfo = null;
+let queueToggle = null;
+let pausedBanner = null;
+let authBanner = null;
 
 // ------------------------------------------------------------------ routing
 
@@ -29,6 +31,7 @@ function route() {
     }
     unmount = null;
   }
+  releaseMedia(view); // the blob URLs of the view left behind
   for (const a of document.querySelectorAll(".nav a")) {
     const active = a.dataset.page === page || (page === "session" && a.dataset.page === "history");
     a.classList.toggle("active", active);
@@ -75,7 +78,7 @@ function setConn(value, detail = "") {
   if (changed) emit({ type: "conn", state: value });
 }
 
-queueToggle.addEventListener("click", async () => {
+async function toggleQueue() {
   queueToggle.disabled = true;
   try {
     const out = await api(state.paused ? "/api/queue/unpause" : "/api/queue/pause", { method: "POST" });
@@ -88,7 +91,7 @@ queueToggle.addEventListener("click", async () => {
   } finally {
     queueToggle.disabled = false;
   }
-});
+}
 
 // ------------------------------------------------------------------ events
 
@@ -223,8 +226,8 @@ function scheduleReconnect() {
   retryTimer = setTimeout(connect, wait);
 }
 
-// If the event stream is slow to come (a proxy without WebSockets), fill the page from REST.
-setTimeout(async () => {
+/** If the event stream is slow to come (a proxy without WebSockets), fill the page from REST. */
+async function restFallback() {
   if (gotSnapshot) return;
   try {
     const [models, gpus, jobs] = await Promise.all([api("/api/models"), api("/api/gpus"), api("/api/jobs")]);
@@ -238,9 +241,24 @@ setTimeout(async () => {
   } catch (err) {
     toast(err.message, "error");
   }
-}, 3000);
+}
 
-window.addEventListener("hashchange", route);
-renderHeader();
-route();
-connect();
+let started = false;
+
+/** Start the UI on this page: the header, the router, the event stream. Once. */
+export function start() {
+  if (started) return;
+  started = true;
+  view = document.getElementById("view");
+  connEl = document.querySelector('[data-testid="conn-status"]');
+  queueInfo = document.querySelector('[data-testid="queue-info"]');
+  queueToggle = document.querySelector('[data-testid="queue-toggle"]');
+  pausedBanner = document.querySelector('[data-testid="paused-banner"]');
+  authBanner = document.querySelector('[data-testid="auth-banner"]');
+  queueToggle.addEventListener("click", toggleQueue);
+  window.addEventListener("hashchange", route);
+  renderHeader();
+  route();
+  connect();
+  setTimeout(restFallback, 3000);
+}

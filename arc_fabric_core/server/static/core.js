@@ -84,12 +84,34 @@ export async function api(path, { method = "GET", body } = {}) {
   return data;
 }
 
-const blobUrls = new Map();
+// The blob URL each media element plays (with a token only): revoked when the element is
+// pointed elsewhere, and by releaseMedia when its view is left or it left the page.
+const blobUrls = new Map(); // element -> blob URL
+
+function revokeBlob(el) {
+  const url = blobUrls.get(el);
+  if (url === undefined) return;
+  blobUrls.delete(el);
+  if (el.getAttribute("src") === url) el.removeAttribute("src");
+  URL.revokeObjectURL(url);
+}
+
+/** Revoke the blob URLs of the media elements under `root` and of every one no longer on
+ * the page (the router calls it when a view is left). */
+export function releaseMedia(root) {
+  for (const el of [...blobUrls.keys()]) if (!el.isConnected || (root && root.contains(el))) revokeBlob(el);
+}
+
+/** How many blob URLs the page holds (the tests read it). */
+export function liveBlobCount() {
+  return blobUrls.size;
+}
 
 /** Point a <video> at a server file. With a token, the file is fetched with the
  * Authorization header (a media element cannot send one) and played from a blob. */
 export async function setMediaSrc(el, path) {
   if (!path) {
+    revokeBlob(el);
     el.removeAttribute("src");
     el.dataset.path = "";
     el.load?.();
@@ -97,18 +119,25 @@ export async function setMediaSrc(el, path) {
   }
   if (el.dataset.path === path) return;
   el.dataset.path = path;
+  revokeBlob(el);
   if (!TOKEN) {
     el.src = apiUrl(path);
     return;
   }
-  let url = blobUrls.get(path);
-  if (!url) {
+  let blob;
+  try {
     const response = await fetch(apiUrl(path), { headers: { Authorization: `Bearer ${TOKEN}` } });
     if (!response.ok) return;
-    url = URL.createObjectURL(await response.blob());
-    blobUrls.set(path, url);
+    blob = await response.blob();
+  } catch {
+    return;
   }
-  if (el.dataset.path === path) el.src = url;
+  // Pointed elsewhere meanwhile, or gone with its view: nothing to hold a blob for.
+  if (el.dataset.path !== path || !el.isConnected) return;
+  releaseMedia(null); // the blobs of elements gone since the last call
+  const url = URL.createObjectURL(blob);
+  blobUrls.set(el, url);
+  el.src = url;
 }
 
 // ------------------------------------------------------------------ DOM

@@ -65,12 +65,33 @@ function timerText(job) {
   return job.state === "queued" ? `waiting ${fmtDuration(elapsed)}` : fmtDuration(elapsed);
 }
 
-setInterval(() => {
+function tickTimers() {
   for (const el of document.querySelectorAll("[data-timer-job]")) {
     const job = state.jobs.get(Number(el.dataset.timerJob));
     if (job) setText(el, timerText(job));
   }
-}, 100);
+}
+
+let timerHolders = 0;
+let timerInterval = null;
+
+/** Keep the job timers on the page running (a view showing job cards or rows calls it when
+ * shown); returns the function that stops them, to call when the view is left. The clock
+ * stops once no view holds it. */
+export function startJobTimers() {
+  timerHolders += 1;
+  if (timerInterval === null) timerInterval = setInterval(tickTimers, 100);
+  let held = true;
+  return () => {
+    if (!held) return;
+    held = false;
+    timerHolders -= 1;
+    if (timerHolders === 0) {
+      clearInterval(timerInterval);
+      timerInterval = null;
+    }
+  };
+}
 
 function progressInfo(job) {
   const p = job.progress;

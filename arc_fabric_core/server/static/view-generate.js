@@ -2,27 +2,11 @@
 
 import { api, clear, h, listen, setText, state } from "./core.js";
 import { schemaFields } from "./form.js";
-import { jobCard, jobRow, upsertJob } from "./jobs.js";
+import { jobCard, jobRow, startJobTimers, upsertJob } from "./jobs.js";
+import { capabilityTags, deviceLabel, modelStatePill } from "./models.js";
 
-const ui = { activeJobId: null, model: localStorage.getItem("arc.model") || null, keep: new Map() };
-
-export function modelStatePill(model, variantState, { showDevice = true } = {}) {
-  const s = variantState || { state: "cold", device: null };
-  const device = s.device && showDevice ? deviceLabel(s.device) : null;
-  return h(
-    "span",
-    { class: `state-pill state-${s.state}`, "data-testid": "model-state", "data-state": s.state, title: s.device || "" },
-    h("span", { class: "dot" }),
-    s.state,
-    device ? h("span", { class: "state-device" }, ` · ${device}`) : null,
-  );
-}
-
-function deviceLabel(id) {
-  const gpu = state.gpus.find((g) => g.id === id);
-  if (!gpu) return id;
-  return gpu.kind === "cpu" ? "cpu" : `${id} (${gpu.name})`;
-}
+// What the page keeps while it is left: the job shown, the model picked (read when first shown), each model's form.
+const ui = { activeJobId: null, model: undefined, keep: new Map() };
 
 function modelCard(model, selected, onSelect) {
   const states = model.states || [];
@@ -60,6 +44,7 @@ function modelCard(model, selected, onSelect) {
           )
         : null,
     ),
+    h("div", { class: "model-meta model-caps", "data-testid": "model-capabilities" }, capabilityTags(model)),
   );
   card.addEventListener("click", () => onSelect(model.name));
   card.addEventListener("keydown", (e) => {
@@ -72,6 +57,7 @@ function modelCard(model, selected, onSelect) {
 }
 
 export function mountGenerate(root) {
+  if (ui.model === undefined) ui.model = localStorage.getItem("arc.model") || null;
   const modelGrid = h("div", { class: "model-grid", "data-testid": "model-list" });
   const modelCount = h("span", { class: "muted" });
   const formPanel = h("section", { class: "panel panel-form", "data-testid": "generate-panel" });
@@ -124,7 +110,7 @@ export function mountGenerate(root) {
     }
     if (!ui.model || !models.some((m) => m.name === ui.model)) ui.model = models[0].name;
     // Cards are replaced only when what they show changed: a click never lands on a stale one.
-    const sigOf = (m) => JSON.stringify([m.states, (m.states || []).map((s) => s.device && deviceLabel(s.device))]);
+    const sigOf = (m) => JSON.stringify([m.states, (m.states || []).map((s) => s.device && deviceLabel(s.device)), m.capabilities]);
     const existing = new Map([...modelGrid.querySelectorAll(".model-card")].map((c) => [c.dataset.model, c]));
     const cards = models.map((m) => {
       const sig = sigOf(m);
@@ -358,6 +344,7 @@ export function mountGenerate(root) {
   renderOutput();
   renderJobs();
 
+  const stopTimers = startJobTimers();
   const off = listen((ev) => {
     switch (ev.type) {
       case "snapshot":
@@ -387,6 +374,7 @@ export function mountGenerate(root) {
   });
   return () => {
     if (form) ui.keep.set(form.model.name, form.fields.read().params);
+    stopTimers();
     off();
   };
 }

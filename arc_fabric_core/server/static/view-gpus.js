@@ -2,7 +2,7 @@
 // the model cache's state and its recent activity.
 
 import { badge, clear, fmtBytes, fmtDuration, h, listen, setText, state } from "./core.js";
-import { modelStatePill } from "./view-generate.js";
+import { modelStatePill } from "./models.js";
 
 function meter(used, total, testid, label) {
   const frac = total ? Math.min(1, used / total) : 0;

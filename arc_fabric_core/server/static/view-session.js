@@ -3,7 +3,8 @@
 // and its parameters.
 
 import { ACTIVE, api, badge, clear, debounce, fullTime, h, listen, relTime, setMediaSrc, setText, shortId, state, toast, truncate } from "./core.js";
-import { cancelNote, jobCard, jobRow, upsertJob } from "./jobs.js";
+import { cancelNote, jobCard, jobRow, startJobTimers, upsertJob } from "./jobs.js";
+import { capabilitiesOf, modelNamed } from "./models.js";
 
 const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
 
@@ -28,6 +29,8 @@ export function mountSession(root, id) {
   let drag = null;
   let stepPreview = null; // {step, video} while a decoded step is shown
   let formsFilled = false;
+  /** Whether this session's model takes a mask with an edit (its capabilities say so). */
+  const masking = () => Boolean(detail && (capabilitiesOf(detail.model) || {}).masks);
 
   // ---------------------------------------------------------------- skeleton
   const crumbs = h("nav", { class: "crumbs" }, h("a", { href: "#/history" }, "History"), h("span", { class: "crumb-sep" }, "/"), h("span", { class: "mono" }, id));
@@ -46,12 +49,8 @@ export function mountSession(root, id) {
   const decodeSelect = h("select", { "data-testid": "decode-step-select", "aria-label": "Checkpointed step" });
   const decodeButton = h("button", { type: "button", class: "btn btn-sm", "data-testid": "decode-button" }, "Preview step");
   const finalButton = h("button", { type: "button", class: "btn btn-sm btn-ghost", "data-testid": "show-final", hidden: true }, "Back to final");
-  const stageBar = h(
-    "div",
-    { class: "stage-bar" },
-    stageNote,
-    h("div", { class: "stage-tools" }, h("label", { class: "muted" }, "Decode a checkpoint"), decodeSelect, decodeButton, finalButton),
-  );
+  const decodeTools = h("div", { class: "stage-tools", "data-testid": "decode-tools" }, h("label", { class: "muted" }, "Decode a checkpoint"), decodeSelect, decodeButton, finalButton);
+  const stageBar = h("div", { class: "stage-bar" }, stageNote, decodeTools);
   const jobsBox = h("div", { class: "session-jobs", "data-testid": "session-jobs" });
   const jobRows = h("div", { class: "job-list job-list-tight", "data-testid": "session-job-rows" });
   const jobsPanel = h(
@@ -233,6 +232,7 @@ export function mountSession(root, id) {
       decodeSelect.value = opts.includes(keep) ? keep : opts[Math.floor(opts.length / 2)] || "";
     }
     decodeButton.disabled = !steps.length;
+    decodeTools.hidden = !(capabilitiesOf(detail.model)?.operations || []).includes("decode");
     finalButton.hidden = !stepPreview;
     setText(stageNote, stepPreview ? `Showing step ${stepPreview.step} (decoded checkpoint)` : detail.video ? "Final video" : "");
     const frames = Number(p.num_frames) || 1;
@@ -243,7 +243,8 @@ export function mountSession(root, id) {
 
   let wasEditing = false;
   function setMode() {
-    const editing = tab === "edit";
+    // Drawing a mask on a paused frame: an edit of a model that takes masks.
+    const editing = tab === "edit" && masking();
     if (wasEditing && !editing && !video.hidden) video.play().catch(() => {});
     wasEditing = editing;
     stage.classList.toggle("masking", editing);
@@ -293,7 +294,7 @@ export function mountSession(root, id) {
     };
   }
   canvas.addEventListener("pointerdown", (e) => {
-    if (tab !== "edit" || e.button !== 0) return;
+    if (tab !== "edit" || !masking() || e.button !== 0) return;
     e.preventDefault();
     canvas.setPointerCapture(e.pointerId);
     drag = toVideo(e);
@@ -325,7 +326,7 @@ export function mountSession(root, id) {
     if (canvas.height !== hgt) canvas.height = hgt;
     const ctx = canvas.getContext("2d");
     ctx.clearRect(0, 0, w, hgt);
-    if (tab !== "edit" || !mask) return;
+    if (tab !== "edit" || !masking() || !mask) return;
     const { W, H } = videoDims();
     const sx = w / W;
     const sy = hgt / H;
@@ -483,10 +484,15 @@ export function mountSession(root, id) {
     }
 
     // Fork
+    // Only the steps a fork can start at: checkpointed, before the last step (a fork runs
+    // at least one), not before this session's own fork point (before it, its state is its parent's).
     const forkRange = h("input", { type: "range", min: "0", max: "0", step: "1", value: "0", "aria-label": "Fork step", "data-testid": "fork-step-range" });
-    const forkStep = h("input", { type: "number", min: "0", max: "0", step: "1", value: "0", class: "num-sm", "data-testid": "fork-step" });
-    forkRange.addEventListener("input", () => (forkStep.value = forkRange.value));
-    forkStep.addEventListener("input", () => (forkRange.value = forkStep.value));
+    const forkStep = h("select", { class: "num-sm", "data-testid": "fork-step", "aria-label": "Fork step" });
+    forkRange.addEventListener("input", () => {
+      const opt = forkStep.options[Number(forkRange.value)];
+      if (opt) forkStep.value = opt.value;
+    });
+    forkStep.addEventListener("change", () => (forkRange.value = String(Math.max(0, forkStep.selectedIndex))));
     const forkHint = h("span", { class: "field-hint", "data-testid": "fork-step-hint" });
     const forkPrompt = h("textarea", { rows: 3, "data-testid": "fork-prompt", placeholder: "The branch's prompt" });
     const forkExtra = h("textarea", { rows: 2, class: "mono", "data-testid": "fork-overrides", placeholder: '{"seed": 7, "guidance": 3}' });
@@ -513,8 +519,8 @@ export function mountSession(root, id) {
       }
       const overrides = { ...extra };
       if (forkPrompt.value !== (detail.doc.params.prompt ?? "")) overrides.prompt = forkPrompt.value;
-      const step = forkStep.value.trim() === "" ? NaN : Number(forkStep.value);
-      if (!Number.isInteger(step)) return showError("fork", "step: enter a whole number");
+      const step = forkStep.value === "" ? NaN : Number(forkStep.value);
+      if (!Number.isInteger(step)) return showError("fork", "step: this session has no checkpoint a fork can start at");
       submit("fork", forkSubmit, `/api/sessions/${id}/fork`, { step, overrides });
     });
 
@@ -541,18 +547,21 @@ export function mountSession(root, id) {
     modeStrength.addEventListener("change", syncMode);
     modeStep.addEventListener("change", syncMode);
     const editPrompt = h("textarea", { rows: 3, "data-testid": "edit-prompt", placeholder: "What the region should show" });
+    const editHelp = h("p", { class: "muted action-help", "data-testid": "edit-help" });
+    const maskRow = h("div", { class: "mask-row", "data-testid": "mask-row" }, h("span", { class: "mask-icon" }), maskReadout, maskClear);
+    const maskFrames = h(
+      "div",
+      { class: "field", "data-testid": "mask-frames" },
+      h("div", { class: "field-label" }, h("label", null, "Frames"), h("span", { class: "field-hint" }, "first … end (exclusive)")),
+      h("div", { class: "range-row" }, frameStart, h("span", { class: "muted" }, "to"), frameEnd),
+    );
     const editSubmit = h("button", { type: "submit", class: "btn btn-primary", "data-testid": "edit-submit" }, "Edit region");
     const editForm = h(
       "form",
       { class: "action-form", novalidate: true },
-      h("p", { class: "muted action-help" }, "Drag on the video to mark the region to re-denoise; outside it the video is kept exactly. No region: the whole frame."),
-      h("div", { class: "mask-row" }, h("span", { class: "mask-icon" }), maskReadout, maskClear),
-      h(
-        "div",
-        { class: "field" },
-        h("div", { class: "field-label" }, h("label", null, "Frames"), h("span", { class: "field-hint" }, "first … end (exclusive)")),
-        h("div", { class: "range-row" }, frameStart, h("span", { class: "muted" }, "to"), frameEnd),
-      ),
+      editHelp,
+      maskRow,
+      maskFrames,
       h(
         "div",
         { class: "field" },
@@ -575,10 +584,10 @@ export function mountSession(root, id) {
       }
       if (editPrompt.value !== (detail.doc.params.prompt ?? "")) body.overrides = { prompt: editPrompt.value };
       const m = {};
-      if (mask) m.rect = [mask.x0, mask.y0, mask.x1, mask.y1];
+      if (mask && masking()) m.rect = [mask.x0, mask.y0, mask.x1, mask.y1];
       const a = frameStart.value.trim();
       const b = frameEnd.value.trim();
-      if (a !== "" || b !== "") {
+      if (masking() && (a !== "" || b !== "")) {
         const nf = Number(detail.doc.params.num_frames) || 1;
         m.frames = [a === "" ? 0 : Number(a), b === "" ? nf : Number(b)];
       }
@@ -653,18 +662,19 @@ export function mountSession(root, id) {
     panels.set("resume", resumeForm);
     panels.set("extend", extendForm);
     panels.set("rewind", rewindForm);
-    const body = h("div", { class: "tab-body" }, [...panels.values()]);
+    const noActions = h("p", { class: "muted action-help", "data-testid": "no-actions", hidden: true });
+    const body = h("div", { class: "tab-body" }, noActions, [...panels.values()]);
     const panel = h("section", { class: "panel", "data-testid": "session-actions" }, h("div", { class: "panel-head" }, h("h2", null, "Actions")), tablist, body);
 
-    /** The tabs this session's model takes (its capabilities' operations; fork and resume always). */
+    /** The tabs this session's model takes: its capabilities' operations (none while they are unknown). */
     function offered() {
-      const model = detail ? state.models.find((m) => m.name === detail.model) : null;
-      const ops = new Set(model && model.capabilities ? model.capabilities.operations : []);
-      return tabs.filter((t) => t === "fork" || t === "resume" || ops.has(t));
+      const caps = detail ? capabilitiesOf(detail.model) : null;
+      const ops = new Set(caps ? caps.operations || [] : []);
+      return tabs.filter((t) => ops.has(t));
     }
 
     function select(t) {
-      tab = t;
+      tab = t ?? null;
       for (const [name, b] of tabButtons) b.setAttribute("aria-selected", name === t ? "true" : "false");
       for (const [name, p] of panels) p.hidden = name !== t;
       if (detail) setMode();
@@ -698,30 +708,74 @@ export function mountSession(root, id) {
       maskClear.hidden = !mask;
     }
 
+    /** The steps a fork of this session can start at (what the engine's check_fork takes). */
+    function forkSteps() {
+      const total = detail.total_steps;
+      const from = detail.parent ? Number(detail.parent_step) || 0 : 0;
+      return (detail.checkpoint_steps || []).filter((s) => s >= from && s < total);
+    }
+
+    function fillForkSteps(wanted) {
+      const steps = forkSteps();
+      const sig = steps.join(",");
+      if (forkStep.dataset.opts !== sig) {
+        const keep = wanted ?? forkStep.value;
+        forkStep.dataset.opts = sig;
+        clear(forkStep, steps.map((s) => h("option", { value: String(s) }, `step ${s}`)));
+        // The step asked for, else the checkpointed one nearest it.
+        const target = Number(keep);
+        let best = steps.length ? steps[0] : null;
+        for (const s of steps) if (Math.abs(s - target) < Math.abs(best - target)) best = s;
+        if (best !== null) forkStep.value = String(best);
+      }
+      forkRange.max = String(Math.max(0, steps.length - 1));
+      forkRange.value = String(Math.max(0, forkStep.selectedIndex));
+      forkRange.disabled = forkStep.disabled = forkSubmit.disabled = !steps.length;
+      setText(
+        forkHint,
+        steps.length
+          ? `${steps.length} checkpointed step${steps.length === 1 ? "" : "s"} · ${steps[0]} … ${steps[steps.length - 1]}`
+          : "no checkpoint to fork from",
+      );
+    }
+
     function update() {
       const shown = offered();
       for (const [name, b] of tabButtons) b.hidden = !shown.includes(name);
       if (!shown.includes(tab)) select(shown[0]);
+      const known = Boolean(capabilitiesOf(detail.model));
+      noActions.hidden = known;
+      setText(
+        noActions,
+        known ? "" : state.models.length && !modelNamed(detail.model) ? `${detail.model} is not installed on this server: no operation can run on this session.` : "Loading what this model can do…",
+      );
       const total = detail.total_steps;
-      const steps = detail.checkpoint_steps || [];
-      // A fork runs at least one step: its last start is the step before the end.
-      const lastFork = Math.max(0, total - 1);
-      forkRange.max = String(lastFork);
-      forkStep.max = String(lastFork);
+      const passList = (detail.doc && detail.doc.passes) || [];
+      // An edit re-runs part of the last pass (the one at the video's size).
+      editStep.min = String(passList.slice(0, -1).reduce((a, b) => a + b, 0));
       editStep.max = String(Math.max(0, total - 1));
       const frames = Number(detail.doc.params.num_frames) || 1;
       frameStart.max = String(frames - 1);
       frameEnd.max = String(frames);
-      setText(forkHint, `0 … ${lastFork} · ${steps.length} checkpointed`);
-      const passes = (detail.doc && detail.doc.passes && detail.doc.passes.length) || 1;
+      const takesMask = masking();
+      maskRow.hidden = maskFrames.hidden = !takesMask;
+      setText(editSubmit, takesMask ? "Edit region" : "Edit video");
+      editPrompt.placeholder = takesMask ? "What the region should show" : "What the video should show";
+      setText(
+        editHelp,
+        takesMask
+          ? "Drag on the video to mark the region to re-denoise; outside it the video is kept exactly. No region: the whole frame."
+          : "Re-denoise the whole video from a step, under a new prompt if you give one (this model takes no mask).",
+      );
+      const passes = passList.length || 1;
       rewindBlock.max = String(passes - 1);
       setText(rewindHint, `0 … ${passes - 1} of ${passes} blocks`);
+      fillForkSteps(formsFilled ? undefined : Math.floor(total / 2));
       if (!formsFilled) {
         formsFilled = true;
         const mid = Math.floor(total / 2);
-        forkStep.value = forkRange.value = String(Math.min(mid, lastFork));
         rewindBlock.value = String(passes - 1);
-        editStep.value = String(mid);
+        editStep.value = String(Math.max(mid, Number(editStep.min)));
         const prompt = detail.doc.params.prompt ?? "";
         forkPrompt.value = prompt;
         editPrompt.value = prompt;
@@ -742,9 +796,13 @@ export function mountSession(root, id) {
 
   // ---------------------------------------------------------------- events
   load();
+  const stopTimers = startJobTimers();
   const off = listen((ev) => {
     if (ev.type === "snapshot") reload();
-    else if (ev.type === "models" && detail) actions.update(); // the tabs follow the model's capabilities
+    else if (ev.type === "models" && detail) {
+      actions.update(); // the tabs follow the model's capabilities
+      renderStage();
+    }
     else if (ev.type === "job") {
       const j = ev.job;
       const related = (j.payload && j.payload.session === id) || j.session_id === id || (detail && (detail.children || []).includes(j.session_id));
@@ -764,6 +822,7 @@ export function mountSession(root, id) {
     alive = false;
     reload.cancel();
     resizer.disconnect();
+    stopTimers();
     off();
   };
 }
