@@ -139,22 +139,36 @@ class Plugins:
         return self._registry()[model_name][1]
 
     def stage(self, hook_name: str, model_name: str) -> Any:
-        """A hook caller for one stage of one model: the owning plugin's implementation
-        plus every wrapper from plugins that own no model, and nothing else."""
+        """A hook caller for one stage of one model.
+
+        Who answers, in order:
+
+        1. **Interceptors**: plain implementations from plugins that own no model (a step
+           cache). Asked first, in pluggy's order (``tryfirst`` ones, then the most
+           recently registered first, ``trylast`` ones last); the first that returns
+           something other than None answers the stage, and the owner is not called.
+        2. **The owner**: the plugin that registered the model, inside every wrapper
+           (``wrapper=True``) from plugins that own no model — a profiler sees each call
+           the owner makes, not the ones an interceptor answered.
+
+        Implementations from plugins that own other models are never called for this one.
+        """
         owner = self.owner(model_name)
         caller = getattr(self.hook, hook_name)
-        others = [
-            impl.plugin
-            for impl in caller.get_hookimpls()
-            if impl.plugin is not owner and not (impl.wrapper or impl.hookwrapper)
-        ]
-        if not any(impl.plugin is owner and not (impl.wrapper or impl.hookwrapper) for impl in caller.get_hookimpls()):
+        impls = caller.get_hookimpls()
+        if not any(impl.plugin is owner and not (impl.wrapper or impl.hookwrapper) for impl in impls):
             raise ArcFabricError(
                 f"plugin {self.pm.get_name(owner)!r} registers model {model_name!r} but lacks {hook_name}"
             )
-        if not others:
-            return caller
-        return self.pm.subset_hook_caller(hook_name, remove_plugins=others)
+        owners = {id(o) for _, o in self._registry().values()}
+        plain_others = [impl for impl in impls if impl.plugin is not owner and not (impl.wrapper or impl.hookwrapper)]
+        interceptors = [impl for impl in plain_others if id(impl.plugin) not in owners]
+        others = [impl.plugin for impl in plain_others]
+        owned = caller if not others else self.pm.subset_hook_caller(hook_name, remove_plugins=others)
+        if not interceptors:
+            return owned
+        # get_hookimpls lists in reverse call order: pluggy calls the last first.
+        return _Intercepted(list(reversed(interceptors)), owned)
 
     def implements(self, hook_name: str, model_name: str) -> bool:
         """Whether the plugin owning ``model_name`` implements ``hook_name`` itself (a
@@ -248,6 +262,23 @@ class Plugins:
                 }
             )
         return out
+
+
+class _Intercepted:
+    """A stage call asking the interceptors first, then the owner (:meth:`Plugins.stage`)."""
+
+    def __init__(self, interceptors: list[Any], owner: Any) -> None:
+        self.interceptors, self.owner = interceptors, owner
+
+    def __call__(self, **kwargs: Any) -> Any:
+        for impl in self.interceptors:
+            result = impl.function(*(kwargs[name] for name in impl.argnames))
+            if result is not None:
+                return result
+        return self.owner(**kwargs)
+
+    def get_hookimpls(self) -> list[Any]:
+        return [*self.owner.get_hookimpls(), *self.interceptors]
 
 
 def _brief(value: Any) -> str:

@@ -292,7 +292,9 @@ def arc_denoise_step(
 
 class _Decoder(StreamingDecoder):
     def park(self) -> None:
-        self.reset()  # the VAE's causal cache is big at full size; remade from the latents
+        # The VAE's causal cache is big at full size: in CPU memory while the session waits,
+        # kept so that an extension of a live session goes on decoding where it stopped.
+        self.to("cpu")
 
 
 def _decoder(components: LongLiveComponents, state: dict[str, Any], latents: torch.Tensor, start: int) -> Any:

@@ -27,11 +27,18 @@ class StreamingDecoder:
         self._cache: list[Any] = [None] * self.vae._cached_conv_counts["decoder"]
         self.frames_in = 0  # latent frames decoded so far
 
+    def to(self, device: torch.device | str) -> StreamingDecoder:
+        """Move the causal cache (parked in CPU memory while its session waits; brought
+        back by the next decode)."""
+        self._cache = [c.to(device) if isinstance(c, torch.Tensor) else c for c in self._cache]
+        return self
+
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """The pixel frames of the next latent frames ``latents`` [B, 16, f, h, w]: float in
         [0, 1], layout (F, H, W, 3) (the first of the batch), as ``arc_decode`` gives them."""
         vae = self.vae
+        self.to(vae.device)
         z = latents.to(vae.device, vae.dtype)
         mean = torch.tensor(vae.config.latents_mean).view(1, vae.config.z_dim, 1, 1, 1).to(z)
         inv_std = 1.0 / torch.tensor(vae.config.latents_std).view(1, vae.config.z_dim, 1, 1, 1).to(z)
