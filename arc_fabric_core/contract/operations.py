@@ -31,9 +31,10 @@ if TYPE_CHECKING:
 
 
 class Request(BaseModel):
-    """Base of an operation's request: unknown fields are refused, by name."""
+    """Base of an operation's request: unknown fields are refused by name, and no float
+    may be infinite or NaN (JSON's Infinity and NaN)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class OperationSpec:
@@ -48,14 +49,21 @@ class OperationSpec:
     needs: ClassVar[str | None] = None
     # Whether its result is a run of a session (a job of this kind runs the engine's loop).
     runs: ClassVar[bool] = True
+    # Whether it acts on a stored session (the API route /api/sessions/{id}/<name>, the
+    # job payload's "session"), or makes a session from nothing (generate).
+    on_session: ClassVar[bool] = True
 
-    def check(self, engine: Any, request: BaseModel) -> Any:
+    def check(self, engine: Any, request: Any, session: str | None = None) -> Any:
         """Everything the engine would refuse, before any write or compute: the plan."""
         raise NotImplementedError
 
     def create(self, engine: Any, plan: Any) -> Any:
         """The session the run works on (written, when it is new)."""
         raise NotImplementedError
+
+    def request(self, payload: dict[str, Any]) -> BaseModel:
+        """A job payload (less its ``session``) as this operation's request."""
+        return self.Request.model_validate({k: v for k, v in payload.items() if k != "session"})
 
     def start(self, run: Any) -> None:
         """The first state of a session this operation made (it has no checkpoint yet)."""

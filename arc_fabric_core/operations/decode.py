@@ -5,18 +5,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from arc_fabric_core.contract.errors import SessionError
-from arc_fabric_core.contract.operations import OperationSpec
+from pydantic import Field
+
+from arc_fabric_core.contract.errors import InputError, SessionError
+from arc_fabric_core.contract.operations import OperationSpec, Request
+
+
+class DecodeRequest(Request):
+    step: int | None = Field(None, ge=0, description="A checkpointed step to preview (default: the final latents)")
 
 
 class Decode(OperationSpec):
     name = "decode"
     summary = "write the video of a session (or a preview at one of its checkpoints)"
     runs = False
+    Request = DecodeRequest
+
+    def check(self, engine: Any, request: Any, session: str | None = None) -> Any:
+        assert session is not None
+        return self.plan(engine, session, request.step)
 
     def plan(self, engine: Any, session_id: str, step: int | None = None) -> Any:
         """A session with something to decode: finished, or a checkpoint (at ``step``)."""
         doc = engine.store.load_doc(session_id)
         if doc.final is None and not doc.checkpoints:
             raise SessionError(f"session {session_id} has not run a step yet: there is nothing to decode")
+        if step is not None and step not in {c.step for c in doc.checkpoints}:
+            steps = ", ".join(str(c.step) for c in doc.checkpoints) or "none"
+            raise InputError("step", f"no checkpoint at step {step}; checkpointed steps: {steps}")
         return doc

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from pydantic import Field
 
 from arc_fabric_core.contract.errors import InputError, SessionError
 from arc_fabric_core.contract.models import ModelRef
-from arc_fabric_core.contract.operations import OperationSpec
+from arc_fabric_core.contract.operations import OperationSpec, Request
 from arc_fabric_core.contract.params import GenerationParams
 from arc_fabric_core.engine.edit_mask import EditMask, latent_mask
 from arc_fabric_core.engine.planning import session_of
@@ -41,10 +42,31 @@ class EditPlan:
     region: torch.Tensor | None  # the latent mask; None: everywhere
 
 
+class MaskRequest(Request):
+    rect: list[int] | None = Field(None, min_length=4, max_length=4, description="x0, y0, x1, y1 in pixels")
+    frames: list[int] | None = Field(None, min_length=2, max_length=2, description="first, end (exclusive) frame")
+
+
+class EditRequest(Request):
+    step: int | None = Field(None, ge=0, description="Re-denoise from this step (or give strength)")
+    strength: float | None = Field(None, gt=0, le=1, description="How much to re-denoise, in (0, 1]")
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    mask: MaskRequest | None = None
+
+
 class Edit(OperationSpec):
     name = "edit"
     summary = "re-denoise the video from a step (or a strength), inside a mask if given"
     makes = Operation.EDIT
+    Request = EditRequest
+
+    def check(self, engine: Any, request: Any, session: str | None = None) -> EditPlan:
+        assert session is not None
+        mask = EditMask(**request.mask.model_dump(exclude_none=True)) if request.mask is not None else None
+        return self.plan(engine, session, request.step, request.strength, request.overrides, mask)
+
+    def create(self, engine: Any, plan: EditPlan) -> Session:
+        return self.branch(engine, plan)
 
     def plan(
         self,

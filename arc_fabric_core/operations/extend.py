@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from pydantic import Field
 
 from arc_fabric_core.contract.errors import ArcFabricError, InputError, SessionError
 from arc_fabric_core.contract.models import ModelRef
-from arc_fabric_core.contract.operations import OperationSpec
+from arc_fabric_core.contract.operations import OperationSpec, Request
 from arc_fabric_core.contract.params import GenerationParams
 from arc_fabric_core.engine.planning import passes_of, resolve_info
 from arc_fabric_core.engine.run import Run
@@ -35,10 +36,23 @@ class ExtendPlan:
     overrides: dict[str, Any]
 
 
+class ExtendRequest(Request):
+    blocks: int = Field(1, ge=1, le=1000, description="Blocks to add")
+    prompt: str | None = Field(None, description="The prompt of the new blocks (default: the last one)")
+
+
 class Extend(OperationSpec):
     name = "extend"
     summary = "make a finished autoregressive video some blocks longer (new prompt optional)"
     makes = Operation.EXTEND
+    Request = ExtendRequest
+
+    def check(self, engine: Any, request: Any, session: str | None = None) -> ExtendPlan:
+        assert session is not None
+        return self.plan(engine, session, request.blocks, request.prompt)
+
+    def create(self, engine: Any, plan: ExtendPlan) -> Session:
+        return self.branch(engine, plan)
 
     def plan(self, engine: Any, parent_id: str, blocks: int, prompt: str | None = None) -> ExtendPlan:
         """Everything an extension checks, before any compute or write: the parent, its

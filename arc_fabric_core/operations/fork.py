@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from pydantic import Field
 
 from arc_fabric_core.contract.errors import InputError
 from arc_fabric_core.contract.models import ModelRef
-from arc_fabric_core.contract.operations import OperationSpec
+from arc_fabric_core.contract.operations import OperationSpec, Request
 from arc_fabric_core.contract.params import GenerationParams
 from arc_fabric_core.engine.hybrid import HybridSpec
 from arc_fabric_core.engine.planning import session_of
@@ -44,10 +45,23 @@ class ForkPlan:
     hybrid: HybridSpec | None = None
 
 
+class ForkRequest(Request):
+    step: int = Field(ge=0, description="The step to branch at")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="Parameters the branch changes (prompt, ...)")
+
+
 class Fork(OperationSpec):
     name = "fork"
     summary = "a new session continuing this one from a checkpoint, with other parameters"
     makes = Operation.FORK
+    Request = ForkRequest
+
+    def check(self, engine: Any, request: Any, session: str | None = None) -> ForkPlan:
+        assert session is not None
+        return self.plan(engine, session, request.step, request.overrides)
+
+    def create(self, engine: Any, plan: ForkPlan) -> Session:
+        return self.branch(engine, plan)
 
     def plan(
         self,

@@ -6,16 +6,40 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from pydantic import Field
 
-from arc_fabric_core.contract.operations import OperationSpec
+from arc_fabric_core.contract.operations import OperationSpec, Request
 from arc_fabric_core.engine.run import Run
 from arc_fabric_core.store.session import Operation
+
+
+class GenerateRequest(Request):
+    model: str = Field(description="An installed model, e.g. wan21")
+    variant: str | None = Field(
+        None, description="A variant of the model; default: real weights if configured, else tiny"
+    )
+    weights: str | None = Field(None, description="A local checkpoint folder for a real variant")
+    params: dict[str, Any] = Field(default_factory=dict, description="Generation parameters (see the model's schema)")
+    schedule: str | dict[str, Any] | None = Field(None, description="A hybrid schedule: a shipped name or a config")
 
 
 class Generate(OperationSpec):
     name = "generate"
     summary = "a new session: a model, its parameters, optionally a hybrid schedule"
     makes = Operation.CREATE
+    Request = GenerateRequest
+    on_session = False
+
+    def check(self, engine: Any, request: Any, session: str | None = None) -> Any:
+        from arc_fabric_core.engine.hybrid import named_schedule, parse_hybrid
+
+        schedule = named_schedule(request.schedule) if isinstance(request.schedule, str) else request.schedule
+        hybrid = parse_hybrid(schedule) if schedule else None
+        return self.plan(engine, request.model, request.params, request.variant, request.weights, hybrid)
+
+    def create(self, engine: Any, plan: Any) -> Any:
+        engine.store.save_doc(plan.doc)
+        return plan
 
     def plan(
         self,

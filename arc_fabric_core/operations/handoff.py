@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from arc_fabric_core.contract.errors import InputError
-from arc_fabric_core.contract.operations import OperationSpec
+from arc_fabric_core.contract.operations import OperationSpec, Request
 from arc_fabric_core.engine.hybrid import HybridSpec, check_latent_spaces, end_steps, resolve_stage
 from arc_fabric_core.engine.planning import check_stages, model_info, resolve_info
 from arc_fabric_core.store.session import SessionDoc, StageInfo
@@ -53,10 +55,29 @@ def restage(engine: Any, parent: SessionDoc, step: int, hybrid: HybridSpec) -> l
     return new
 
 
+class HandOffRequest(Request):
+    step: int = Field(ge=0, description="The step to branch at; the new stages run from there")
+    schedule: str | dict[str, Any] = Field(
+        description="The hybrid schedule from the step on: a shipped name or a config"
+    )
+    overrides: dict[str, Any] = Field(default_factory=dict, description="Parameters the branch changes (prompt, ...)")
+
+
 class HandOff(OperationSpec):
     name = "hand-off"
     summary = "fork at a step and give the remaining steps to other stage models"
     needs = "fork"
+    Request = HandOffRequest
+
+    def check(self, engine: Any, request: Any, session: str | None = None) -> Any:
+        from arc_fabric_core.engine.hybrid import named_schedule, parse_hybrid
+
+        assert session is not None
+        schedule = named_schedule(request.schedule) if isinstance(request.schedule, str) else request.schedule
+        return self.plan(engine, session, request.step, parse_hybrid(schedule), request.overrides)
+
+    def create(self, engine: Any, plan: Any) -> Any:
+        return self.branch(engine, plan)
 
     def plan(
         self, engine: Any, parent_id: str, step: int, hybrid: HybridSpec, overrides: dict[str, Any] | None = None

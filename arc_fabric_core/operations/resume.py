@@ -5,12 +5,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from arc_fabric_core.contract.operations import OperationSpec
+from pydantic import Field
+
+from arc_fabric_core.contract.operations import OperationSpec, Request
+
+
+class ResumeRequest(Request):
+    until: int | None = Field(None, ge=0, description="Stop at this step (default: the end)")
 
 
 class Resume(OperationSpec):
     name = "resume"
     summary = "continue a paused, failed or interrupted session from its newest good checkpoint"
+    Request = ResumeRequest
+
+    def check(self, engine: Any, request: Any, session: str | None = None) -> Any:
+        assert session is not None
+        return self.plan(engine, session, request.until)
+
+    def create(self, engine: Any, plan: Any) -> Any:
+        return engine.open(plan.id)
 
     def plan(self, engine: Any, session_id: str, until: int | None = None) -> Any:
         return engine.check_resume(session_id, until)

@@ -6,15 +6,33 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from arc_fabric_core.contract.errors import InputError, SessionError
-from arc_fabric_core.contract.operations import OperationSpec
+from arc_fabric_core.contract.operations import OperationSpec, Request
 from arc_fabric_core.engine.planning import resolve_info
 from arc_fabric_core.operations.branching import with_overrides
+
+
+class RewindRequest(Request):
+    block: int = Field(ge=0, le=100_000, description="The first block made again")
+    prompt: str | None = Field(None, description="The prompt from that block on (default: as before)")
+    overrides: dict[str, Any] | None = Field(None, description="Other parameters to change, e.g. seed")
 
 
 class Rewind(OperationSpec):
     name = "rewind"
     summary = "remake an autoregressive video from a block on (new prompt optional)"
+    Request = RewindRequest
+    makes = None  # a rewind is a fork at the block's first step
+
+    def check(self, engine: Any, request: Any, session: str | None = None) -> Any:
+        assert session is not None
+        step, changes = self.plan(engine, session, request.block, request.prompt, request.overrides)
+        return engine.operation("fork").plan(engine, session, step, changes)
+
+    def create(self, engine: Any, plan: Any) -> Any:
+        return engine.operation("fork").branch(engine, plan)
 
     def plan(
         self,
