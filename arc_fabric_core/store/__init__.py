@@ -1,1 +1,2 @@
-"""Sessions on disk: the versioned document, checksummed tensor files written atomically, one writer per session, lineage."""
+"""Sessions on disk: the versioned document, checksummed tensor files written atomically,
+one writer per session, lineage."""
