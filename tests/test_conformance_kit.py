@@ -45,14 +45,18 @@ AS_CLASSMETHOD = "    @classmethod\n    def plugins(cls) -> Plugins:"
 AS_INSTANCE_METHOD = "    def plugins(self) -> Plugins:"
 
 
-def run_suite(tmp_path: Path, fixture: str) -> subprocess.CompletedProcess[str]:
-    """Run SUITE in a fresh pytest under this repo's own warning filters."""
+def run_suite(
+    tmp_path: Path, fixture: str, tests: str = "registration or bad_input", conftest: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run SUITE (its ``tests``, with ``conftest``) in a fresh pytest under this repo's own warning filters."""
     filters = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["filterwarnings"]
     (tmp_path / "pyproject.toml").write_text(f"[tool.pytest.ini_options]\nfilterwarnings = {json.dumps(filters)}\n")
     (tmp_path / "test_suite.py").write_text(SUITE.format(fixture=fixture))
+    if conftest:
+        (tmp_path / "conftest.py").write_text(conftest)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TOY), os.environ.get("PYTHONPATH", "")])}
     env["ARC_FABRIC_CACHE"] = str(tmp_path / "cache")
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "-k", "registration or bad_input"]
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "-k", tests]
     return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -85,3 +89,35 @@ def test_repo_settings_fail_a_class_fixture_written_as_instance_method(tmp_path:
     assert res.returncode != 0, out[-4000:]
     assert "ERROR test_suite.py::TestToy::test_registration" in out, out[-4000:]
     assert "PytestRemovedIn10Warning: Class-scoped fixtures defined as instance methods" in out, out[-4000:]
+
+
+# Records what the kit builds its cache and engines with (in the suite's own process).
+BUILT_SPY = """
+import json
+from pathlib import Path
+
+from arc_fabric_core.jobs import runtime_setup
+
+CALLS = []
+for _name in ("build_cache", "build_engine"):
+    def _spy(settings, *args, _original=getattr(runtime_setup, _name), _name=_name, **kw):
+        store = [Path(settings.store_dir).name] if _name == "build_engine" else []  # a cache has no store
+        CALLS.append([_name, settings.device, *store])
+        return _original(settings, *args, **kw)
+
+    setattr(runtime_setup, _name, _spy)
+
+
+def pytest_sessionfinish(session):
+    Path("built.json").write_text(json.dumps(CALLS))
+"""
+
+
+@pytest.mark.slow
+def test_kit_builds_its_cache_and_engines_through_the_runtime(tmp_path: Path) -> None:
+    res = run_suite(tmp_path, AS_CLASSMETHOD, tests="store_round_trip", conftest=BUILT_SPY)
+    out = res.stdout + res.stderr
+    assert "PASSED test_suite.py::TestToy::test_store_round_trip" in out, out[-4000:]
+    built = json.loads((tmp_path / "built.json").read_text())
+    # One cache for the class; the test's engine, and the one that reopens its store, over it.
+    assert built == [["build_cache", "cpu"], ["build_engine", "cpu", "store"], ["build_engine", "cpu", "store"]]

@@ -163,3 +163,37 @@ def test_opening_the_queue_leaves_a_live_workers_job_running(queue: JobQueue) ->
     queue.claim()  # claimed by this very process, which is alive
     other = JobQueue(queue.path)  # e.g. `jobs list` in another terminal
     assert other.recovered == [] and other.get(job.id).state == "running"
+
+
+def test_a_decode_job_writes_the_video_with_the_engine_of_its_executor(queue: JobQueue, toy_engine: Engine) -> None:
+    from arc_fabric_core.media.video import read_video
+
+    session = toy_engine.create("toy", PARAMS)
+    toy_engine.run(session)
+    preview = queue.submit("decode", {"session": session.id, "step": 2})
+    final = queue.submit("decode", {"session": session.id})
+    assert preview.session_id == session.id  # the session it works on is known from the start
+    ends: list[tuple[int, int, int]] = []
+    lines: list[str] = []
+    runner = JobRunner(queue, toy_engine)
+
+    def on_end(job, outcome, error) -> None:
+        assert error is None, error
+        ends.append((job.id, outcome.step, outcome.total))
+
+    assert runner.run_next(on_end=on_end, on_log=lines.append).state == "succeeded"
+    assert runner.run_next(on_end=on_end).state == "succeeded"
+    assert ends == [(preview.id, 2, 6), (final.id, 6, 6)]
+    folder = toy_engine.store.session_dir(session.id)
+    assert read_video(folder / "video-step2.mp4").shape[0] == 2 and read_video(folder / "video.mp4").shape[0] == 2
+    assert lines[0] == f"session {session.id}: decode of step 2 of 6 with toy/default", lines
+    assert lines[-1].startswith("wrote video-step2.mp4 (")
+
+
+def test_a_failed_decode_job_requeues_as_a_decode(queue: JobQueue, toy_engine: Engine) -> None:
+    missing = "20261127-044059-1d676c07"
+    job = queue.submit("decode", {"session": missing, "step": 1})
+    failed = JobRunner(queue, toy_engine).run_next()
+    assert failed.state == "failed" and missing in failed.error and "not found" in failed.error, failed.error
+    again = queue.requeue(job.id)
+    assert (again.kind, again.payload) == ("decode", {"session": missing, "step": 1})  # never a resume

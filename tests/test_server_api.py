@@ -104,7 +104,12 @@ def test_submit_poll_result_then_fork(client: TestClient) -> None:
 
     preview = client.post(f"/api/sessions/{done['session_id']}/decode", json={"step": 2})
     assert preview.status_code == 200 and preview.json()["video"].endswith("-step2.mp4")
+    assert preview.json() == {"session": done["session_id"], "step": 2, "video": preview.json()["video"]}
     assert client.get(preview.json()["video"]).status_code == 200
+    # A decode job made it, in the queue like any other, and its result is the preview.
+    (decode,) = [j for j in client.get("/api/jobs").json() if j["kind"] == "decode"]
+    assert decode["state"] == "succeeded" and decode["payload"] == {"session": done["session_id"], "step": 2}
+    assert decode["session_id"] == done["session_id"] and decode["video"] == preview.json()["video"]
 
     deleted = client.delete(f"/api/sessions/{forked['session_id']}")
     assert deleted.status_code == 200
@@ -135,6 +140,14 @@ def test_with_worker_processes_the_models_show_where_the_workers_hold_them(
         with client.websocket_connect("/api/events") as ws:
             recent = ws.receive_json()["model_events"]
         assert [(e["kind"], e["label"]) for e in recent] == [("loading", "toy/default"), ("load", "toy/default")]
+        # A decode is a job too: the worker holding the model decodes, never the server.
+        preview = client.post(f"/api/sessions/{done['session_id']}/decode", json={"step": 2})
+        assert preview.status_code == 200, preview.text
+        assert client.get(preview.json()["video"]).status_code == 200
+        (decode,) = [j for j in client.get("/api/jobs").json() if j["kind"] == "decode"]
+        assert decode["state"] == "succeeded" and decode["video"] == preview.json()["video"]
+        orchestrator = client.app.state.orchestrator
+        assert all(s.state == "cold" and s.loads == 0 for s in orchestrator.cache.states())  # never loaded here
 
 
 def test_warnings_said_while_a_job_runs_reach_its_log(tmp_path: Path, toy_plugins) -> None:

@@ -183,6 +183,8 @@ CASES = [
     pytest.param(
         "/P/resume", '{"until": 99999}', "resume session=P until=99999", "until", 422, id="resume-past-the-end"
     ),
+    pytest.param("/F/decode", '{"step": 99}', "decode session=F step=99", "step", 422, id="decode-no-checkpoint"),
+    pytest.param("/M/decode", "{}", "decode session=M", "session", 404, id="decode-missing-session"),
 ]
 
 
@@ -239,3 +241,22 @@ def test_a_good_job_still_queues_from_both(server: Server, jobs_cli: Any) -> Non
     assert [j["payload"].get("session") for j in jobs] == [server.finished, server.paused]
     for job in jobs:
         server.client.post(f"/api/jobs/{job['id']}/cancel")
+
+
+def test_a_decode_the_server_does_not_run_now_is_answered_with_its_job(server: Server, jobs_cli: Any) -> None:
+    """No worker works the queue: the decode job is queued and the answer is the job (202),
+    to poll; ``jobs submit decode`` queues the same job."""
+    answer = server.client.post(f"/api/sessions/{server.paused}/decode", json={"step": 2})
+    assert answer.status_code == 202, answer.text
+    job = answer.json()
+    assert (job["kind"], job["state"], job["payload"]) == ("decode", "queued", {"session": server.paused, "step": 2})
+    assert job["priority"] == 1000  # ahead of every queued generation
+    code, out, err = jobs_cli("submit", "decode", f"session={server.finished}")
+    assert code == 0 and "queued (decode, priority 0)" in out, err
+    jobs = queued(server)
+    assert [(j["kind"], j["payload"]) for j in jobs] == [
+        ("decode", {"session": server.paused, "step": 2}),
+        ("decode", {"session": server.finished}),
+    ]
+    for each in jobs:
+        server.client.post(f"/api/jobs/{each['id']}/cancel")

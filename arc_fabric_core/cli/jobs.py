@@ -5,6 +5,7 @@
     jobs submit resume session=ID
     jobs submit fork session=ID step=K [prompt=...]
     jobs submit edit session=ID step=K|strength=S [rect=x0,y0,x1,y1] [frames=A:B] [prompt=...]
+    jobs submit decode session=ID [step=K]     the video (or a checkpoint's preview), made where the model is
     jobs list [--json]
     jobs cancel ID | requeue ID
     jobs pause | unpause
@@ -31,6 +32,7 @@ TOP_LEVEL = {
     "resume": {"session", "until"},
     "fork": {"session", "step"},
     "edit": {"session", "step", "strength"},
+    "decode": {"session", "step"},
 }
 INTS = {"step", "until"}
 TEXT = {"model", "variant", "weights", "schedule", "session", "rect", "frames", "mask_image"}
@@ -56,9 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("pause", help="start no new job")
     sub.add_parser("unpause", help="start jobs again")
     p = sub.add_parser("work", help="run queued jobs until none is left")
+    from arc_fabric_core.jobs.runtime_setup import executor_names
+
     p.add_argument(
         "--executor",
-        choices=["inprocess", "subprocess"],
+        choices=executor_names(),
         default="inprocess",
         help="run jobs here, or in a worker process per plugin env (default: inprocess)",
     )
@@ -192,12 +196,13 @@ def _check(args: argparse.Namespace, payload: dict[str, Any]) -> None:
     as in ``sessions``: the payload gets the whole id."""
     from arc_fabric_core.cli.sessions import resolve_id
     from arc_fabric_core.contract.errors import UnknownModelError
-    from arc_fabric_core.engine.facade import Engine
     from arc_fabric_core.jobs.checks import validate_job
+    from arc_fabric_core.jobs.runtime_setup import RuntimeSettings, build_engine
     from arc_fabric_core.runtime.envs import find_env
-    from arc_fabric_core.store.files import SessionStore, default_store_dir
+    from arc_fabric_core.store.files import default_store_dir
 
-    engine = Engine(SessionStore(args.store or default_store_dir()), device="cpu")
+    # Checks only (nothing loads): on the CPU, over the store the workers use.
+    engine = build_engine(RuntimeSettings(store_dir=args.store or default_store_dir(), device="cpu"))
     if "session" in payload:
         try:
             payload["session"] = resolve_id(engine.store, str(payload["session"]))
@@ -217,14 +222,13 @@ def _check(args: argparse.Namespace, payload: dict[str, Any]) -> None:
 
 
 def _work(queue: Any, args: argparse.Namespace) -> None:
-    from arc_fabric_core.jobs.executors import InProcessExecutor, SubprocessExecutor
     from arc_fabric_core.jobs.queue import JobRunner
+    from arc_fabric_core.jobs.runtime_setup import RuntimeSettings, build_executor
     from arc_fabric_core.runtime.devices import parse_bytes
     from arc_fabric_core.store.files import default_store_dir
 
-    store_dir = args.store or default_store_dir()
-    executor: Any
-    if args.executor == "subprocess":
+    pythons = {}
+    if args.executor != "inprocess":  # jobs run by workers
         import logging
         import sys
 
@@ -234,29 +238,20 @@ def _work(queue: Any, args: argparse.Namespace) -> None:
         executors_log = logging.getLogger("arc_fabric_core.jobs.executors")
         executors_log.addHandler(handler)
         executors_log.setLevel(logging.INFO)
-        pythons = {}
         for item in args.python:
             model, sep, python = item.partition("=")
             if not sep or not model or not python:
                 raise InputError("--python", f"expected MODEL=PATH_TO_PYTHON, got {item!r}")
             pythons[model] = python
-        worker_args = [
-            *(["--model-memory", args.model_memory] if args.model_memory else []),
-            *(["--cpu-tier", args.cpu_tier] if args.cpu_tier else []),
-        ]
-        executor = SubprocessExecutor(store_dir, pythons, device=args.device, worker_args=worker_args)
-    else:
-        from arc_fabric_core.dispatch.plugins import get_plugins
-        from arc_fabric_core.engine.facade import Engine
-        from arc_fabric_core.runtime.model_cache import ModelCache
-        from arc_fabric_core.store.files import SessionStore
-
-        cache = ModelCache(
-            get_plugins(),
-            budget_bytes=parse_bytes(args.model_memory, "--model-memory") if args.model_memory else None,
-            cpu_tier_bytes=parse_bytes(args.cpu_tier, "--cpu-tier") if args.cpu_tier else 0,
-        )
-        executor = InProcessExecutor(Engine(SessionStore(store_dir), device=args.device, cache=cache))
+    settings = RuntimeSettings(
+        store_dir=args.store or default_store_dir(),
+        device=args.device,
+        model_memory=parse_bytes(args.model_memory, "--model-memory") if args.model_memory else None,
+        cpu_tier=parse_bytes(args.cpu_tier, "--cpu-tier") if args.cpu_tier else 0,
+        executor=args.executor,
+        pythons=pythons,
+    )
+    executor = build_executor(settings)
     runner = JobRunner(queue, executor=executor)
     count = 0
     try:

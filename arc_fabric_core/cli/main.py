@@ -31,9 +31,9 @@ from arc_fabric_core.dispatch.plugins import get_plugins
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
-# One engine per process: Hydra multirun jobs share it, so loaded models stay warm.
+# One engine per process and configuration, over the process's one model cache: Hydra
+# multirun jobs share them, so loaded models stay warm.
 _engines: dict[tuple[Any, ...], Any] = {}
-_cache: Any = None
 
 
 def _requested_models(argv: list[str]) -> list[str] | None:
@@ -196,27 +196,23 @@ def _engine(
     keep_steps: tuple[int, ...],
     model_memory: str | None = None,
 ) -> Any:
-    from arc_fabric_core.engine.facade import Engine
+    from arc_fabric_core.jobs.runtime_setup import RuntimeSettings, build_engine, process_cache
     from arc_fabric_core.runtime.devices import parse_bytes
-    from arc_fabric_core.runtime.model_cache import ModelCache
-    from arc_fabric_core.store.files import SessionStore
 
-    global _cache
     budget = parse_bytes(str(model_memory), "model_memory") if model_memory is not None else None
-    if _cache is None:
-        _cache = ModelCache(get_plugins(), budget_bytes=budget)
-    _cache.budget_bytes = budget
+    settings = RuntimeSettings(
+        store_dir=store_dir,
+        device=device,
+        dtype=dtype,
+        checkpoint_every=every,
+        checkpoint_keep=keep,
+        checkpoint_keep_steps=keep_steps,
+        model_memory=budget,
+    )
+    cache = process_cache(settings, get_plugins())  # made once; the newest budget applies
     key = (str(store_dir), device, dtype, every, keep, keep_steps)
     if key not in _engines:
-        _engines[key] = Engine(
-            SessionStore(store_dir),
-            device=device,
-            dtype=dtype,
-            cache=_cache,
-            checkpoint_every=every,
-            checkpoint_keep=keep,
-            checkpoint_keep_steps=keep_steps,
-        )
+        _engines[key] = build_engine(settings, cache=cache)
     return _engines[key]
 
 

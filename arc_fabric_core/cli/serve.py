@@ -27,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--port", type=int, default=8188)
     ap.add_argument("--data", type=Path, default=Path("outputs/server"), help="sessions, queue and videos")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--executor", choices=["inprocess", "subprocess"], default="inprocess")
+    from arc_fabric_core.jobs.runtime_setup import executor_names
+
+    ap.add_argument("--executor", choices=executor_names(), default="inprocess")
     ap.add_argument(
         "--cancel-grace",
         type=float,

@@ -309,15 +309,16 @@ def _mask(args: argparse.Namespace) -> Any:
 
 
 def _engine(store: Any, args: argparse.Namespace) -> Any:
-    from arc_fabric_core.engine.facade import Engine
+    from arc_fabric_core.jobs.runtime_setup import RuntimeSettings, build_engine
 
-    return Engine(
-        store,
+    settings = RuntimeSettings(
+        store_dir=store.root,
         device=args.device,
         dtype=args.dtype,
         checkpoint_every=getattr(args, "checkpoint_every", 1),
         checkpoint_keep=getattr(args, "checkpoint_keep", 0),
     )
+    return build_engine(settings, store=store)
 
 
 def _run(engine: Any, session: Any, until: int | None) -> None:

@@ -34,6 +34,18 @@ def check_session_id(session_id: Any) -> str:
     return session_id
 
 
+def check_decode_step(doc: Any, step: Any) -> None:
+    """A decode's ``step`` is a checkpointed one (none: the final latents, or the clean
+    estimate at the newest checkpoint of an unfinished session)."""
+    if step is None:
+        return
+    if isinstance(step, bool) or not isinstance(step, int):
+        raise InputError("step", f"must be a whole number, got {step!r}")
+    if step not in {c.step for c in doc.checkpoints}:
+        steps = ", ".join(str(c.step) for c in doc.checkpoints) or "none"
+        raise InputError("step", f"no checkpoint at step {step}; checkpointed steps: {steps}")
+
+
 def check_keys(kind: str, payload: dict[str, Any]) -> None:
     """The job's kind and the keys of its payload (what :meth:`JobQueue.submit` checks),
     naming a missing key as the user gives it."""
@@ -68,6 +80,8 @@ def validate_job(engine: Engine, kind: str, payload: dict[str, Any]) -> None:
         engine.check_extension(session, payload["blocks"], payload.get("prompt"))
     elif kind == "rewind":
         engine.check_rewind(session, payload["block"], payload.get("prompt"), payload.get("overrides"))
+    elif kind == "decode":  # the store is enough: no plugin is needed here, the job runs where the model is
+        check_decode_step(engine.store.load_doc(session), payload.get("step"))
     elif kind == "fork":
         engine.check_fork(session, payload["step"], payload.get("overrides"))
     elif kind == "edit":

@@ -27,11 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from arc_fabric_core.contract.errors import ArcFabricError, InputError
+from arc_fabric_core.contract.errors import ArcFabricError, InputError, OutputError, SessionError
 
 log = logging.getLogger(__name__)
-
-EXECUTORS = ("inprocess", "subprocess")
 
 
 @dataclass(frozen=True)
@@ -39,8 +37,8 @@ class Outcome:
     """How a job's run ended (an exception means it failed)."""
 
     session_id: str
-    done: bool  # the session reached its last step (else it paused: cancelled or ``until``)
-    step: int
+    done: bool  # the job ran to its end: its session reached its last step (else it paused), or its video is written
+    step: int  # where the session is (a decode: the step its video shows)
     total: int
 
 
@@ -98,7 +96,7 @@ def session_for(engine: Any, kind: str, payload: dict[str, Any]) -> Any:
         hybrid = parse_hybrid(p["schedule"]) if p.get("schedule") else None
         variant, weights = p.get("variant", "auto"), p.get("weights")
         return engine.create(p["model"], p["params"], variant=variant, weights=weights, hybrid=hybrid)
-    if kind == "resume":
+    if kind in ("resume", "decode"):
         return engine.open(p["session"])
     if kind == "fork":
         return engine.fork(p["session"], p["step"], p.get("overrides"))
@@ -133,7 +131,35 @@ def run_job(
     from arc_fabric_core.jobs.log import job_log
 
     with job_log(on_log, getattr(engine, "cache", None)) as say:
+        if kind == "decode":
+            return _decode_job(engine, payload, on_session, say)
         return _run_job(engine, kind, payload, on_session, stop, list(listeners), previews, video, say)
+
+
+def decoded_video_name(step: int, total: int) -> str:
+    """The file in a session's folder that a decode at ``step`` writes: ``video.mp4`` for
+    the final latents, ``video-step<K>.mp4`` for a checkpoint (the server serves both)."""
+    return "video.mp4" if step == total else f"video-step{step}.mp4"
+
+
+def _decode_job(
+    engine: Any, payload: dict[str, Any], on_session: Callable[[str], None], say: Callable[[str], None]
+) -> Outcome:
+    """Decode a session's final latents (or a checkpoint's clean estimate) to its video
+    file, here, where the model is: the server never decodes in its own process."""
+    from arc_fabric_core.jobs.checks import check_decode_step
+    from arc_fabric_core.media.video import write_mp4
+
+    session = session_for(engine, "decode", payload)
+    on_session(session.id)
+    doc = session.doc
+    check_decode_step(doc, payload.get("step"))
+    latents, step = engine.preview_latents(session.id, payload.get("step"))
+    say(f"session {session.id}: decode of step {step} of {doc.total_steps} with {session.ref.label}")
+    path = engine.store.session_dir(session.id) / decoded_video_name(step, doc.total_steps)
+    write_mp4(engine.decode(session, latents, step=step), path, fps=session.params.fps)
+    say(f"wrote {path.name} ({path.stat().st_size / 1024:.0f} KiB)")
+    return Outcome(session.id, True, step, doc.total_steps)
 
 
 def _run_job(
@@ -237,6 +263,35 @@ class InProcessExecutor:
 # possibly {"op": "cancel"}; the worker answers with events: {"event": "session"},
 # {"event": "step"}, {"event": "log", "line"}, {"event": "model"} (a cache event with the
 # worker's model states), and one {"event": "done"} or {"event": "error"}.
+
+
+def error_event(exc: BaseException) -> dict[str, Any]:
+    """A job's failure as the worker sends it: the line, and for the core's own errors
+    what rebuilds them on the other side (an API answers with the same status)."""
+    event: dict[str, Any] = {"event": "error", "error": f"{type(exc).__name__}: {exc}"}
+    if type(exc) is InputError:
+        event["raised"] = {"type": "InputError", "field": exc.field, "message": exc.message}
+    elif type(exc) is OutputError:
+        event["raised"] = {"type": "OutputError", "path": str(exc.path), "reason": exc.reason, "errno": exc.errno}
+    elif type(exc) is SessionError:
+        event["raised"] = {"type": "SessionError", "message": str(exc)}
+    return event
+
+
+def remote_error(event: dict[str, Any]) -> ArcFabricError:
+    """The error a worker's ``error`` event stands for: it reads as the worker's line,
+    caused by the error rebuilt where the worker could describe it."""
+    error = ArcFabricError(event["error"])
+    raised = event.get("raised") or {}
+    cause: ArcFabricError | None = None
+    if raised.get("type") == "InputError":
+        cause = InputError(str(raised["field"]), str(raised["message"]))
+    elif raised.get("type") == "OutputError":
+        cause = OutputError(raised["path"], str(raised["reason"]), raised.get("errno"))
+    elif raised.get("type") == "SessionError":
+        cause = SessionError(str(raised["message"]))
+    error.__cause__ = cause
+    return error
 
 
 def send(sock: socket.socket, message: dict[str, Any]) -> None:
@@ -490,7 +545,7 @@ class SubprocessExecutor:
             elif event == "done":
                 return Outcome(message["session_id"], message["done"], message["step"], message["total"])
             elif event == "error":
-                raise ArcFabricError(message["error"])
+                raise remote_error(message)
             if cancelled_at is None:
                 if event in (None, "step") and stop():  # asked at every step and while nothing comes
                     cancelled_at = time.monotonic()
@@ -565,12 +620,3 @@ def _exit_reason(code: int | None) -> str:
         hint = " — out of memory (the kernel's OOM killer) or kill -9" if -code == signal.SIGKILL else ""
         return f"killed by {name}{hint}"
     return f"exit code {code}"
-
-
-def make_executor(name: str, engine_factory: Callable[[], Any], store_dir: str | Path, **options: Any) -> Executor:
-    """The executor named ``name`` (``inprocess`` or ``subprocess``)."""
-    if name == "inprocess":
-        return InProcessExecutor(engine_factory())
-    if name == "subprocess":
-        return SubprocessExecutor(store_dir, **options)
-    raise InputError("executor", f"unknown executor {name!r}; allowed: {', '.join(EXECUTORS)}")

@@ -12,4 +12,6 @@ KINDS: dict[str, tuple[set[str], set[str]]] = {
     # Autoregressive models only.
     "extend": ({"session", "blocks"}, {"prompt"}),
     "rewind": ({"session", "block"}, {"prompt", "overrides"}),
+    # The video of a session's final latents, or a checkpoint's preview, made where its model is.
+    "decode": ({"session"}, {"step"}),
 }

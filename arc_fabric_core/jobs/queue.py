@@ -166,7 +166,7 @@ class JobQueue:
                     json.dumps(payload),
                     priority,
                     JobState.QUEUED,
-                    session if kind == "resume" else None,
+                    session if kind in ("resume", "decode") else None,  # the session it works on is known
                     _now(),
                 ),
             )
@@ -245,7 +245,7 @@ class JobQueue:
             if job.state not in (JobState.INTERRUPTED, JobState.FAILED):
                 raise InputError("job", f"job {job_id} is {job.state}; only interrupted or failed jobs requeue")
             kind, payload = job.kind, job.payload
-            if job.session_id is not None:  # the session exists: continue it rather than start again
+            if job.session_id is not None and kind != "decode":  # the session exists: continue it, not start again
                 kind, payload = "resume", {"session": job.session_id}
             db.execute(
                 "UPDATE jobs SET state = ?, kind = ?, payload = ?, error = NULL, cancel_requested = 0, "
@@ -340,11 +340,14 @@ class JobRunner:
         listeners: list[Callable[[Any], None]] | None = None,
         on_start: Callable[[Job], None] | None = None,
         on_log: Callable[[str], None] | None = None,
+        on_end: Callable[[Job, Any, Exception | None], None] | None = None,
     ) -> Job | None:
         """Claim and run one job; return it finished (or None when nothing could start).
 
         ``on_start`` hears the job once claimed; ``listeners`` hear every step; ``on_log``
-        every line of its log (:mod:`arc_fabric_core.jobs.log`)."""
+        every line of its log (:mod:`arc_fabric_core.jobs.log`); ``on_end`` the finished
+        job with the executor's ``Outcome`` or the exception it failed with (a caller
+        waiting for the job's result reads it there: the queue keeps only its text)."""
         job = self.queue.claim()
         if job is None:
             return None
@@ -364,16 +367,24 @@ class JobRunner:
             from arc_fabric_core.jobs.executors import JobCancelled
 
             if isinstance(exc, JobCancelled):
-                return self.queue.finish(job.id, JobState.CANCELLED, str(exc))
-            return self.queue.finish(job.id, JobState.FAILED, f"{type(exc).__name__}: {exc}")
+                finished = self.queue.finish(job.id, JobState.CANCELLED, str(exc))
+            else:
+                finished = self.queue.finish(job.id, JobState.FAILED, f"{type(exc).__name__}: {exc}")
+            if on_end is not None:
+                on_end(finished, None, exc)
+            return finished
         if not outcome.done and job.payload.get("until") is None:
-            return self.queue.finish(
+            finished = self.queue.finish(
                 job.id,
                 JobState.CANCELLED,
                 f"cancelled at step {outcome.step}/{outcome.total}; "
                 f"session {outcome.session_id} is paused there and resumes with a resume job",
             )
-        return self.queue.finish(job.id, JobState.SUCCEEDED)
+        else:
+            finished = self.queue.finish(job.id, JobState.SUCCEEDED)
+        if on_end is not None:
+            on_end(finished, outcome, None)
+        return finished
 
     def run_all(self) -> list[Job]:
         done = []

@@ -22,7 +22,7 @@ import threading
 import traceback
 from typing import Any
 
-from arc_fabric_core.jobs.executors import Lines, Progress, run_job, send
+from arc_fabric_core.jobs.executors import Lines, Progress, error_event, run_job, send
 from arc_fabric_core.runtime.model_cache import CacheEvent
 
 log = logging.getLogger("arc_fabric.worker")
@@ -39,10 +39,8 @@ class Worker:
         extra_plugins: list[str] | None = None,
     ) -> None:
         from arc_fabric_core.dispatch.plugins import get_plugins
-        from arc_fabric_core.engine.facade import Engine
+        from arc_fabric_core.jobs.runtime_setup import RuntimeSettings, build_engine
         from arc_fabric_core.runtime.devices import parse_bytes
-        from arc_fabric_core.runtime.model_cache import ModelCache
-        from arc_fabric_core.store.files import SessionStore
 
         plugins = get_plugins()
         plugins.model_names()  # installed plugins first: a module given again is not registered twice
@@ -52,12 +50,15 @@ class Worker:
             plugin = importlib.import_module(module)
             if not plugins.pm.is_registered(plugin):
                 plugins.register(plugin, name=module)
-        cache = ModelCache(
-            plugins,
-            budget_bytes=parse_bytes(model_memory, "model_memory") if model_memory else None,
-            cpu_tier_bytes=parse_bytes(cpu_tier, "cpu_tier") if cpu_tier else 0,
+        settings = RuntimeSettings(
+            store_dir=store,
+            device=device,
+            dtype=dtype,
+            model_memory=parse_bytes(model_memory, "model_memory") if model_memory else None,
+            cpu_tier=parse_bytes(cpu_tier, "cpu_tier") if cpu_tier else 0,
         )
-        self.engine = Engine(SessionStore(store), plugins=plugins, device=device, dtype=dtype, cache=cache)
+        # One engine (and its cache) for the worker's life: models stay warm across its jobs.
+        self.engine = build_engine(settings, plugins)
         self.cancel = threading.Event()
         self.busy = False  # a job runs (guarded by the socket's write lock)
 
@@ -135,7 +136,7 @@ class Worker:
         except Exception as exc:
             unsubscribe()  # before the end is told: the next job may start at once
             log.debug("job failed:\n%s", traceback.format_exc())
-            tell({"event": "error", "error": f"{type(exc).__name__}: {exc}"}, last=True)
+            tell(error_event(exc), last=True)
             return
         unsubscribe()
         tell({"event": "done", **outcome.__dict__}, last=True)

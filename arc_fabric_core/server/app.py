@@ -87,6 +87,12 @@ class DecodeRequest(Strict):
     step: int | None = Field(None, ge=0, description="A checkpointed step to preview (default: the final latents)")
 
 
+class DecodeView(BaseModel):
+    session: str
+    step: int = Field(description="The step the video shows")
+    video: str = Field(description="Where it is served, under /files/videos/")
+
+
 class ExtendRequest(Strict):
     blocks: int = Field(1, ge=1, le=1000, description="Blocks to add")
     prompt: str | None = Field(None, description="The prompt of the new blocks (default: the last one)")
@@ -374,24 +380,23 @@ def create_app(
         orch.bus.publish("session", id=session_id, deleted=True)
         return {"deleted": session_id, "bytes_freed": freed}
 
-    @app.post("/api/sessions/{session_id}/decode", tags=["sessions"])
-    def decode(session_id: SessionId, request: Annotated[DecodeRequest | None, Body()] = None) -> dict[str, Any]:
-        """Write the video of the final latents (or a preview at a checkpointed step)."""
-        from arc_fabric_core.media.video import write_mp4
+    @app.post(
+        "/api/sessions/{session_id}/decode",
+        tags=["sessions"],
+        response_model=DecodeView,
+        responses={202: {"model": JobView, "description": "The decode job, still queued or running: poll it"}},
+    )
+    def decode(session_id: SessionId, request: Annotated[DecodeRequest | None, Body()] = None) -> Any:
+        """Write the video of the final latents (or a preview at a checkpointed step).
 
+        A decode job does it, where the model is (the executor's worker), ahead of every
+        queued job; the answer comes once it is written. A job that has not finished
+        within the server's wait is answered 202 with the job (its ``video`` once it succeeded)."""
         request = request or DecodeRequest()
-        session = orch.engine.open(session_id)
-        doc = session.doc
-        if request.step is not None and request.step not in {c.step for c in doc.checkpoints}:
-            steps = ", ".join(str(c.step) for c in doc.checkpoints) or "none"
-            raise InputError("step", f"no checkpoint at step {request.step}; checkpointed steps: {steps}")
-        latents, step = orch.engine.preview_latents(session_id, request.step)
-        frames = orch.engine.decode(session, latents, step=step)
-        name = f"{session_id}.mp4" if step == doc.total_steps else f"{session_id}-step{step}.mp4"
-        path = orch.video_path(name)
-        assert path is not None
-        write_mp4(frames, path, fps=session.params.fps)
-        return {"session": session_id, "step": step, "video": f"/files/videos/{name}"}
+        done = orch.decode(session_id, request.step)
+        if isinstance(done, dict):
+            return done
+        return JSONResponse(JobView(**orch.describe_job(done)).model_dump(mode="json"), status_code=202)
 
     # ------------------------------------------------------------ files and events
 

@@ -17,12 +17,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from arc_fabric_core.contract.errors import DamagedSessionError, InputError, SessionError
+from arc_fabric_core.contract.errors import ArcFabricError, DamagedSessionError, SessionError
 from arc_fabric_core.dispatch.plugins import Plugins, get_plugins
-from arc_fabric_core.engine.facade import Engine
-from arc_fabric_core.jobs.executors import CANCEL_GRACE_SECONDS, InProcessExecutor, Progress, SubprocessExecutor
+from arc_fabric_core.jobs import runtime_setup
+from arc_fabric_core.jobs.checks import PRIORITY_MAX
+from arc_fabric_core.jobs.executors import CANCEL_GRACE_SECONDS, Outcome, Progress
 from arc_fabric_core.jobs.queue import FINISHED, Job, JobQueue, JobRunner, JobState
-from arc_fabric_core.runtime.model_cache import CacheEvent, ModelCache
+from arc_fabric_core.runtime.model_cache import CacheEvent
 from arc_fabric_core.server.events import EventBus
 from arc_fabric_core.server.payload_summary import summarize_payload
 from arc_fabric_core.store.files import SessionStore
@@ -46,6 +47,24 @@ class Settings:
     # many seconds is stopped by ending its worker (in-process, a job stops at its next step).
     cancel_grace: float = CANCEL_GRACE_SECONDS
     gpu_poll_seconds: float = 5.0
+    # How long a decode request waits for its job; one still queued or running then is
+    # answered 202 with the job, to poll like any other.
+    decode_wait: float = 300.0
+
+    def runtime(self) -> runtime_setup.RuntimeSettings:
+        """The runtime configuration these settings mean (what the cache, the engine and
+        the executor are built from)."""
+        return runtime_setup.RuntimeSettings(
+            store_dir=Path(self.data_dir) / "sessions",
+            device=self.device,
+            executor=self.executor,
+            model_memory=self.model_memory,
+            cpu_tier=self.cpu_tier,
+            previews=self.previews,
+            videos=self.write_videos,
+            worker_plugins=tuple(self.worker_plugins),
+            cancel_grace=self.cancel_grace,
+        )
 
 
 @dataclass
@@ -55,6 +74,9 @@ class JobLive:
     progress: dict[str, Any] | None = None
     preview: str | None = None  # the latest preview (a JPEG data URL)
     logs: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_LINES))
+    ended: threading.Event = field(default_factory=threading.Event)  # set once it finished
+    outcome: Outcome | None = None  # how its run ended, when it did
+    error: Exception | None = None  # a decode job's failure, until its request reads it
 
 
 class Orchestrator:
@@ -63,26 +85,17 @@ class Orchestrator:
         self.plugins = plugins or get_plugins()
         self.bus = bus or EventBus()
         root = Path(settings.data_dir)
-        self.store = SessionStore(root / "sessions")
+        runtime = settings.runtime()
+        self.store = SessionStore(runtime.store_dir)
         self.queue = JobQueue(root / "jobs.sqlite")
-        self.cache = ModelCache(self.plugins, budget_bytes=settings.model_memory, cpu_tier_bytes=settings.cpu_tier)
+        # This server's own cache: the models of an in-process executor, the devices the
+        # checks and the views look at (another server in this process has its own).
+        self.cache = runtime_setup.build_cache(runtime, self.plugins)
         self.cache.subscribe(self._on_cache_event)
-        self.engine = Engine(self.store, plugins=self.plugins, device=settings.device, cache=self.cache)
-        if settings.executor == "subprocess":
-            executor: Any = SubprocessExecutor(
-                self.store.root,
-                device=settings.device,
-                previews=settings.previews,
-                videos=settings.write_videos,
-                worker_args=[a for m in settings.worker_plugins for a in ("--plugin", m)],
-                cancel_grace=settings.cancel_grace,
-            )
-        elif settings.executor == "inprocess":
-            executor = InProcessExecutor(self.engine, previews=settings.previews, videos=settings.write_videos)
-        else:
-            raise InputError("executor", f"unknown executor {settings.executor!r}; allowed: inprocess, subprocess")
+        self.engine = runtime_setup.build_engine(runtime, self.plugins, self.cache, store=self.store)
+        executor: Any = runtime_setup.build_executor(runtime, lambda: self.engine)
         self.executor = executor
-        if isinstance(executor, SubprocessExecutor):  # the workers' caches hold the models
+        if hasattr(executor, "subscribe_models"):  # jobs run elsewhere: the workers' caches hold the models
             executor.subscribe_models(self._on_worker_model_event)
         self.runner = JobRunner(self.queue, executor=executor)
         self.live: dict[int, JobLive] = {}
@@ -94,6 +107,11 @@ class Orchestrator:
             self._log(job_id, "interrupted: the server stopped while it ran; resume its session to continue")
 
     # ------------------------------------------------------------ lifecycle
+
+    @property
+    def working(self) -> bool:
+        """Whether this server works through its queue now (started, not stopped)."""
+        return not self._stop.is_set() and any(t.is_alive() for t in self._threads)
 
     def start(self) -> None:
         """Start working the queue (again, after a stop: an app's lifespan may run more than once)."""
@@ -142,20 +160,54 @@ class Orchestrator:
         job = self.queue.cancel(job_id)
         self._log(job_id, "cancelled" if job.state is JobState.CANCELLED else f"cancel requested: {self.cancel_note()}")
         self._publish_job(job)
+        if job.state is JobState.CANCELLED:  # it never ran: whoever waits for it is told now
+            self.live.setdefault(job_id, JobLive()).ended.set()
         return job
+
+    def decode(self, session_id: str, step: int | None = None) -> dict[str, Any] | Job:
+        """The video of a session's final latents (or of a checkpoint's preview at
+        ``step``), made by a decode job: the executor decodes where the model is, never
+        this process unless its executor runs jobs here. Answers the video once the job
+        succeeded, raises what it failed with, or gives the job back while it is still
+        queued or running after ``decode_wait`` seconds (or the queue does not run now)."""
+        payload: dict[str, Any] = {"session": session_id}
+        if step is not None:
+            payload["step"] = step
+        job = self.submit("decode", payload, priority=PRIORITY_MAX)  # short: ahead of every queued job
+        live = self.live.setdefault(job.id, JobLive())
+        deadline = time.monotonic() + self.settings.decode_wait
+        while not live.ended.wait(timeout=min(0.5, max(deadline - time.monotonic(), 0))):
+            job = self.queue.get(job.id)
+            if time.monotonic() >= deadline or not self.working or (self.queue.paused and job.state is JobState.QUEUED):
+                return job
+        job = self.queue.get(job.id)
+        outcome, error, live.error = live.outcome, live.error, None
+        if job.state is JobState.SUCCEEDED and outcome is not None:
+            return {"session": session_id, "step": outcome.step, "video": self.decoded_url(outcome)}
+        if error is not None:
+            # A worker's error stands on its rebuilt cause: the API answers with its status.
+            raised = error.__cause__ if type(error) is ArcFabricError else None
+            raise raised if isinstance(raised, ArcFabricError) else error
+        raise ArcFabricError(f"the decode job {job.id} was {job.state.value}" + (f": {job.error}" if job.error else ""))
+
+    def decoded_url(self, outcome: Outcome) -> str:
+        """Where the video a decode job wrote is served."""
+        name = outcome.session_id if outcome.step == outcome.total else f"{outcome.session_id}-step{outcome.step}"
+        return f"/files/videos/{name}.mp4"
 
     def cancel_note(self) -> str:
         """What cancelling a running job does with this server's executor."""
-        if isinstance(self.executor, SubprocessExecutor):
+        grace = getattr(self.executor, "cancel_grace", None)
+        if grace is not None:
             return (
-                f"stops at the next step, or within {self.executor.cancel_grace:g} s by ending its worker "
+                f"stops at the next step, or within {grace:g} s by ending its worker "
                 "(its session paused at its last checkpoint)"
             )
         return "stops at the next step (in-process: a step already running finishes first)"
 
     def server_info(self) -> dict[str, Any]:
         """The executor and what a cancel does with it (the health check and the snapshot say it)."""
-        grace = self.executor.cancel_grace if isinstance(self.executor, SubprocessExecutor) else None
+        grace = getattr(self.executor, "cancel_grace", None)
         return {"executor": self.executor.name, "cancel_grace": grace, "cancel_note": self.cancel_note()}
 
     def position(self, job: Job) -> int | None:
@@ -185,11 +237,19 @@ class Orchestrator:
             "payload_summary": brief,
             "progress": live.progress if live else None,
             "preview": live.preview if live and job.state is JobState.RUNNING else None,
-            "video": self.video_url(job.session_id) if job.state is JobState.SUCCEEDED and job.session_id else None,
+            "video": self._result_video(job, live),
         }
         if logs:
             out["logs"] = list(live.logs) if live else []
         return out
+
+    def _result_video(self, job: Job, live: JobLive | None) -> str | None:
+        """The video a succeeded job leaves: its session's, or the one a decode job wrote."""
+        if job.state is not JobState.SUCCEEDED or not job.session_id:
+            return None
+        if job.kind == "decode" and live is not None and live.outcome is not None:
+            return self.decoded_url(live.outcome)
+        return self.video_url(job.session_id)
 
     def video_path(self, name: str) -> Path | None:
         """``<session>.mp4`` -> the session's video.mp4; ``<session>-step<K>.mp4`` -> a preview decode."""
@@ -244,11 +304,18 @@ class Orchestrator:
         def on_log(line: str) -> None:
             self._log(current[0].id, line)
 
-        done = self.runner.run_next(listeners=[on_progress], on_start=on_start, on_log=on_log)
+        def on_end(job: Job, outcome: Outcome | None, error: Exception | None) -> None:
+            live = self.live.setdefault(job.id, JobLive())
+            live.outcome = outcome
+            if job.kind == "decode" and error is not None:  # its request raises it (the API's status)
+                live.error = error.with_traceback(None)
+
+        done = self.runner.run_next(listeners=[on_progress], on_start=on_start, on_log=on_log, on_end=on_end)
         if done is None:
             return None
         self._log(done.id, f"{done.state.value}" + (f": {done.error}" if done.error else ""))
         self._publish_job(done)
+        self.live.setdefault(done.id, JobLive()).ended.set()
         return done
 
     # ------------------------------------------------------------ events
@@ -289,7 +356,7 @@ class Orchestrator:
         (a model cold everywhere is absent)."""
         out: dict[str, dict[str, Any]] = {}
         held = [{"label": s.label, "state": s.state.value, "device": s.device} for s in self.cache.states()]
-        if isinstance(self.executor, SubprocessExecutor):
+        if hasattr(self.executor, "held_models"):  # what the executor's workers hold
             held += self.executor.held_models()
         for status in held:
             if status["state"] != "cold":

@@ -29,8 +29,8 @@ import torch
 from arc_fabric_core.contract.errors import InputError, SessionError
 from arc_fabric_core.dispatch.plugins import Plugins, get_plugins
 from arc_fabric_core.engine.facade import Engine, Session
+from arc_fabric_core.jobs import runtime_setup
 from arc_fabric_core.runtime.model_cache import ModelCache
-from arc_fabric_core.store.files import SessionStore
 
 
 def mismatch(expected: torch.Tensor, got: torch.Tensor) -> str:
@@ -42,6 +42,11 @@ def mismatch(expected: torch.Tensor, got: torch.Tensor) -> str:
     differ = int((diff != 0).sum())
     largest = diff.max().item() if diff.numel() else 0.0
     return f"{differ} of {diff.numel()} values differ (max |diff| {largest:.3g}), shape {tuple(got.shape)} {got.dtype}"
+
+
+def _runtime(store_dir: Path) -> runtime_setup.RuntimeSettings:
+    """What the suite runs with: the CPU, the default checkpoint policy (every step)."""
+    return runtime_setup.RuntimeSettings(store_dir=store_dir, device="cpu")
 
 
 class PluginConformance:
@@ -71,11 +76,11 @@ class PluginConformance:
     @classmethod
     def cache(cls, plugins: Plugins) -> ModelCache:
         # One cache per class: the model loads once for the whole suite.
-        return ModelCache(plugins)
+        return runtime_setup.build_cache(runtime_setup.RuntimeSettings(device="cpu"), plugins)
 
     @pytest.fixture
     def engine(self, tmp_path: Path, plugins: Plugins, cache: ModelCache) -> Engine:
-        return Engine(SessionStore(tmp_path / "store"), plugins=plugins, device="cpu", cache=cache)
+        return runtime_setup.build_engine(_runtime(tmp_path / "store"), plugins, cache)
 
     def _completed(self, engine: Engine, **overrides: Any) -> Session:
         session = engine.create(self.model, {**self.params, **overrides}, variant=self.variant)
@@ -139,7 +144,8 @@ class PluginConformance:
     def test_store_round_trip(self, engine: Engine, plugins: Plugins, cache: ModelCache) -> None:
         session = engine.create(self.model, self.params, variant=self.variant)
         engine.run(session)
-        reopened = Engine(engine.store, plugins=plugins, device="cpu", cache=cache).open(session.id)
+        reopened = runtime_setup.build_engine(_runtime(engine.store.root), plugins, cache, store=engine.store)
+        reopened = reopened.open(session.id)
         saved, read = session.doc.model_dump(), reopened.doc.model_dump()
         changed = sorted(k for k in saved.keys() | read.keys() if saved.get(k) != read.get(k))
         assert read == saved, (
@@ -169,7 +175,7 @@ class PluginConformance:
                 f"run until step {k} of {steps}: expected paused at {k}, got {doc.status} at {doc.step_index}"
             )
             # A new engine knows nothing but the store, as after a crash.
-            fresh = Engine(engine.store, plugins=plugins, device="cpu", cache=cache)
+            fresh = runtime_setup.build_engine(_runtime(engine.store.root), plugins, cache, store=engine.store)
             resumed = fresh.resume(partial.id)
             assert resumed.doc.status == "completed", (
                 f"resumed from step {k}: expected completed, got {resumed.doc.status} at step {resumed.doc.step_index}"

@@ -30,6 +30,8 @@ export function jobTitle(job) {
       return `Edit of ${shortId(p.session)}${p.strength != null ? ` · strength ${p.strength}` : ` from step ${p.step}`}`;
     case "resume":
       return `Resume ${shortId(p.session)}${p.until != null ? ` until step ${p.until}` : ""}`;
+    case "decode":
+      return `Decode ${shortId(p.session)}${p.step != null ? ` at step ${p.step}` : ""}`;
     default:
       return `${job.kind} ${p.session ? shortId(p.session) : ""}`;
   }

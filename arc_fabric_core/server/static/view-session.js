@@ -120,8 +120,9 @@ export function mountSession(root, id) {
   }
 
   // ---------------------------------------------------------------- head
+  // The job running the session (a decode job only reads it).
   function activeJob() {
-    return sessionJobs(id).find((j) => ACTIVE.has(j.state) && (j.session_id === id || (j.kind === "resume" && j.payload.session === id)));
+    return sessionJobs(id).find((j) => ACTIVE.has(j.state) && j.kind !== "decode" && (j.session_id === id || (j.kind === "resume" && j.payload.session === id)));
   }
 
   function renderHead() {
