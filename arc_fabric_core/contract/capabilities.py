@@ -73,13 +73,17 @@ class Capabilities(BaseModel):
         """JSON-ready, as the plugin listing and the API show it."""
         return self.model_dump(mode="json")
 
-    def check_job(self, model: str, kind: str, payload: Mapping[str, Any]) -> None:
+    def check_job(
+        self, model: str, kind: str, payload: Mapping[str, Any], offered: list[str] | None = None
+    ) -> None:
         """Refuse a job of an operation this model does not offer (a declaration may offer
-        less than the hooks allow: the engine alone would run it)."""
+        less than the hooks allow: the engine alone would run it). ``offered``: every
+        registered operation it takes (default: the built-in ones these capabilities list)."""
         if kind in ("generate", "resume", "fork"):
             return
-        if kind not in self.operations:
-            raise SessionError(f"{model} does not offer {kind} (its operations: {', '.join(self.operations)})")
+        operations = offered if offered is not None else self.operations
+        if kind not in operations:
+            raise SessionError(f"{model} does not offer {kind} (its operations: {', '.join(operations)})")
         if kind == "edit" and payload.get("mask") and not self.masks:
             raise InputError("mask", f"{model} edits the whole video only: it takes no mask; drop mask")
 

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from arc_fabric_core.contract.errors import ArcFabricError
 
 if TYPE_CHECKING:
-    from arc_fabric_core.contract.models import ModelSpec
+    from arc_fabric_core.contract.capabilities import Capabilities
 
 
 class Request(BaseModel):
@@ -62,16 +62,26 @@ class OperationSpec:
         raise NotImplementedError
 
     def request(self, payload: dict[str, Any]) -> BaseModel:
-        """A job payload (less its ``session``) as this operation's request."""
+        """A payload (less its ``session``) as this operation's request, validated by its
+        schema (what the API does with a request body)."""
         return self.Request.model_validate({k: v for k, v in payload.items() if k != "session"})
+
+    def job_request(self, payload: dict[str, Any]) -> BaseModel:
+        """A job's payload as this operation's request, its values as given: ``check``
+        judges them with the engine's own messages (a job from ``jobs submit`` or a
+        queue written by an older version never met the API's schema)."""
+        return self.Request.model_construct(**{k: v for k, v in payload.items() if k != "session"})
 
     def start(self, run: Any) -> None:
         """The first state of a session this operation made (it has no checkpoint yet)."""
         raise ArcFabricError(f"operation {self.name!r} makes no session that starts without a checkpoint")
 
-    def applies_to(self, spec: ModelSpec, operations: list[str]) -> bool:
-        """Whether a model (whose capabilities list ``operations``) takes this operation."""
-        return (self.needs or self.name) in operations
+    def applies_to(self, capabilities: Capabilities) -> bool:
+        """Whether a model with these capabilities takes this operation (by default: its
+        ``needs``, or its name, is among the capabilities' operations). A plugin's
+        operation says which models it is for (the world model's "act": those taking
+        actions)."""
+        return (self.needs or self.name) in capabilities.operations
 
 
 class OperationError(ArcFabricError):

@@ -191,8 +191,22 @@ class Plugins:
         return self._capabilities[model_name]
 
     def describe_model(self, model_name: str) -> dict[str, Any]:
-        """A model's description (``ModelSpec.describe``) with its capabilities."""
-        return {**self.model(model_name).describe(), "capabilities": self.capabilities(model_name).describe()}
+        """A model's description (``ModelSpec.describe``) with its capabilities and, beside
+        them, ``operations``: every registered operation it takes (hand-off and those
+        plugins add too, where the capabilities list the engine's own)."""
+        return {
+            **self.model(model_name).describe(),
+            "capabilities": self.capabilities(model_name).describe(),
+            "operations": self.operations_for(model_name),
+        }
+
+    def operations_for(self, model_name: str) -> list[str]:
+        """The registered operations ``model_name`` takes: those its capabilities list,
+        in their order, then the others that apply to it in the registry's order."""
+        capabilities = self.capabilities(model_name)
+        applying = [name for name, op in self.operations().items() if op.applies_to(capabilities)]
+        listed = [name for name in capabilities.operations if name in applying]
+        return listed + [name for name in applying if name not in listed]
 
     # -- operations
 

@@ -34,26 +34,15 @@ def check_session_id(session_id: Any) -> str:
     return session_id
 
 
-def check_decode_step(doc: Any, step: Any) -> None:
-    """A decode's ``step`` is a checkpointed one (none: the final latents, or the clean
-    estimate at the newest checkpoint of an unfinished session)."""
-    if step is None:
-        return
-    if isinstance(step, bool) or not isinstance(step, int):
-        raise InputError("step", f"must be a whole number, got {step!r}")
-    if step not in {c.step for c in doc.checkpoints}:
-        steps = ", ".join(str(c.step) for c in doc.checkpoints) or "none"
-        raise InputError("step", f"no checkpoint at step {step}; checkpointed steps: {steps}")
-
-
-def check_keys(kind: str, payload: dict[str, Any]) -> None:
+def check_keys(kind: str, payload: dict[str, Any], plugins: Any = None) -> None:
     """The job's kind and the keys of its payload (what :meth:`JobQueue.submit` checks),
     naming a missing key as the user gives it."""
-    from arc_fabric_core.jobs.kinds import KINDS
+    from arc_fabric_core.jobs.kinds import kinds
 
-    if kind not in KINDS:
-        raise InputError("kind", f"unknown job kind {kind!r}; allowed: {', '.join(KINDS)}")
-    required, optional = KINDS[kind]
+    known = kinds(plugins)
+    if kind not in known:
+        raise InputError("kind", f"unknown job kind {kind!r}; allowed: {', '.join(known)}")
+    required, optional = known[kind]
     missing = sorted(required - set(payload))
     if missing:
         hint = "; add model=<name>" if missing[0] == "model" else ""
@@ -63,35 +52,11 @@ def check_keys(kind: str, payload: dict[str, Any]) -> None:
         raise InputError(unknown[0], f"unknown for a {kind} job; allowed: {', '.join(sorted(required | optional))}")
 
 
-def validate_job(engine: Engine, kind: str, payload: dict[str, Any]) -> None:
-    """Refuse every job the engine would refuse when it runs: nothing is written."""
-    check_keys(kind, payload)
-    if kind == "generate":
-        from arc_fabric_core.engine.hybrid import parse_hybrid
-
-        hybrid = parse_hybrid(payload["schedule"]) if payload.get("schedule") else None
-        params = payload.get("params") or {}
-        if not isinstance(params, dict):
-            raise InputError("params", f"must be a mapping of parameter names to values, got {params!r}")
-        engine.plan(str(payload["model"]), params, payload.get("variant"), payload.get("weights"), hybrid)
-        return
-    session = check_session_id(payload["session"])
-    if kind == "extend":
-        engine.check_extension(session, payload["blocks"], payload.get("prompt"))
-    elif kind == "rewind":
-        engine.check_rewind(session, payload["block"], payload.get("prompt"), payload.get("overrides"))
-    elif kind == "decode":  # the store is enough: no plugin is needed here, the job runs where the model is
-        check_decode_step(engine.store.load_doc(session), payload.get("step"))
-    elif kind == "fork":
-        engine.check_fork(session, payload["step"], payload.get("overrides"))
-    elif kind == "edit":
-        from arc_fabric_core.contract.models import validate_params
-        from arc_fabric_core.engine.edit_mask import EditMask
-
-        try:
-            mask = validate_params(EditMask, payload["mask"]) if payload.get("mask") else None
-        except InputError as exc:
-            raise InputError(f"mask.{exc.field}", exc.message) from None
-        engine.check_edit(session, payload.get("step"), payload.get("strength"), payload.get("overrides"), mask)
-    else:  # resume
-        engine.check_resume(session, payload.get("until"))
+def validate_job(engine: Engine, kind: str, payload: dict[str, Any]) -> Any:
+    """Refuse every job the engine would refuse when it runs: nothing is written. The
+    check is the operation's own (:meth:`OperationSpec.check`), so what would refuse the
+    job when it runs refuses it now, with the same message; returns its plan."""
+    check_keys(kind, payload, engine.plugins)
+    op = engine.plugins.operation(kind)
+    session = check_session_id(payload["session"]) if op.on_session else None
+    return op.check(engine, op.job_request(payload), session)

@@ -88,28 +88,11 @@ class Executor(Protocol):
 
 
 def session_for(engine: Any, kind: str, payload: dict[str, Any]) -> Any:
-    """The session a job works on: created, opened, forked or edited as its kind says."""
-    p = payload
-    if kind == "generate":
-        from arc_fabric_core.engine.hybrid import parse_hybrid
+    """The session a job works on: what its operation creates (a new or branched
+    session, written) or opens, after the operation's own check."""
+    from arc_fabric_core.jobs.checks import validate_job
 
-        hybrid = parse_hybrid(p["schedule"]) if p.get("schedule") else None
-        variant, weights = p.get("variant", "auto"), p.get("weights")
-        return engine.create(p["model"], p["params"], variant=variant, weights=weights, hybrid=hybrid)
-    if kind in ("resume", "decode"):
-        return engine.open(p["session"])
-    if kind == "fork":
-        return engine.fork(p["session"], p["step"], p.get("overrides"))
-    if kind == "edit":
-        from arc_fabric_core.engine.edit_mask import EditMask
-
-        mask = EditMask(**p["mask"]) if p.get("mask") else None
-        return engine.edit(p["session"], p.get("step"), p.get("strength"), p.get("overrides"), mask)
-    if kind == "extend":
-        return engine.extend(p["session"], int(p["blocks"]), p.get("prompt"))
-    if kind == "rewind":
-        return engine.rewind(p["session"], int(p["block"]), p.get("prompt"), p.get("overrides"))
-    raise InputError("kind", f"unknown job kind {kind!r}")
+    return engine.plugins.operation(kind).create(engine, validate_job(engine, kind, payload))
 
 
 def run_job(
@@ -147,13 +130,11 @@ def _decode_job(
 ) -> Outcome:
     """Decode a session's final latents (or a checkpoint's clean estimate) to its video
     file, here, where the model is: the server never decodes in its own process."""
-    from arc_fabric_core.jobs.checks import check_decode_step
     from arc_fabric_core.media.video import write_mp4
 
     session = session_for(engine, "decode", payload)
     on_session(session.id)
     doc = session.doc
-    check_decode_step(doc, payload.get("step"))
     latents, step = engine.preview_latents(session.id, payload.get("step"))
     say(f"session {session.id}: decode of step {step} of {doc.total_steps} with {session.ref.label}")
     path = engine.store.session_dir(session.id) / decoded_video_name(step, doc.total_steps)

@@ -1,17 +1,19 @@
-"""The kinds of job the queue takes and the payload keys each one has."""
+"""The kinds of job the queue takes and the payload keys each one has: one per registered
+operation (:mod:`arc_fabric_core.operations`, and those plugins add), its keys the fields
+of the operation's request, plus ``session`` for an operation on a stored session."""
 
 from __future__ import annotations
 
-# What each kind of job asks of the engine; the payload's keys are checked on submit.
-KINDS: dict[str, tuple[set[str], set[str]]] = {
-    # kind: (required keys, optional keys)
-    "generate": ({"model", "params"}, {"variant", "weights", "schedule"}),
-    "resume": ({"session"}, {"until"}),
-    "fork": ({"session", "step"}, {"overrides"}),
-    "edit": ({"session"}, {"step", "strength", "overrides", "mask"}),
-    # Autoregressive models only.
-    "extend": ({"session", "blocks"}, {"prompt"}),
-    "rewind": ({"session", "block"}, {"prompt", "overrides"}),
-    # The video of a session's final latents, or a checkpoint's preview, made where its model is.
-    "decode": ({"session"}, {"step"}),
-}
+from typing import Any
+
+from arc_fabric_core.dispatch.plugins import Plugins, get_plugins
+
+
+def kinds(plugins: Plugins | None = None) -> dict[str, tuple[set[str], set[str]]]:
+    """kind: (required keys, optional keys), in the registry's order."""
+    out: dict[str, tuple[set[str], set[str]]] = {}
+    for name, op in (plugins or get_plugins()).operations().items():
+        fields: dict[str, Any] = op.Request.model_fields
+        required = {k for k, f in fields.items() if f.is_required()} | ({"session"} if op.on_session else set())
+        out[name] = (required, set(fields) - required)
+    return out

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from arc_fabric_core.contract.errors import InputError
-from arc_fabric_core.jobs.kinds import KINDS
+from arc_fabric_core.jobs.kinds import kinds
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -85,8 +85,9 @@ def _now() -> str:
 class JobQueue:
     """The queue in one SQLite file; safe to share between threads and processes."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, plugins: Any = None) -> None:
         self.path = Path(path)
+        self.plugins = plugins  # whose operations are the job kinds (default: the process's)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -144,9 +145,10 @@ class JobQueue:
 
     def submit(self, kind: str, payload: dict[str, Any], priority: int = 0) -> Job:
         """Queue a job; its kind and payload keys are checked first."""
-        if kind not in KINDS:
-            raise InputError("kind", f"unknown job kind {kind!r}; allowed: {', '.join(KINDS)}")
-        required, optional = KINDS[kind]
+        known = kinds(self.plugins)
+        if kind not in known:
+            raise InputError("kind", f"unknown job kind {kind!r}; allowed: {', '.join(known)}")
+        required, optional = known[kind]
         missing = sorted(required - set(payload))
         unknown = sorted(set(payload) - required - optional)
         if missing:

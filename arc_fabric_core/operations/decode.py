@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from arc_fabric_core.contract.errors import InputError, SessionError
+from arc_fabric_core.contract.errors import InputError
 from arc_fabric_core.contract.operations import OperationSpec, Request
 
 
@@ -25,12 +25,17 @@ class Decode(OperationSpec):
         assert session is not None
         return self.plan(engine, session, request.step)
 
+    def create(self, engine: Any, plan: Any) -> Any:
+        return engine.open(plan.id)
+
     def plan(self, engine: Any, session_id: str, step: int | None = None) -> Any:
-        """A session with something to decode: finished, or a checkpoint (at ``step``)."""
-        doc = engine.store.load_doc(session_id)
-        if doc.final is None and not doc.checkpoints:
-            raise SessionError(f"session {session_id} has not run a step yet: there is nothing to decode")
-        if step is not None and step not in {c.step for c in doc.checkpoints}:
+        """The session, and ``step`` one of its checkpoints when given."""
+        doc = engine.store.load_doc(session_id)  # the store is enough: no plugin is needed to check
+        if step is None:
+            return doc
+        if isinstance(step, bool) or not isinstance(step, int):
+            raise InputError("step", f"must be a whole number, got {step!r}")
+        if step not in {c.step for c in doc.checkpoints}:
             steps = ", ".join(str(c.step) for c in doc.checkpoints) or "none"
             raise InputError("step", f"no checkpoint at step {step}; checkpointed steps: {steps}")
         return doc

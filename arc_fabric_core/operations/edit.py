@@ -61,8 +61,14 @@ class Edit(OperationSpec):
     Request = EditRequest
 
     def check(self, engine: Any, request: Any, session: str | None = None) -> EditPlan:
+        from arc_fabric_core.contract.models import validate_params
+
         assert session is not None
-        mask = EditMask(**request.mask.model_dump(exclude_none=True)) if request.mask is not None else None
+        given = request.mask.model_dump(exclude_none=True) if isinstance(request.mask, MaskRequest) else request.mask
+        try:
+            mask = validate_params(EditMask, given) if given else None
+        except InputError as exc:
+            raise InputError(f"mask.{exc.field}", exc.message) from None
         return self.plan(engine, session, request.step, request.strength, request.overrides, mask)
 
     def create(self, engine: Any, plan: EditPlan) -> Session:
@@ -90,7 +96,7 @@ class Edit(OperationSpec):
         ref, params, overrides = with_overrides(engine, parent, overrides)
         total = parent.total_steps
         if (step is None) == (strength is None):
-            raise InputError("step", "give either step or strength")
+            raise InputError("step", "give a step or a strength (not both)")
         if strength is not None:
             if not 0 < strength <= 1:
                 raise InputError("strength", f"must be in (0, 1], got {strength}")

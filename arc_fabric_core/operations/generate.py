@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from pydantic import Field
 
+from arc_fabric_core.contract.errors import InputError
 from arc_fabric_core.contract.operations import OperationSpec, Request
 from arc_fabric_core.engine.run import Run
 from arc_fabric_core.store.session import Operation
@@ -35,7 +36,10 @@ class Generate(OperationSpec):
 
         schedule = named_schedule(request.schedule) if isinstance(request.schedule, str) else request.schedule
         hybrid = parse_hybrid(schedule) if schedule else None
-        return self.plan(engine, request.model, request.params, request.variant, request.weights, hybrid)
+        params = request.params or {}
+        if not isinstance(params, dict):
+            raise InputError("params", f"must be a mapping of parameter names to values, got {params!r}")
+        return self.plan(engine, str(request.model), params, request.variant, request.weights, hybrid)
 
     def create(self, engine: Any, plan: Any) -> Any:
         engine.store.save_doc(plan.doc)

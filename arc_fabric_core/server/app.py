@@ -21,11 +21,12 @@ from typing import Annotated, Any
 from fastapi import Body, FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from arc_fabric_core.contract.errors import ArcFabricError, InputError, OutputError, SessionError
 from arc_fabric_core.dispatch.plugins import Plugins
 from arc_fabric_core.jobs.queue import JobState
+from arc_fabric_core.operations.decode import DecodeRequest
 from arc_fabric_core.server.body_limit import BodyLimit
 from arc_fabric_core.server.orchestrator import Orchestrator, Settings
 from arc_fabric_core.store.session import SESSION_ID
@@ -48,62 +49,29 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class GenerateRequest(Strict):
-    model: str = Field(description="An installed model, e.g. wan21")
-    variant: str | None = Field(
-        None, description="A variant of the model; default: real weights if configured, else tiny"
-    )
-    weights: str | None = Field(None, description="A local checkpoint folder for a real variant")
-    params: dict[str, Any] = Field(default_factory=dict, description="Generation parameters (see the model's schema)")
-    schedule: str | dict[str, Any] | None = Field(None, description="A hybrid schedule: a shipped name or a config")
+class Queued(Strict):
+    """What every queued operation's body has beside its request: the job's priority."""
+
     priority: int = Field(0, ge=-1000, le=1000, description="Higher runs first")
 
 
-class ForkRequest(Strict):
-    step: int = Field(ge=0, description="The step to branch at")
-    overrides: dict[str, Any] = Field(default_factory=dict, description="Parameters the branch changes (prompt, ...)")
-    priority: int = Field(0, ge=-1000, le=1000)
+def body_model(op: Any) -> type[BaseModel]:
+    """An operation's API body: its request schema (the operation's module) and a priority."""
+    name = "".join(part.capitalize() for part in op.name.replace("-", "_").split("_")) + "Request"
+    return create_model(name, __base__=(op.Request, Queued), __module__=__name__, __doc__=op.summary or None)
 
 
-class MaskRequest(Strict):
-    rect: list[int] | None = Field(None, min_length=4, max_length=4, description="x0, y0, x1, y1 in pixels")
-    frames: list[int] | None = Field(None, min_length=2, max_length=2, description="first, end (exclusive) frame")
-
-
-class EditRequest(Strict):
-    step: int | None = Field(None, ge=0, description="Re-denoise from this step (or give strength)")
-    strength: float | None = Field(None, gt=0, le=1, description="How much to re-denoise, in (0, 1]")
-    overrides: dict[str, Any] = Field(default_factory=dict)
-    mask: MaskRequest | None = None
-    priority: int = Field(0, ge=-1000, le=1000)
-
-
-class ResumeRequest(Strict):
-    until: int | None = Field(None, ge=0, description="Stop at this step (default: the end)")
-    priority: int = Field(0, ge=-1000, le=1000)
-
-
-class DecodeRequest(Strict):
-    step: int | None = Field(None, ge=0, description="A checkpointed step to preview (default: the final latents)")
+def payload_of(request: BaseModel, session: str | None = None) -> dict[str, Any]:
+    """A job's payload from a body: the fields given (not null, not empty), less the priority."""
+    given = request.model_dump(exclude_unset=True, exclude_none=True, exclude={"priority"})
+    payload = {k: v for k, v in given.items() if v != {}}
+    return {"session": session, **payload} if session is not None else payload
 
 
 class DecodeView(BaseModel):
     session: str
     step: int = Field(description="The step the video shows")
     video: str = Field(description="Where it is served, under /files/videos/")
-
-
-class ExtendRequest(Strict):
-    blocks: int = Field(1, ge=1, le=1000, description="Blocks to add")
-    prompt: str | None = Field(None, description="The prompt of the new blocks (default: the last one)")
-    priority: int = Field(0, ge=-1000, le=1000)
-
-
-class RewindRequest(Strict):
-    block: int = Field(ge=0, le=100_000, description="The first block made again")
-    prompt: str | None = Field(None, description="The prompt from that block on (default: as before)")
-    overrides: dict[str, Any] | None = Field(None, description="Other parameters to change, e.g. seed")
-    priority: int = Field(0, ge=-1000, le=1000)
 
 
 class JobView(BaseModel):
@@ -289,21 +257,21 @@ def create_app(
     def _queued(kind: str, payload: dict[str, Any], priority: int) -> JobView:
         return JobView(**orch.describe_job(orch.submit(kind, payload, priority)))
 
-    @app.post("/api/sessions", status_code=202, tags=["sessions"])
-    def create_session(request: GenerateRequest) -> JobView:
+    operations = orch.plugins.operations()
+    generate_body = body_model(operations["generate"])
+
+    def create_session(request: BaseModel) -> JobView:
         """Queue a generation; the job's ``session_id`` appears once it starts."""
-        payload: dict[str, Any] = {"model": request.model, "params": request.params}
-        if request.variant is not None:
-            payload["variant"] = request.variant
-        if request.weights is not None:
-            payload["weights"] = request.weights
-        if request.schedule is not None:
+        payload = payload_of(request)
+        payload.setdefault("params", {})
+        if isinstance(payload.get("schedule"), str):
             from arc_fabric_core.engine.hybrid import named_schedule
 
-            payload["schedule"] = (
-                named_schedule(request.schedule) if isinstance(request.schedule, str) else request.schedule
-            )
-        return _queued("generate", payload, request.priority)
+            payload["schedule"] = named_schedule(payload["schedule"])
+        return _queued("generate", payload, request.priority)  # type: ignore[attr-defined]
+
+    create_session.__annotations__ = {"request": generate_body, "return": JobView}
+    app.post("/api/sessions", status_code=202, tags=["sessions"])(create_session)
 
     @app.get("/api/sessions", tags=["sessions"])
     def sessions(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
@@ -316,54 +284,11 @@ def create_app(
         """The session's document, lineage (ancestors, children) and checkpoints."""
         return orch.session_detail(session_id)
 
-    @app.post("/api/sessions/{session_id}/fork", status_code=202, tags=["sessions"])
-    def fork(session_id: SessionId, request: ForkRequest) -> JobView:
-        payload = {"session": session_id, "step": request.step}
-        if request.overrides:
-            payload["overrides"] = request.overrides
-        return _queued("fork", payload, request.priority)
-
-    @app.post("/api/sessions/{session_id}/edit", status_code=202, tags=["sessions"])
-    def edit(session_id: SessionId, request: EditRequest) -> JobView:
-        if (request.step is None) == (request.strength is None):
-            raise InputError("step", "give a step or a strength (not both)")
-        payload: dict[str, Any] = {"session": session_id}
-        for key in ("step", "strength"):
-            if getattr(request, key) is not None:
-                payload[key] = getattr(request, key)
-        if request.overrides:
-            payload["overrides"] = request.overrides
-        if request.mask is not None:
-            payload["mask"] = request.mask.model_dump(exclude_none=True)
-        return _queued("edit", payload, request.priority)
-
-    @app.post("/api/sessions/{session_id}/resume", status_code=202, tags=["sessions"])
-    def resume(session_id: SessionId, request: Annotated[ResumeRequest | None, Body()] = None) -> JobView:
-        request = request or ResumeRequest()
-        payload: dict[str, Any] = {"session": session_id}
-        if request.until is not None:
-            payload["until"] = request.until
-        return _queued("resume", payload, request.priority)
-
-    @app.post("/api/sessions/{session_id}/extend", status_code=202, tags=["sessions"])
-    def extend(session_id: SessionId, request: ExtendRequest) -> JobView:
-        """Autoregressive models only (LongLive): a new session, the video made ``blocks``
-        blocks longer (under ``prompt`` from the first new block, when given)."""
-        payload: dict[str, Any] = {"session": session_id, "blocks": request.blocks}
-        if request.prompt is not None:
-            payload["prompt"] = request.prompt
-        return _queued("extend", payload, request.priority)
-
-    @app.post("/api/sessions/{session_id}/rewind", status_code=202, tags=["sessions"])
-    def rewind(session_id: SessionId, request: RewindRequest) -> JobView:
-        """Autoregressive models only (LongLive): a new session that makes the blocks from
-        ``block`` on again (under ``prompt`` from there, when given)."""
-        payload: dict[str, Any] = {"session": session_id, "block": request.block}
-        if request.prompt is not None:
-            payload["prompt"] = request.prompt
-        if request.overrides:
-            payload["overrides"] = request.overrides
-        return _queued("rewind", payload, request.priority)
+    # One route per operation on a stored session, its body the operation's own request
+    # schema (``decode`` has its own route below: it answers with the video).
+    for op in operations.values():
+        if op.on_session and op.runs:
+            _operation_route(app, op, _queued)
 
     @app.post("/api/sessions/{session_id}/cancel", tags=["sessions"])
     def cancel_session(session_id: SessionId) -> JobView:
@@ -448,6 +373,24 @@ def create_app(
             orch.bus.unsubscribe(queue)
 
     return app
+
+
+def _operation_route(app: FastAPI, op: Any, queued: Any) -> None:
+    """``POST /api/sessions/{session_id}/<name>``: queue the operation ``op`` on a session."""
+    body = body_model(op)
+    fields = op.Request.model_fields
+    optional = not any(f.is_required() for f in fields.values())  # then the body may be left out
+
+    def route(session_id: str, request: Any = None) -> JobView:
+        request = request if request is not None else body()
+        return queued(op.name, payload_of(request, session_id), request.priority)
+
+    route.__name__ = op.name.replace("-", "_")
+    route.__doc__ = op.summary
+    body_type: Any = Annotated[body | None, Body()] if optional else body
+    route.__annotations__ = {"session_id": SessionId, "request": body_type, "return": JobView}
+    route.__defaults__ = (None,) if optional else None
+    app.post(f"/api/sessions/{{session_id}}/{op.name}", status_code=202, tags=["sessions"], summary=op.summary)(route)
 
 
 def _plain(errors: Any) -> list[dict[str, Any]]:

@@ -87,7 +87,7 @@ class Orchestrator:
         root = Path(settings.data_dir)
         runtime = settings.runtime()
         self.store = SessionStore(runtime.store_dir)
-        self.queue = JobQueue(root / "jobs.sqlite")
+        self.queue = JobQueue(root / "jobs.sqlite", plugins=self.plugins)
         # This server's own cache: the models of an in-process executor, the devices the
         # checks and the views look at (another server in this process has its own).
         self.cache = runtime_setup.build_cache(runtime, self.plugins)
@@ -154,7 +154,8 @@ class Orchestrator:
             # A model may offer less than its hooks allow (its declared capabilities): the
             # engine alone would run it, so the server refuses what the model leaves out.
             model = self.store.load_doc(payload["session"]).model.name
-            self.plugins.capabilities(model).check_job(model, kind, payload)
+            offered = self.plugins.operations_for(model)
+            self.plugins.capabilities(model).check_job(model, kind, payload, offered)
 
     def cancel(self, job_id: int) -> Job:
         job = self.queue.cancel(job_id)
