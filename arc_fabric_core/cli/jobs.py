@@ -48,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--store", type=Path, default=None, help="session store")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("submit", help="queue a job")
-    p.add_argument("kind", choices=sorted(TOP_LEVEL))
+    from arc_fabric_core.dispatch.plugins import get_plugins
+
+    p.add_argument("kind", choices=list(get_plugins().operations()))  # every registered operation
     p.add_argument("items", nargs="*", metavar="key=value")
     p.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
     p = sub.add_parser("list", help="every job with its state")
@@ -99,6 +101,8 @@ def payload_from(kind: str, items: list[str]) -> dict[str, Any]:
     # The generate command line's spelling works too: model.variant=, model.weights=.
     items = [i.removeprefix("model.") if i.startswith(("model.variant=", "model.weights=")) else i for i in items]
     values = parse_overrides(items)
+    if kind not in TOP_LEVEL:  # an operation spelt by its request's fields alone (a plugin's, extend, rewind...)
+        return {k: str(v) if k == "session" and v is not None else v for k, v in values.items()}
     for key in TEXT & set(values):
         if values[key] is not None:
             values[key] = str(values[key])  # an id or path of digits stays text

@@ -120,6 +120,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--step", type=int, default=None, help="the checkpoint at this step (e.g. a pass's end)")
     p.add_argument("--out", type=Path, default=None)
 
+    for op in _derived_operations(sub.choices):
+        p = sub.add_parser(op.name, help=op.summary)
+        p.add_argument("id")
+        for field, info in op.Request.model_fields.items():
+            _schema_argument(p, field, info)
+        p.add_argument("--no-run", action="store_true", help=f"create the {op.name} only; run it later with resume")
+        running(p)
+
     p = sub.add_parser("delete", help="delete a session; its children keep what they share")
     p.add_argument("id")
 
@@ -132,6 +140,35 @@ def main(argv: list[str]) -> None:
     from arc_fabric_core.cli.common import run_subcommand
 
     run_subcommand(_parser(), argv, "overrides", _dispatch, "interrupted; the session is paused at its last checkpoint")
+
+
+def _derived_operations(taken: Any) -> list[Any]:
+    """Registered operations on a stored session that have no subcommand spelt here (a
+    plugin's): their subcommand is derived from their request schema."""
+    from arc_fabric_core.dispatch.plugins import get_plugins
+
+    ops = get_plugins().operations().values()
+    return [op for op in ops if op.on_session and op.runs and op.name not in taken and op.name != "hand-off"]
+
+
+def _schema_argument(parser: argparse.ArgumentParser, field: str, info: Any) -> None:
+    """``--field`` for a request field: typed from its annotation (int, float, text, a flag
+    for a bool; JSON for anything else)."""
+    import typing
+
+    kinds = [a for a in typing.get_args(info.annotation) if a is not type(None)] or [info.annotation]
+    kind = kinds[0] if len(kinds) == 1 else None
+    flag = "--" + field.replace("_", "-")
+    required = info.is_required()
+    help_text = info.description or None
+    if kind is bool:
+        parser.add_argument(flag, dest=field, action="store_true", help=help_text)
+    elif kind in (int, float, str):
+        parser.add_argument(flag, dest=field, type=kind, required=required, default=None, help=help_text)
+    else:
+        parser.add_argument(
+            flag, dest=field, type=json.loads, required=required, default=None, metavar="JSON", help=help_text
+        )
 
 
 def _dispatch(args: argparse.Namespace) -> None:
@@ -158,7 +195,13 @@ def _dispatch(args: argparse.Namespace) -> None:
     engine = _engine(store, args)
     if command == "decode":
         return _decode(engine, session_id, args.frames, args.out, args.step)
-    if command == "resume":
+    derived = {op.name: op for op in _derived_operations(())}
+    if command in derived and command not in _SPELT:
+        op = derived[command]
+        given = {f: getattr(args, f) for f in op.Request.model_fields if getattr(args, f, None) not in (None, False)}
+        session = op.create(engine, op.check(engine, op.job_request(given), session_id))
+        print(f"{command}: {session.id} from {session_id}, runs steps {session.step_index}..{session.doc.total_steps}")
+    elif command == "resume":
         session = engine.open(session_id)
         if session.doc.final is not None:
             raise SessionError(f"session {session_id} is already finished; fork or edit it instead")
@@ -195,6 +238,9 @@ def _dispatch(args: argparse.Namespace) -> None:
     if session.done and not args.no_video:
         _decode(engine, session.id, None, args.out)
 
+
+# The operations spelt by hand above (their flags predate the registry); the rest are derived.
+_SPELT = frozenset({"resume", "fork", "edit", "extend", "rewind", "decode"})
 
 # Fewer characters would match by accident (one digit is the suffix of a tenth of all ids).
 MIN_ID_PART = 4

@@ -73,9 +73,7 @@ class Capabilities(BaseModel):
         """JSON-ready, as the plugin listing and the API show it."""
         return self.model_dump(mode="json")
 
-    def check_job(
-        self, model: str, kind: str, payload: Mapping[str, Any], offered: list[str] | None = None
-    ) -> None:
+    def check_job(self, model: str, kind: str, payload: Mapping[str, Any], offered: list[str] | None = None) -> None:
         """Refuse a job of an operation this model does not offer (a declaration may offer
         less than the hooks allow: the engine alone would run it). ``offered``: every
         registered operation it takes (default: the built-in ones these capabilities list)."""

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from arc_fabric_core.contract.errors import ArcFabricError
+from arc_fabric_core.contract.errors import ArcFabricError, InputError
 
 if TYPE_CHECKING:
     from arc_fabric_core.contract.capabilities import Capabilities
@@ -67,9 +67,23 @@ class OperationSpec:
         return self.Request.model_validate({k: v for k, v in payload.items() if k != "session"})
 
     def job_request(self, payload: dict[str, Any]) -> BaseModel:
-        """A job's payload as this operation's request, its values as given: ``check``
-        judges them with the engine's own messages (a job from ``jobs submit`` or a
-        queue written by an older version never met the API's schema)."""
+        """A job's payload as this operation's request, validated by its schema; the
+        first error names its field."""
+        from pydantic import ValidationError
+
+        try:
+            return self.request(payload)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise InputError(".".join(str(p) for p in first["loc"]) or "payload", first["msg"]) from None
+
+
+class EngineChecked(OperationSpec):
+    """A built-in operation: a job's values go to ``check`` as given, which judges them
+    with the engine's own messages (a job from ``jobs submit``, or from a queue written by
+    an older version, never met the API's schema)."""
+
+    def job_request(self, payload: dict[str, Any]) -> BaseModel:
         return self.Request.model_construct(**{k: v for k, v in payload.items() if k != "session"})
 
     def start(self, run: Any) -> None:

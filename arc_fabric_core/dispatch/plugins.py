@@ -47,6 +47,7 @@ class Plugins:
         self._entrypoints_loaded = not load_entrypoints
         self._models: dict[str, tuple[ModelSpec, object]] | None = None
         self._operations: dict[str, Any] | None = None
+        self._operation_owners: dict[str, str] = {}
         self._capabilities: dict[str, Capabilities] = {}
         self._trace = bool(os.environ.get("ARC_FABRIC_TRACE_PLUGINS"))
         if self._trace:
@@ -217,6 +218,7 @@ class Plugins:
         self._ensure_loaded()
         if self._operations is None:
             ops: dict[str, Any] = {}
+            owners: dict[str, str] = {}
             builtin = importlib.import_module(BUILTIN_OPERATIONS)
             impls = [(BUILTIN_OPERATIONS, builtin.arc_register_operations)]
             impls += [(i.plugin_name, i.function) for i in self.pm.hook.arc_register_operations.get_hookimpls()]
@@ -229,9 +231,10 @@ class Plugins:
                     if name in ops:
                         raise ArcFabricError(f"operation {name!r} is registered twice ({_owner} registers it again)")
                     ops[name] = op
+                    owners[name] = _owner
 
                 function(register=register)
-            self._operations = ops
+            self._operations, self._operation_owners = ops, owners
         return self._operations
 
     def operation(self, name: str) -> Any:
@@ -256,6 +259,7 @@ class Plugins:
     def describe(self) -> list[dict[str, Any]]:
         """Installed plugins and their models, JSON-ready (``python -m arc_fabric_core plugins``)."""
         registry = self._registry()
+        self.operations()  # who registered which
         out = []
         for name, plugin in sorted(self.pm.list_name_plugin(), key=lambda kv: kv[0]):
             info = self._infos.get(name, PluginInfo(name, None, None))
@@ -273,6 +277,7 @@ class Plugins:
                     "hooks": hooks,
                     "models": models,
                     "metrics": [m.name for m in metrics],
+                    "operations": [op for op, owner in self._operation_owners.items() if owner == name],
                 }
             )
         return out

@@ -8,14 +8,14 @@ from typing import Any
 from pydantic import Field
 
 from arc_fabric_core.contract.errors import InputError
-from arc_fabric_core.contract.operations import OperationSpec, Request
+from arc_fabric_core.contract.operations import EngineChecked, Request
 
 
 class DecodeRequest(Request):
     step: int | None = Field(None, ge=0, description="A checkpointed step to preview (default: the final latents)")
 
 
-class Decode(OperationSpec):
+class Decode(EngineChecked):
     name = "decode"
     summary = "write the video of a session (or a preview at one of its checkpoints)"
     runs = False

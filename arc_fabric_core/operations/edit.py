@@ -17,7 +17,7 @@ from pydantic import Field
 
 from arc_fabric_core.contract.errors import InputError, SessionError
 from arc_fabric_core.contract.models import ModelRef
-from arc_fabric_core.contract.operations import OperationSpec, Request
+from arc_fabric_core.contract.operations import EngineChecked, Request
 from arc_fabric_core.contract.params import GenerationParams
 from arc_fabric_core.engine.edit_mask import EditMask, latent_mask
 from arc_fabric_core.engine.planning import session_of
@@ -54,7 +54,7 @@ class EditRequest(Request):
     mask: MaskRequest | None = None
 
 
-class Edit(OperationSpec):
+class Edit(EngineChecked):
     name = "edit"
     summary = "re-denoise the video from a step (or a strength), inside a mask if given"
     makes = Operation.EDIT

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from arc_fabric_core.contract.errors import ArcFabricError, InputError, SessionError
 from arc_fabric_core.contract.models import ModelRef
-from arc_fabric_core.contract.operations import OperationSpec, Request
+from arc_fabric_core.contract.operations import EngineChecked, Request
 from arc_fabric_core.contract.params import GenerationParams
 from arc_fabric_core.engine.planning import passes_of, resolve_info
 from arc_fabric_core.engine.run import Run
@@ -41,7 +41,7 @@ class ExtendRequest(Request):
     prompt: str | None = Field(None, description="The prompt of the new blocks (default: the last one)")
 
 
-class Extend(OperationSpec):
+class Extend(EngineChecked):
     name = "extend"
     summary = "make a finished autoregressive video some blocks longer (new prompt optional)"
     makes = Operation.EXTEND

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from arc_fabric_core.contract.errors import InputError
 from arc_fabric_core.contract.models import ModelRef
-from arc_fabric_core.contract.operations import OperationSpec, Request
+from arc_fabric_core.contract.operations import EngineChecked, Request
 from arc_fabric_core.contract.params import GenerationParams
 from arc_fabric_core.engine.hybrid import HybridSpec
 from arc_fabric_core.engine.planning import session_of
@@ -50,7 +50,7 @@ class ForkRequest(Request):
     overrides: dict[str, Any] = Field(default_factory=dict, description="Parameters the branch changes (prompt, ...)")
 
 
-class Fork(OperationSpec):
+class Fork(EngineChecked):
     name = "fork"
     summary = "a new session continuing this one from a checkpoint, with other parameters"
     makes = Operation.FORK

@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 
 from arc_fabric_core.contract.errors import InputError
-from arc_fabric_core.contract.operations import OperationSpec, Request
+from arc_fabric_core.contract.operations import EngineChecked, Request
 from arc_fabric_core.engine.run import Run
 from arc_fabric_core.store.session import Operation
 
@@ -24,7 +24,7 @@ class GenerateRequest(Request):
     schedule: str | dict[str, Any] | None = Field(None, description="A hybrid schedule: a shipped name or a config")
 
 
-class Generate(OperationSpec):
+class Generate(EngineChecked):
     name = "generate"
     summary = "a new session: a model, its parameters, optionally a hybrid schedule"
     makes = Operation.CREATE

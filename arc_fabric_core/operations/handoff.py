@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import Field
 
 from arc_fabric_core.contract.errors import InputError
-from arc_fabric_core.contract.operations import OperationSpec, Request
+from arc_fabric_core.contract.operations import EngineChecked, Request
 from arc_fabric_core.engine.hybrid import HybridSpec, check_latent_spaces, end_steps, resolve_stage
 from arc_fabric_core.engine.planning import check_stages, model_info, resolve_info
 from arc_fabric_core.store.session import SessionDoc, StageInfo
@@ -63,7 +63,7 @@ class HandOffRequest(Request):
     overrides: dict[str, Any] = Field(default_factory=dict, description="Parameters the branch changes (prompt, ...)")
 
 
-class HandOff(OperationSpec):
+class HandOff(EngineChecked):
     name = "hand-off"
     summary = "fork at a step and give the remaining steps to other stage models"
     needs = "fork"

@@ -7,14 +7,14 @@ from typing import Any
 
 from pydantic import Field
 
-from arc_fabric_core.contract.operations import OperationSpec, Request
+from arc_fabric_core.contract.operations import EngineChecked, Request
 
 
 class ResumeRequest(Request):
     until: int | None = Field(None, ge=0, description="Stop at this step (default: the end)")
 
 
-class Resume(OperationSpec):
+class Resume(EngineChecked):
     name = "resume"
     summary = "continue a paused, failed or interrupted session from its newest good checkpoint"
     Request = ResumeRequest

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import Field
 
 from arc_fabric_core.contract.errors import InputError, SessionError
-from arc_fabric_core.contract.operations import OperationSpec, Request
+from arc_fabric_core.contract.operations import EngineChecked, Request
 from arc_fabric_core.engine.planning import resolve_info
 from arc_fabric_core.operations.branching import with_overrides
 
@@ -20,7 +20,7 @@ class RewindRequest(Request):
     overrides: dict[str, Any] | None = Field(None, description="Other parameters to change, e.g. seed")
 
 
-class Rewind(OperationSpec):
+class Rewind(EngineChecked):
     name = "rewind"
     summary = "remake an autoregressive video from a block on (new prompt optional)"
     Request = RewindRequest

@@ -284,6 +284,22 @@ def create_app(
         """The session's document, lineage (ancestors, children) and checkpoints."""
         return orch.session_detail(session_id)
 
+    @app.get("/api/operations", tags=["models"])
+    def list_operations() -> list[dict[str, Any]]:
+        """Every registered operation (the built-in ones and those plugins add): its name,
+        what it does, whether it acts on a stored session, and its request's JSON schema
+        (what the UI builds its form from). A model lists those it takes (``operations``)."""
+        return [
+            {
+                "name": op.name,
+                "summary": op.summary,
+                "on_session": op.on_session,
+                "runs": op.runs,
+                "schema": op.Request.model_json_schema(),
+            }
+            for op in operations.values()
+        ]
+
     # One route per operation on a stored session, its body the operation's own request
     # schema (``decode`` has its own route below: it answers with the video).
     for op in operations.values():
