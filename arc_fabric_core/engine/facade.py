@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -21,7 +21,6 @@ import torch
 from arc_fabric_core.contract.errors import InputError, SessionError, brief
 from arc_fabric_core.contract.models import ModelRef
 from arc_fabric_core.contract.params import GenerationParams
-from arc_fabric_core.dispatch import hook_results
 from arc_fabric_core.dispatch.plugins import Plugins, get_plugins
 from arc_fabric_core.engine import planning
 from arc_fabric_core.engine.binding import Binder
@@ -30,6 +29,7 @@ from arc_fabric_core.engine.hybrid import HybridSpec
 from arc_fabric_core.engine.live import LiveStates
 from arc_fabric_core.engine.loop import denoise
 from arc_fabric_core.engine.observers import EditBlend, Events, FiniteCheck, StopWhen
+from arc_fabric_core.engine.results import Results
 from arc_fabric_core.engine.run import Run
 from arc_fabric_core.engine.state import Listener, Session, StepEvent
 from arc_fabric_core.runtime.model_cache import ModelCache, check_dtype, resolve_device
@@ -73,11 +73,17 @@ class Engine:
         self.cache = cache or ModelCache(self.plugins)
         self.binder = Binder(self.plugins, self.cache, store, self.device, self.placement, self.dtype)
         self.live = LiveStates()
-        self.cache.subscribe(self.live.on_cache_event)
-        # One decode at a time per loaded model: a video VAE keeps its causal feature cache
-        # on the module (diffusers' Wan VAE does), so two decodes at once mix their frames.
-        self._decode_locks: dict[int, threading.Lock] = {}
-        self._decode_locks_guard = threading.Lock()
+        # The cache outlives engines (a process shares one): it must not keep this one's live
+        # state alive, so it hears of it through a weak reference, dropped with the engine.
+        live = weakref.ref(self.live)
+
+        def on_cache_event(event: Any) -> None:
+            states = live()
+            if states is not None:
+                states.on_cache_event(event)
+
+        weakref.finalize(self, self.cache.subscribe(on_cache_event))
+        self.results = Results(self.binder)
 
     @property
     def checkpoint_every(self) -> int:
@@ -356,48 +362,12 @@ class Engine:
 
     def clean_estimate(self, session_id: str, step: int | None = None) -> torch.Tensor:
         """The clean video a session is heading for at its checkpoint at ``step`` (default:
-        its last checkpoint).
-
-        One model call: x0 = x_t - sigma_t * v for flow-matching schedules. At the end of
-        a pass (a multi-scale model's low-resolution result) the latents are clean already.
-        """
-        session = self.open(session_id)
-        if not session.doc.checkpoints:
-            raise SessionError(f"session {session_id} has no checkpoint yet")
-        if step is not None and not any(c.step == step for c in session.doc.checkpoints):
-            have = ", ".join(str(c.step) for c in session.doc.checkpoints)
-            raise InputError("step", f"session {session_id} has no checkpoint at step {step} (it has: {have})")
-        run = Run(session, self.binder, self.binder.models(session, None), None, None)
-        with torch.no_grad():
-            run.restore(at=step)
-            schedule = session.schedule
-            assert schedule is not None and session.latents is not None
-            index = session.step_index - session.pass_start(session.pass_index)
-            if session.done or index >= len(schedule):
-                return session.latents
-            if not schedule.is_flow:
-                raise SessionError(
-                    f"session {session_id}: a clean estimate needs a flow-matching schedule; finish the session first"
-                )
-            output = run.models.at(session.step_index).denoise(session.latents, session.context())
-            return schedule.predict_x0(output, index, session.latents)
+        its last checkpoint): one model call (:mod:`arc_fabric_core.engine.results`)."""
+        return self.results.clean_estimate(self.open(session_id), step)
 
     def final_latents(self, session: Session | str) -> torch.Tensor:
         """The finished session's latents; its last checkpoint stands in if the file is corrupt."""
-        session_id = session if isinstance(session, str) else session.id
-        doc = self.store.load_doc(session_id)
-        if doc.final is None:
-            raise SessionError(f"session {session_id} is not finished ({doc.step_index}/{doc.total_steps} steps)")
-        try:
-            tensors, _ = self.store.read_tensors(session_id, doc.final)
-            return tensors[LATENTS_KEY]
-        except SessionError as exc:
-            last = next((c for c in doc.checkpoints if c.step == doc.total_steps), None)
-            if last is None:
-                raise
-            log.warning("%s; using the checkpoint of the last step instead", exc)
-            tensors, _ = self.store.read_tensors(session_id, last)
-            return tensors["latents"]
+        return self.results.final_latents(session if isinstance(session, str) else session.id)
 
     def preview_latents(self, session_id: str, step: int | None = None) -> tuple[torch.Tensor, int]:
         """(latents to decode, step they show): final latents, or the clean estimate so far
@@ -411,44 +381,8 @@ class Engine:
 
     def decode(self, session: Session, latents: torch.Tensor | None = None, step: int | None = None) -> torch.Tensor:
         """Decode the session's latents (or ``latents``, reached at ``step``) to (F, H, W, 3)
-        frames in [0, 1], with the model of the stage that made them.
-
-        A plugin whose decode breaks its contract fails here, in one line; if it was
-        decoding the final video, the session is marked failed (its latents stay: decode
-        it again once the plugin is fixed)."""
-        final = latents is None or step == session.doc.total_steps
-        latents = latents if latents is not None else session.latents
-        if latents is None:
-            latents = self.final_latents(session)
-        made_at = (step if step is not None else session.doc.total_steps) - 1
-        try:
-            stage = session.stages[session.stage_of(max(made_at, 0))]
-        except SessionError:
-            stage = session.stages[0]
-        components = self.load(stage.ref, session.placement)
-        device = self.cache.device_of(stage.ref, self.dtype)
-        with self._decode_locks_guard:
-            decoding = self._decode_locks.setdefault(id(components), threading.Lock())
-        with decoding, torch.no_grad():
-            frames = self.binder.hook("arc_decode", stage.ref)(
-                model=stage.ref, components=components, latents=latents.to(device), params=stage.params
-            )
-        p = session.params
-        try:
-            hook_results.check_frames(
-                self.binder.plugin_name(stage.ref), frames, (p.num_frames, p.height, p.width) if final else None
-            )
-        except hook_results.PluginResultError as exc:
-            if final:
-                self._mark_failed(session, f"the video could not be decoded: {exc}")
-            raise
-        return frames.detach().to("cpu", torch.float32)
-
-    def _mark_failed(self, session: Session, error: str) -> None:
-        """Record that a finished session's video could not be made (it is not completed)."""
-        error = brief(error)
-        self.store.set_status(session.id, SessionStatus.FAILED, error)
-        session.doc.status, session.doc.error = SessionStatus.FAILED, error
+        frames in [0, 1], with the model of the stage that made them."""
+        return self.results.decode(session, latents, step)
 
     def delete(self, session_id: str) -> int:
         """Delete a session (refused while it runs); children keep the files they share."""
