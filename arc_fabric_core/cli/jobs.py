@@ -6,6 +6,8 @@
     jobs submit fork session=ID step=K [prompt=...]
     jobs submit edit session=ID step=K|strength=S [rect=x0,y0,x1,y1] [frames=A:B] [prompt=...]
     jobs submit decode session=ID [step=K]     the video (or a checkpoint's preview), made where the model is
+    jobs submit extend session=ID blocks=N [prompt=...]    (and rewind, hand-off, a plugin's operations:
+                                               KIND session=ID with the fields of its request)
     jobs list [--json]
     jobs cancel ID | requeue ID
     jobs pause | unpause
