@@ -25,10 +25,11 @@ def build_mid_checkpoint(folder: Path) -> None:
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
-    from arc_wan21.tiny import SCHEDULER_CONFIG, TEXT_ENCODER_CONFIG, TRANSFORMER_CONFIG, VAE_CONFIG, build_tokenizer
+    from arc_fabric_core.kit.tiny_text import t5_tokenizer
+    from arc_fabric_core.kit.tiny_wan import SCHEDULER_CONFIG, TEXT_ENCODER_CONFIG, TRANSFORMER_CONFIG, VAE_CONFIG
 
     torch.manual_seed(0)
-    tokenizer = build_tokenizer()
+    tokenizer = t5_tokenizer()
     text_cfg = {**TEXT_ENCODER_CONFIG, "d_model": 64}
     text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(tokenizer), **text_cfg)).eval()
     # The tiny Wan, widened and deepened until one CFG step takes ~100 ms on a 2-core CPU.

@@ -36,12 +36,13 @@ def build_components(preset: dict[str, Any], transformer_config: dict[str, Any] 
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
+    from arc_fabric_core.kit.tiny_text import t5_tokenizer
+    from arc_fabric_core.kit.tiny_wan import SCHEDULER_CONFIG, TEXT_ENCODER_CONFIG, TRANSFORMER_CONFIG, VAE_CONFIG
     from arc_wan21.plugin import WanComponents
-    from arc_wan21.tiny import SCHEDULER_CONFIG, TEXT_ENCODER_CONFIG, TRANSFORMER_CONFIG, VAE_CONFIG, build_tokenizer
 
     device, dtype = torch.device(preset["device"]), preset["dtype"]
     torch.manual_seed(0)
-    tokenizer = build_tokenizer()
+    tokenizer = t5_tokenizer()
     text_cfg = {**TEXT_ENCODER_CONFIG, "d_model": preset["text_dim"]}
     text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(tokenizer), **text_cfg)).eval()
     with torch.device(device):

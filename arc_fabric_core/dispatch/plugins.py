@@ -341,3 +341,14 @@ def reset_plugins() -> None:
     """Forget the process-wide manager (tests that change the environment use this)."""
     global _plugins
     _plugins = None
+
+
+def plugins_with(plugin: object, model: str) -> Plugins:
+    """The process-wide plugins when they hold ``model``, else ``plugin`` (the module that
+    registers it) alone, registered by hand under the model's name: a plugin only on the
+    path (a bare GPU image without entry points) still runs."""
+    plugins = get_plugins()
+    if model not in plugins.model_names():
+        plugins = Plugins(load_entrypoints=False)
+        plugins.register(plugin, name=model)
+    return plugins

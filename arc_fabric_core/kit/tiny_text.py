@@ -14,7 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def t5_tokenizer() -> Any:
+def t5_tokenizer(model_max_length: int | None = None) -> Any:
+    """The tokenizer; ``model_max_length`` is saved with it where a pipeline reads the
+    longest prompt from its tokenizer (LTX's: 128)."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
     from tokenizers.processors import TemplateProcessing
     from transformers import T5TokenizerFast
@@ -28,4 +30,7 @@ def t5_tokenizer() -> Any:
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
     tok.post_processor = TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return T5TokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", extra_ids=0)
+    extra = {} if model_max_length is None else {"model_max_length": model_max_length}
+    return T5TokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", extra_ids=0, **extra
+    )

@@ -31,8 +31,10 @@ from arc_fabric_core.contract.errors import InputError
 from arc_fabric_core.contract.hookspecs import hookimpl
 from arc_fabric_core.contract.models import ModelRef, ModelSpec
 from arc_fabric_core.contract.schedule import DECODED_FRAMES, Schedule, StepContext
+from arc_fabric_core.kit.activations import kv_cache_bytes, transformer_call_bytes, wan_vae_decode_bytes
 from arc_fabric_core.kit.kv_cache import KVCache, WindowPolicy
-from arc_fabric_core.kit.loading import component_dtypes, quiet_loading
+from arc_fabric_core.kit.pipeline_folder import PipelineComponents, load_pipeline
+from arc_fabric_core.kit.vae import decode_frames
 from arc_longlive.causal import CausalWan
 from arc_longlive.spec import (
     BLOCK_FRAMES,
@@ -52,10 +54,11 @@ DECODER_STATE = "longlive.decoder"  # the streaming decoder (the VAE's causal ca
 
 
 @dataclass
-class LongLiveComponents:
-    pipe: Any  # diffusers.WanPipeline (text encoder, VAE, transformer)
+class LongLiveComponents(PipelineComponents):
+    """A loaded LongLive: ``pipe`` is a ``diffusers.WanPipeline`` (text encoder, VAE,
+    transformer), ``causal`` drives its transformer block by block."""
+
     causal: CausalWan
-    device: torch.device
 
 
 @hookimpl
@@ -69,18 +72,14 @@ def arc_load(model: ModelRef, device: torch.device, dtype: str) -> LongLiveCompo
 
     from arc_longlive.tiny import ensure_tiny_checkpoint
 
-    if model.weights is not None:
+    def merge(pipe: Any) -> None:
+        """LongLive's generator and LoRA onto the Wan transformer (on the CPU, before it moves)."""
         from arc_longlive.weights import apply_longlive_weights
 
-        pipe = WanPipeline.from_pretrained(str(model.weights), dtype=component_dtypes(device, dtype))
         apply_longlive_weights(pipe.transformer, model.weights)
-    else:
-        with quiet_loading():
-            pipe = WanPipeline.from_pretrained(str(ensure_tiny_checkpoint()), dtype=component_dtypes(device, dtype))
-    pipe.set_progress_bar_config(disable=True)
-    pipe.to(device)
-    for module in (pipe.transformer, pipe.text_encoder, pipe.vae):
-        module.eval().requires_grad_(False)
+
+    prepare = merge if model.weights is not None else None
+    pipe = load_pipeline(WanPipeline, model, device, dtype, tiny_folder=ensure_tiny_checkpoint, prepare=prepare)
     return LongLiveComponents(pipe=pipe, causal=CausalWan(pipe.transformer), device=device)
 
 
@@ -318,22 +317,15 @@ def arc_activation_bytes(model: ModelRef, params: LongLiveParams) -> int:
     tokens = (params.height // 16) * (params.width // 16)
     total = params.blocks * BLOCK_FRAMES
     seen = total if params.window_frames == -1 else min(total, params.window_frames)
-    kv = 2 * layers * seen * tokens * dim * item
-    block = BLOCK_FRAMES * tokens * (dim * 12) * item  # q/k/v/out and the FFN's hidden width
-    pixels = params.height * params.width
-    vae = pixels * vae_width * 4 * 64 + params.num_frames * pixels * 3 * 4
+    kv = kv_cache_bytes(layers, seen, tokens, dim, item)
+    block = transformer_call_bytes(BLOCK_FRAMES * tokens, dim, ffn=8 * dim, item_bytes=item)  # FFN taken as 8 x dim
+    vae = wan_vae_decode_bytes(params.num_frames, params.height, params.width, vae_width)
     return kv + max(block, vae)
 
 
 @hookimpl
 def arc_decode(components: LongLiveComponents, latents: torch.Tensor) -> torch.Tensor:
-    vae = components.pipe.vae
-    z = latents.to(vae.device, vae.dtype)
-    mean = torch.tensor(vae.config.latents_mean).view(1, vae.config.z_dim, 1, 1, 1).to(z)
-    inv_std = 1.0 / torch.tensor(vae.config.latents_std).view(1, vae.config.z_dim, 1, 1, 1).to(z)
-    video = vae.decode(z / inv_std + mean, return_dict=False)[0]
-    frames = components.pipe.video_processor.postprocess_video(video, output_type="pt")
-    return frames[0].permute(0, 2, 3, 1).float()
+    return decode_frames(components.pipe.vae, components.pipe.video_processor, latents)
 
 
 def switch_blocks(params: LongLiveParams) -> list[int]:

@@ -14,6 +14,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from arc_fabric_core.contract.bounds import AtMost
 from arc_fabric_core.contract.models import LatentSpace, ModelSpec, VariantSpec
 from arc_fabric_core.contract.params import GenerationParams, Prompt, multiple_of
+from arc_fabric_core.kit.tiny_wan import ROPE_POSITIONS as TINY_ROPE_POSITIONS
 
 BLOCK_FRAMES = 3  # latent frames per block (what LongLive was trained with)
 WAN_COMPONENTS = ("model_index.json", "scheduler", "text_encoder", "tokenizer", "transformer", "vae")
@@ -25,7 +26,6 @@ LORA_FILE = "lora.pt"
 # axis: latent frames, and latent rows and columns of 16 pixels (8x VAE, 2x2 patches).
 # A block placed past it fails inside the transformer; the tiny variant's table is shorter.
 ROPE_POSITIONS = 1024
-TINY_ROPE_POSITIONS = 32
 
 
 def latent_frames(num_frames: int) -> int:

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from arc_fabric_core.kit.vae import unnormalize
+
 
 class StreamingDecoder:
     def __init__(self, vae: Any) -> None:
@@ -39,10 +41,7 @@ class StreamingDecoder:
         [0, 1], layout (F, H, W, 3) (the first of the batch), as ``arc_decode`` gives them."""
         vae = self.vae
         self.to(vae.device)
-        z = latents.to(vae.device, vae.dtype)
-        mean = torch.tensor(vae.config.latents_mean).view(1, vae.config.z_dim, 1, 1, 1).to(z)
-        inv_std = 1.0 / torch.tensor(vae.config.latents_std).view(1, vae.config.z_dim, 1, 1, 1).to(z)
-        x = vae.post_quant_conv(z / inv_std + mean)
+        x = vae.post_quant_conv(unnormalize(latents, vae))
         out = []
         for i in range(x.shape[2]):
             first = self.frames_in == 0

@@ -26,26 +26,24 @@ from arc_fabric_core.contract.errors import SessionError, WeightsError
 from arc_fabric_core.contract.hookspecs import hookimpl
 from arc_fabric_core.contract.models import ModelRef, ModelSpec
 from arc_fabric_core.contract.schedule import Schedule, StepContext
+from arc_fabric_core.kit.activations import latent_tokens, transformer_call_bytes
+from arc_fabric_core.kit.guidance import guided
 from arc_fabric_core.kit.loading import component_dtypes, quiet_loading
+from arc_fabric_core.kit.pipeline_folder import PipelineComponents, frozen, load_pipeline
+from arc_fabric_core.kit.vae import video_frames
 from arc_ltx.spec import LTX, TINY_LARGE, UPSAMPLER_ENV, UPSAMPLER_SUBFOLDER, LTXParams
 
 
 @dataclass
-class LTXComponents:
-    """A loaded LTX model. ``pipe`` holds the components; we call its encoder and latent
-    helpers so that our stages match diffusers exactly. ``upsample_pipe`` holds the latent
-    upsampler of multi-scale runs (None when no upsampler folder is known)."""
+class LTXComponents(PipelineComponents):
+    """A loaded LTX model: ``pipe`` is a ``diffusers.LTXConditionPipeline``;
+    ``upsample_pipe`` holds the latent upsampler of multi-scale runs (None when no
+    upsampler folder is known)."""
 
-    pipe: Any  # diffusers.LTXConditionPipeline
-    device: torch.device
     # diffusers.LTXLatentUpsamplePipeline over the upsampler and ``pipe``'s VAE.
     upsample_pipe: Any = None
     # Video coordinates per (latent shape, fps, batch): the same for every step of a pass.
     _coords: dict[tuple[int, ...], torch.Tensor] = field(default_factory=dict, repr=False)
-
-    @property
-    def transformer(self) -> Any:
-        return self.pipe.transformer
 
     def video_coords(self, frames: int, height: int, width: int, fps: int, batch: int) -> torch.Tensor:
         """The transformer's RoPE coordinates, made as ``LTXConditionPipeline`` makes them
@@ -171,7 +169,7 @@ def _load_upsampler(folder: Path, device: torch.device, dtype: torch.dtype) -> A
         raise WeightsError("model.weights", f"{folder} holds no latent upsampler (no config.json)")
     root, subfolder = located
     model = LTXLatentUpsamplerModel.from_pretrained(str(root), subfolder=subfolder, dtype=dtype)
-    return model.to(device).eval().requires_grad_(False)
+    return frozen(model.to(device))
 
 
 @hookimpl
@@ -185,25 +183,21 @@ def arc_load(model: ModelRef, device: torch.device, dtype: str) -> LTXComponents
 
     from arc_ltx.tiny import ensure_tiny_checkpoint, ensure_tiny_upsampler
 
-    dtypes = component_dtypes(device, dtype)
+    large = model.variant.name == TINY_LARGE
+    pipe = load_pipeline(
+        LTXConditionPipeline, model, device, dtype, tiny_folder=lambda: ensure_tiny_checkpoint(large=large)
+    )
     # The upsampler works on the VAE's latents: it takes the VAE's dtype.
+    dtypes = component_dtypes(device, dtype)
     upsampler_dtype = dtypes.get("vae", torch.float32) if isinstance(dtypes, dict) else dtypes
-    if model.weights is not None:
-        pipe = LTXConditionPipeline.from_pretrained(str(model.weights), dtype=dtypes)
+    upsampler = None
+    if model.weights is None:
+        with quiet_loading():  # the tiny upsampler loads through the very same call
+            upsampler = _load_upsampler(ensure_tiny_upsampler(), device, upsampler_dtype)
+    else:
         folder = upsampler_folder(model)
-        upsampler = None
         if folder is not None and _upsampler_config_folder(folder) is not None:
             upsampler = _load_upsampler(folder, device, upsampler_dtype)
-    else:
-        # The tiny checkpoints load through the very same calls; their progress bars are only noise.
-        with quiet_loading():
-            folder = ensure_tiny_checkpoint(large=model.variant.name == TINY_LARGE)
-            pipe = LTXConditionPipeline.from_pretrained(str(folder), dtype=dtypes)
-            upsampler = _load_upsampler(ensure_tiny_upsampler(), device, upsampler_dtype)
-    pipe.set_progress_bar_config(disable=True)
-    pipe.to(device)
-    for module in (pipe.transformer, pipe.text_encoder, pipe.vae):
-        module.eval().requires_grad_(False)
     upsample_pipe = None
     if upsampler is not None:
         upsample_pipe = LTXLatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=upsampler)
@@ -288,8 +282,6 @@ def arc_denoise_step(
     conditioning: dict[str, torch.Tensor],
     params: LTXParams,
 ) -> torch.Tensor:
-    from diffusers.pipelines.ltx.pipeline_ltx_condition import rescale_noise_cfg
-
     pipe, transformer = components.pipe, components.transformer
     cfg = params.guidance > 1.0 and "negative_prompt_embeds" in conditioning
     embeds, mask = conditioning["prompt_embeds"], conditioning["prompt_attention_mask"]
@@ -315,9 +307,7 @@ def arc_denoise_step(
         )[0]
     if cfg:
         uncond, text = noise_pred.chunk(2)
-        noise_pred = uncond + params.guidance * (text - uncond)
-        if params.guidance_rescale > 0:
-            noise_pred = rescale_noise_cfg(noise_pred, text, guidance_rescale=params.guidance_rescale)
+        noise_pred = guided(text, uncond, params.guidance, rescale=params.guidance_rescale)
     # The engine's convention: the velocity (noise - x0) in the latents' layout.
     return _unpack(noise_pred, latents.shape, pipe)
 
@@ -375,13 +365,8 @@ def arc_decode(components: LTXComponents, latents: torch.Tensor, params: LTXPara
         scale_t = torch.tensor([scale], device=z.device, dtype=z.dtype)[:, None, None, None, None]
         z = (1 - scale_t) * z + scale_t * noise
     video = vae.decode(z, timestep, return_dict=False)[0]
-    frames = pipe.video_processor.postprocess_video(video, output_type="pt")[0]  # (F, C, H, W) in [0, 1]
-    if tuple(frames.shape[-2:]) != (params.height, params.width):
-        # Multi-scale decodes at twice the first pass's size; the video is asked for at height x width.
-        frames = torch.nn.functional.interpolate(
-            frames.float(), size=(params.height, params.width), mode="bicubic", antialias=True, align_corners=False
-        ).clamp(0, 1)
-    return frames.permute(0, 2, 3, 1).float()
+    # Multi-scale decodes at twice the first pass's size; the video is asked for at height x width.
+    return video_frames(pipe.video_processor, video, size=(params.height, params.width))
 
 
 def plugins_with_ltx() -> Any:
@@ -389,13 +374,9 @@ def plugins_with_ltx() -> Any:
     path (a bare GPU image without entry points)."""
     import sys
 
-    from arc_fabric_core.dispatch.plugins import Plugins, get_plugins
+    from arc_fabric_core.dispatch.plugins import plugins_with
 
-    plugins = get_plugins()
-    if "ltx" not in plugins.model_names():
-        plugins = Plugins(load_entrypoints=False)
-        plugins.register(sys.modules[__name__], name="ltx")
-    return plugins
+    return plugins_with(sys.modules[__name__], "ltx")
 
 
 # Transformer width and feed-forward width of each published size.
@@ -410,8 +391,8 @@ def arc_activation_bytes(model: ModelRef, params: LTXParams) -> int:
     the last up block, input and output alive)."""
     size = "13b" if "13b" in model.variant.name else "2b"
     dim, ffn = _WIDTHS[size]
-    tokens = ((params.num_frames - 1) // 8 + 1) * (params.height // 32) * (params.width // 32)
+    tokens = latent_tokens(params.num_frames, params.height, params.width, frames_per_token=8, pixels_per_token=32)
     batch = 2 if params.guidance > 1.0 else 1
-    transformer = batch * tokens * (ffn + 4 * dim) * 2
+    transformer = transformer_call_bytes(tokens, dim, ffn, item_bytes=2, batch=batch)
     vae = params.num_frames * params.height * params.width * 64 * 2 * 2
     return max(transformer, vae)

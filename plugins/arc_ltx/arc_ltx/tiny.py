@@ -14,8 +14,9 @@ from typing import Any
 import torch
 
 from arc_fabric_core.kit.loading import build_once, cache_root
+from arc_fabric_core.kit.tiny_text import t5_tokenizer
 
-TINY_FORMAT = "v1"  # bump when a tiny configuration changes
+TINY_FORMAT = "v2"  # bump when a tiny configuration changes (v2: the kit's tokenizer)
 
 # The configurations diffusers' own LTX tests use (a few hundredths of a second per call on a CPU).
 TRANSFORMER_CONFIG: dict[str, Any] = dict(
@@ -63,31 +64,6 @@ SCHEDULER_CONFIG: dict[str, Any] = dict(num_train_timesteps=1000, shift=1.0, use
 MAX_SEQUENCE_LENGTH = 128
 
 
-def build_tokenizer() -> Any:
-    """A small Unigram tokenizer (letters, digits, punctuation) in T5's fast-tokenizer shape."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
-    from tokenizers.processors import TemplateProcessing
-    from transformers import T5TokenizerFast
-
-    specials = ["<pad>", "</s>", "<unk>"]
-    pieces = ["▁", *"abcdefghijklmnopqrstuvwxyz0123456789", *".,;:!?'-\"()"]
-    # Unigram scores: specials neutral, then each piece a little less likely than the one before.
-    vocab = [(p, 0.0) for p in specials] + [(p, -1.0 - i / 10) for i, p in enumerate(pieces)]
-    tok = Tokenizer(models.Unigram(vocab, unk_id=2, byte_fallback=False))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.decoder = decoders.Metaspace()
-    tok.post_processor = TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return T5TokenizerFast(
-        tokenizer_object=tok,
-        pad_token="<pad>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        extra_ids=0,
-        model_max_length=MAX_SEQUENCE_LENGTH,
-    )
-
-
 def build_vae(seed: int) -> Any:
     from diffusers import AutoencoderKLLTXVideo
 
@@ -107,7 +83,7 @@ def build_tiny_pipeline(seed: int = 0, large: bool = False) -> Any:
     from diffusers import FlowMatchEulerDiscreteScheduler, LTXConditionPipeline, LTXVideoTransformer3DModel
     from transformers import T5Config, T5EncoderModel
 
-    tokenizer = build_tokenizer()
+    tokenizer = t5_tokenizer(model_max_length=MAX_SEQUENCE_LENGTH)
     torch.manual_seed(seed)
     text_encoder = T5EncoderModel(T5Config(vocab_size=len(tokenizer), **TEXT_ENCODER_CONFIG)).eval()
     vae = build_vae(seed + 1)

@@ -15,21 +15,16 @@ import torch
 from arc_fabric_core.contract.hookspecs import hookimpl
 from arc_fabric_core.contract.models import ModelRef, ModelSpec
 from arc_fabric_core.contract.schedule import Schedule, StepContext
-from arc_fabric_core.kit.loading import component_dtypes, quiet_loading
+from arc_fabric_core.kit.activations import latent_tokens, transformer_call_bytes, wan_vae_decode_bytes
+from arc_fabric_core.kit.guidance import guided
+from arc_fabric_core.kit.pipeline_folder import PipelineComponents, load_pipeline
+from arc_fabric_core.kit.vae import decode_frames
 from arc_wan21.spec import TINY_LARGE, WAN21, WanParams
 
 
 @dataclass
-class WanComponents:
-    """A loaded Wan model. ``pipe`` holds the components; we call its encoder and
-    latent helpers so that our stages match diffusers exactly."""
-
-    pipe: Any  # diffusers.WanPipeline
-    device: torch.device
-
-    @property
-    def transformer(self) -> Any:
-        return self.pipe.transformer
+class WanComponents(PipelineComponents):
+    """A loaded Wan model: ``pipe`` is a ``diffusers.WanPipeline``."""
 
 
 @hookimpl
@@ -43,17 +38,8 @@ def arc_load(model: ModelRef, device: torch.device, dtype: str) -> WanComponents
 
     from arc_wan21.tiny import ensure_tiny_checkpoint
 
-    if model.weights is not None:
-        pipe = WanPipeline.from_pretrained(str(model.weights), dtype=component_dtypes(device, dtype))
-    else:
-        # The tiny checkpoint loads through the very same call; its progress bars are only noise.
-        with quiet_loading():
-            folder = ensure_tiny_checkpoint(large=model.variant.name == TINY_LARGE)
-            pipe = WanPipeline.from_pretrained(str(folder), dtype=component_dtypes(device, dtype))
-    pipe.set_progress_bar_config(disable=True)
-    pipe.to(device)
-    for module in (pipe.transformer, pipe.text_encoder, pipe.vae):
-        module.eval().requires_grad_(False)
+    large = model.variant.name == TINY_LARGE
+    pipe = load_pipeline(WanPipeline, model, device, dtype, tiny_folder=lambda: ensure_tiny_checkpoint(large=large))
     return WanComponents(pipe=pipe, device=device)
 
 
@@ -128,20 +114,13 @@ def arc_denoise_step(
                 encoder_hidden_states=conditioning["negative_prompt_embeds"],
                 return_dict=False,
             )[0]
-        out = uncond + params.guidance * (out - uncond)
+        out = guided(out, uncond, params.guidance)
     return out
 
 
 @hookimpl
 def arc_decode(components: WanComponents, latents: torch.Tensor, params: WanParams) -> torch.Tensor:
-    vae = components.pipe.vae
-    z = latents.to(vae.device, vae.dtype)
-    mean = torch.tensor(vae.config.latents_mean).view(1, vae.config.z_dim, 1, 1, 1).to(z)
-    # The same arithmetic as WanPipeline (divide by 1/std), so decodes match it bit for bit.
-    inv_std = 1.0 / torch.tensor(vae.config.latents_std).view(1, vae.config.z_dim, 1, 1, 1).to(z)
-    video = vae.decode(z / inv_std + mean, return_dict=False)[0]
-    frames = components.pipe.video_processor.postprocess_video(video, output_type="pt")  # (B, F, C, H, W) in [0, 1]
-    return frames[0].permute(0, 2, 3, 1).float()
+    return decode_frames(components.pipe.vae, components.pipe.video_processor, latents)
 
 
 def plugins_with_wan() -> Any:
@@ -149,13 +128,9 @@ def plugins_with_wan() -> Any:
     path (a bare GPU image without entry points)."""
     import sys
 
-    from arc_fabric_core.dispatch.plugins import Plugins, get_plugins
+    from arc_fabric_core.dispatch.plugins import plugins_with
 
-    plugins = get_plugins()
-    if "wan21" not in plugins.model_names():
-        plugins = Plugins(load_entrypoints=False)
-        plugins.register(sys.modules[__name__], name="wan21")
-    return plugins
+    return plugins_with(sys.modules[__name__], "wan21")
 
 
 # Transformer width and feed-forward width of each published size (tiny variants run at a
@@ -173,8 +148,6 @@ def arc_activation_bytes(model: ModelRef, params: WanParams) -> int:
     # A tiny variant's transformer and VAE (base_dim 3) are a sliver of the real ones.
     dim, ffn = (64, 128) if model.variant.tiny else _WIDTHS.get(model.variant.name, _WIDTHS["1.3b"])
     vae_width = 3 if model.variant.tiny else 96
-    tokens = ((params.num_frames - 1) // 4 + 1) * (params.height // 16) * (params.width // 16)
-    transformer = tokens * (ffn + 4 * dim) * 4
-    pixels = params.height * params.width
-    vae = pixels * vae_width * 4 * 64 + params.num_frames * pixels * 3 * 4  # features + the decoded video
-    return max(transformer, vae)
+    tokens = latent_tokens(params.num_frames, params.height, params.width, frames_per_token=4, pixels_per_token=16)
+    transformer = transformer_call_bytes(tokens, dim, ffn, item_bytes=4)
+    return max(transformer, wan_vae_decode_bytes(params.num_frames, params.height, params.width, vae_width))

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from arc_fabric_core.contract.bounds import AtMost
 from arc_fabric_core.contract.models import LatentSpace, ModelSpec, VariantSpec
 from arc_fabric_core.contract.params import GenerationParams, Prompt, Steps, multiple_of
+from arc_fabric_core.kit.tiny_wan import ROPE_POSITIONS as TINY_ROPE_POSITIONS  # the tiny transformers'
 
 # Our wording of the usual Wan negative prompt (the official one is in Chinese).
 DEFAULT_NEGATIVE_PROMPT = (
@@ -25,7 +26,6 @@ COMPONENTS = ("model_index.json", "scheduler", "text_encoder", "tokenizer", "tra
 # patch) and latent rows and columns (16 pixels each: the VAE's 8x, then 2x2 patches).
 # A size past the table fails inside the transformer, so it is refused up front.
 ROPE_POSITIONS = 1024  # the published 1.3B and 14B configs
-TINY_ROPE_POSITIONS = 32  # the tiny transformers' (arc_wan21.tiny)
 FRAMES_PER_POSITION = 4
 PIXELS_PER_POSITION = 16
 
