@@ -1,4 +1,5 @@
-// A parameter form generated from a model's pydantic JSON schema, filled with its defaults.
+// A form generated from a pydantic JSON schema, filled with its defaults: a model's
+// parameters (schemaFields) or an operation's request (requestFields).
 
 import { h, humanize } from "./core.js";
 
@@ -39,10 +40,26 @@ export function fieldKind(name, schema) {
   }
 }
 
+/** A bound a number input can hold exactly, else null: a 64-bit one (a seed's 2**63 - 1)
+ * is no limit a person meets, and as a JS number it is off by hundreds. */
+export function safeBound(v) {
+  return typeof v === "number" && Math.abs(v) <= Number.MAX_SAFE_INTEGER ? v : null;
+}
+
+/** A number field's bounds as an input takes them: {min, max}, an exclusive bound moved
+ * in by `step` (a range input has no open end), null where the schema sets none. */
+export function numberBounds(prop, step = 1) {
+  const p = prop || {};
+  const lo = safeBound(p.minimum) ?? (safeBound(p.exclusiveMinimum) === null ? null : p.exclusiveMinimum + step);
+  const hi = safeBound(p.maximum) ?? (safeBound(p.exclusiveMaximum) === null ? null : p.exclusiveMaximum - step);
+  return { min: lo, max: hi };
+}
+
 function constraintHint(schema, kind) {
   if (kind !== "int" && kind !== "float") return "";
-  const lo = schema.minimum ?? (schema.exclusiveMinimum !== undefined ? `>${schema.exclusiveMinimum}` : null);
-  const hi = schema.maximum ?? (schema.exclusiveMaximum !== undefined ? `<${schema.exclusiveMaximum}` : null);
+  const exclusive = (v, sign) => (safeBound(v) === null ? null : `${sign}${v}`);
+  const lo = safeBound(schema.minimum) ?? exclusive(schema.exclusiveMinimum, ">");
+  const hi = safeBound(schema.maximum) ?? exclusive(schema.exclusiveMaximum, "<");
   if (lo !== null && hi !== null) return `${lo} – ${hi}`;
   if (lo !== null) return typeof lo === "string" ? lo.replace(">", "> ") : `≥ ${lo}`;
   if (hi !== null) return typeof hi === "string" ? hi.replace("<", "< ") : `≤ ${hi}`;
@@ -50,36 +67,12 @@ function constraintHint(schema, kind) {
 }
 
 /**
- * Build the form's fields. Returns {el, fields, read, fill, showError, clearErrors}.
+ * A model's parameter fields. Returns {el, fields, byName, read, fill, defaults, showError, clearErrors}.
  * `read()` gives {params, errors}: the values to send and any the browser could not parse.
  */
 export function schemaFields(model, { idPrefix = "param", compact = false } = {}) {
-  const schema = model.params_schema || {};
-  const defs = schema.$defs || schema.definitions || {};
-  const fixed = new Set(model.fixed_params || []);
-  const fields = [];
-  for (const [name, raw] of Object.entries(schema.properties || {})) {
-    const prop = resolveSchema(raw, defs);
-    fields.push({ name, prop, kind: fieldKind(name, prop), fixed: fixed.has(name) });
-  }
-  // Long texts first, full width; then everything else in a grid.
-  const wide = fields.filter((f) => f.kind === "text" || f.kind === "json");
-  const narrow = fields.filter((f) => f.kind !== "text" && f.kind !== "json");
-
-  for (const f of fields) f.el = buildField(f, idPrefix);
-  const el = h(
-    "div",
-    { class: "schema-fields" },
-    wide.map((f) => f.el),
-    h("div", { class: compact ? "field-grid field-grid-compact" : "field-grid" }, narrow.map((f) => f.el)),
-  );
-  const byName = new Map(fields.map((f) => [f.name, f]));
-
-  function fill(values) {
-    for (const f of fields) {
-      if (Object.prototype.hasOwnProperty.call(values, f.name)) setValue(f, values[f.name]);
-    }
-  }
+  const form = fieldsOf(model.params_schema || {}, { idPrefix, compact, fixed: model.fixed_params || [] });
+  const { fields } = form;
 
   /** The parameters a run of the variant gets (`""`: the variant `auto` runs on this server):
    * the server's `defaults` of that variant, else its `param_defaults` over the schema's. */
@@ -91,6 +84,51 @@ export function schemaFields(model, { idPrefix = "param", compact = false } = {}
     for (const f of fields) if (f.prop.default !== undefined) out[f.name] = f.prop.default;
     if (own && own.param_defaults) Object.assign(out, own.param_defaults);
     return out;
+  }
+
+  return { ...form, defaults };
+}
+
+/** The fields of an operation's request schema (GET /api/operations), less those in
+ * `skip` (a form of its own shows them); the same {el, fields, read, ...} as schemaFields. */
+export function requestFields(schema, { idPrefix = "op", skip = [] } = {}) {
+  // A blank text is left out of a request (its default applies), never sent as "".
+  return fieldsOf(schema || {}, { idPrefix, skip: new Set(skip), blankOmitted: true });
+}
+
+/** The properties of a schema, each resolved (a $ref or a nullable anyOf followed). */
+export function schemaProps(schema) {
+  const defs = (schema && (schema.$defs || schema.definitions)) || {};
+  const out = {};
+  for (const [name, raw] of Object.entries((schema && schema.properties) || {})) out[name] = resolveSchema(raw, defs);
+  return out;
+}
+
+function fieldsOf(schema, { idPrefix, compact = false, fixed = [], skip = new Set(), blankOmitted = false }) {
+  const fixedSet = new Set(fixed);
+  const required = new Set(schema.required || []);
+  const fields = [];
+  for (const [name, prop] of Object.entries(schemaProps(schema))) {
+    if (skip.has(name)) continue;
+    fields.push({ name, prop, kind: fieldKind(name, prop), fixed: fixedSet.has(name), required: required.has(name), blankOmitted });
+  }
+  // Long texts first, full width; then everything else in a grid.
+  const wide = fields.filter((f) => f.kind === "text" || f.kind === "json");
+  const narrow = fields.filter((f) => f.kind !== "text" && f.kind !== "json");
+
+  for (const f of fields) f.el = buildField(f, idPrefix);
+  const el = h(
+    "div",
+    { class: "schema-fields" },
+    wide.map((f) => f.el),
+    narrow.length ? h("div", { class: compact ? "field-grid field-grid-compact" : "field-grid" }, narrow.map((f) => f.el)) : null,
+  );
+  const byName = new Map(fields.map((f) => [f.name, f]));
+
+  function fill(values) {
+    for (const f of fields) {
+      if (Object.prototype.hasOwnProperty.call(values, f.name)) setValue(f, values[f.name]);
+    }
   }
 
   function read() {
@@ -119,7 +157,7 @@ export function schemaFields(model, { idPrefix = "param", compact = false } = {}
     for (const f of fields) clearFieldError(f);
   }
 
-  return { el, fields, byName, read, fill, defaults, showError, clearErrors };
+  return { el, fields, byName, read, fill, showError, clearErrors };
 }
 
 function clearFieldError(f) {
@@ -145,8 +183,8 @@ function buildField(f, idPrefix) {
       type: "number",
       inputmode: kind === "int" ? "numeric" : "decimal",
       step: kind === "int" ? (prop.multipleOf ?? 1) : (prop.multipleOf ?? "any"),
-      min: prop.minimum ?? null,
-      max: prop.maximum ?? null,
+      min: safeBound(prop.minimum),
+      max: safeBound(prop.maximum),
     });
   } else if (kind === "bool") {
     control = h("input", { ...common, type: "checkbox", role: "switch" });
@@ -167,6 +205,7 @@ function buildField(f, idPrefix) {
     "div",
     { class: "field-label" },
     h("label", { for: id }, prop.title || humanize(name)),
+    f.required ? h("span", { class: "tag tag-required", title: "The request needs it", "data-testid": "field-required" }, "required") : null,
     f.fixed
       ? h("span", { class: "tag tag-fixed", title: "Fixed for the session: forks and edits keep it" }, "fixed")
       : null,
@@ -247,7 +286,7 @@ function getValue(f) {
       return { value: f.options[Number(c.value)] ?? null };
     case "text":
     case "string":
-      return { value: c.value };
+      return f.blankOmitted && c.value.trim() === "" ? { omit: true } : { value: c.value };
     case "int":
     case "float": {
       if (c.validity && c.validity.badInput) return { error: f.kind === "int" ? "enter a whole number" : "enter a number" };

@@ -8,6 +8,7 @@ import {
   emit,
   fmtDuration,
   h,
+  humanize,
   serverNow,
   setMediaSrc,
   setText,
@@ -32,14 +33,20 @@ export function jobTitle(job) {
       return `Resume ${shortId(p.session)}${p.until != null ? ` until step ${p.until}` : ""}`;
     case "decode":
       return `Decode ${shortId(p.session)}${p.step != null ? ` at step ${p.step}` : ""}`;
-    default:
-      return `${job.kind} ${p.session ? shortId(p.session) : ""}`;
+    default: {
+      // Any other operation (a plugin's too): its name, its session and its plain values.
+      const values = Object.entries(p)
+        .filter(([k, v]) => k !== "session" && k !== "prompt" && (typeof v === "number" || typeof v === "string" || typeof v === "boolean"))
+        .slice(0, 2)
+        .map(([k, v]) => `${k} ${truncate(String(v), 24)}`);
+      return [`${humanize(job.kind)}${p.session ? ` of ${shortId(p.session)}` : ""}`, ...values].join(" · ");
+    }
   }
 }
 
 export function jobPrompt(job) {
   const p = job.payload || {};
-  return (p.params && p.params.prompt) || (p.overrides && p.overrides.prompt) || "";
+  return (p.params && p.params.prompt) || (p.overrides && p.overrides.prompt) || (typeof p.prompt === "string" ? p.prompt : "");
 }
 
 /** Place in the queue as the server orders it (priority, then age); null when not queued. */

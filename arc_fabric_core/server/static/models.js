@@ -15,10 +15,18 @@ export function capabilitiesOf(name) {
   return model && model.capabilities ? model.capabilities : null;
 }
 
+/** Every registered operation the model takes (GET /api/models' `operations`: the
+ * engine's own and those plugins add), else its capabilities' list; null while unknown. */
+export function operationsOf(name) {
+  const model = modelNamed(name);
+  if (!model) return null;
+  if (Array.isArray(model.operations)) return model.operations;
+  return model.capabilities ? model.capabilities.operations || [] : null;
+}
+
 /** Whether the model takes operation `op` ("edit", "extend", ...); false while unknown. */
 export function offers(name, op) {
-  const caps = capabilitiesOf(name);
-  return Boolean(caps && (caps.operations || []).includes(op));
+  return (operationsOf(name) || []).includes(op);
 }
 
 /** A device id as the views name it: with the GPU's name, "cpu" for the CPU. */

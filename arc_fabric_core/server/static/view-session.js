@@ -1,12 +1,21 @@
-// One session: its video (with a mask drawn on it for edits), the lineage tree, fork /
-// edit / resume / extend / rewind (the ones its model takes), step previews, its jobs,
+// One session: its video (with a mask drawn on it for edits), the lineage tree, a form for
+// each operation its model takes (from the operations registry), step previews, its jobs,
 // and its parameters.
 
-import { ACTIVE, api, badge, clear, debounce, fullTime, h, listen, relTime, setMediaSrc, setText, shortId, state, toast, truncate } from "./core.js";
+import { ACTIVE, api, badge, clear, debounce, fullTime, h, humanize, listen, relTime, setMediaSrc, setText, shortId, state, toast, truncate } from "./core.js";
+import { numberBounds, requestFields, schemaProps } from "./form.js";
 import { cancelNote, jobCard, jobRow, startJobTimers, upsertJob } from "./jobs.js";
-import { capabilitiesOf, modelNamed } from "./models.js";
+import { capabilitiesOf, modelNamed, operationsOf } from "./models.js";
+import { loadOperations, loadSchedules, loadedOperations } from "./operations.js";
 
 const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+
+/** An operation's summary as a sentence ("fork at a step…" -> "Fork at a step…."). */
+function sentence(text) {
+  const s = String(text || "").trim();
+  if (!s) return "";
+  return `${s.charAt(0).toUpperCase()}${s.slice(1)}${/[.!?…]$/.test(s) ? "" : "."}`;
+}
 
 function sessionJobs(id, children = []) {
   return [...state.jobs.values()]
@@ -233,7 +242,7 @@ export function mountSession(root, id) {
       decodeSelect.value = opts.includes(keep) ? keep : opts[Math.floor(opts.length / 2)] || "";
     }
     decodeButton.disabled = !steps.length;
-    decodeTools.hidden = !(capabilitiesOf(detail.model)?.operations || []).includes("decode");
+    decodeTools.hidden = !(operationsOf(detail.model) || []).includes("decode");
     finalButton.hidden = !stepPreview;
     setText(stageNote, stepPreview ? `Showing step ${stepPreview.step} (decoded checkpoint)` : detail.video ? "Final video" : "");
     const frames = Number(p.num_frames) || 1;
@@ -470,60 +479,317 @@ export function mountSession(root, id) {
   }
 
   // ---------------------------------------------------------------- actions
+  // A tab for every operation of the registry (GET /api/operations) that acts on a
+  // session and runs, and that this session's model takes (its `operations`). The
+  // built-in ones keep forms of their own where those know what a schema cannot say (the
+  // checkpointed steps a branch can start at, the region drawn on the video, the
+  // session's blocks, the shipped schedules); each is bound to its operation's schema
+  // (bounds, defaults, help, required), a field of the schema it does not know is added
+  // from the schema, and only the schema's fields are sent. Any other operation (a
+  // plugin's) gets a form built from its schema alone.
   function buildActions() {
-    const tabs = ["fork", "edit", "resume", "extend", "rewind"];
+    const ORDER = ["fork", "edit", "resume", "extend", "rewind", "hand-off"]; // then the registry's order
+    const own = ownForms();
+    let registry = loadedOperations();
+    let registryError = null;
     const tabButtons = new Map();
-    const panels = new Map();
-    const errors = new Map();
-    const tablist = h("div", { class: "tabs", role: "tablist" });
-    for (const t of tabs) {
-      const b = h("button", { type: "button", role: "tab", class: "tab", "data-testid": `tab-${t}`, "aria-selected": t === tab ? "true" : "false" }, t.charAt(0).toUpperCase() + t.slice(1));
-      b.addEventListener("click", () => select(t));
-      tabButtons.set(t, b);
-      tablist.append(b);
-      errors.set(t, h("div", { class: "form-error", role: "alert", "data-testid": "action-error", hidden: true }));
+    const panels = new Map(); // name -> <form>
+    const tablist = h("div", { class: "tabs", role: "tablist", "data-testid": "action-tabs" });
+    const noActions = h("p", { class: "muted action-help", "data-testid": "no-actions", hidden: true });
+    const body = h("div", { class: "tab-body" }, noActions);
+    const panel = h("section", { class: "panel", "data-testid": "session-actions" }, h("div", { class: "panel-head" }, h("h2", null, "Actions")), tablist, body);
+
+    function fetchRegistry() {
+      loadOperations().then(
+        (ops) => {
+          if (!alive) return;
+          registry = ops;
+          registryError = null;
+          build();
+          if (detail) update();
+        },
+        (err) => {
+          if (!alive) return;
+          registryError = err.message; // the next snapshot tries again
+          if (detail) update();
+        },
+      );
     }
 
-    // Fork
-    // Only the steps a fork can start at: checkpointed, before the last step (a fork runs
-    // at least one), not before this session's own fork point (before it, its state is its parent's).
-    const forkRange = h("input", { type: "range", min: "0", max: "0", step: "1", value: "0", "aria-label": "Fork step", "data-testid": "fork-step-range" });
-    const forkStep = h("select", { class: "num-sm", "data-testid": "fork-step", "aria-label": "Fork step" });
-    forkRange.addEventListener("input", () => {
-      const opt = forkStep.options[Number(forkRange.value)];
-      if (opt) forkStep.value = opt.value;
+    /** The tabs and their forms, once the registry is known (it does not change while the server runs). */
+    function build() {
+      if (tabButtons.size || !registry) return;
+      const rank = (n) => (ORDER.includes(n) ? ORDER.indexOf(n) : ORDER.length);
+      const ops = [...registry.values()].filter((op) => op.on_session && op.runs).sort((a, b) => rank(a.name) - rank(b.name));
+      for (const op of ops) {
+        const b = h("button", { type: "button", role: "tab", class: "tab", "data-testid": `tab-${op.name}`, "aria-selected": "false", title: op.summary || null, hidden: true }, humanize(op.name));
+        b.addEventListener("click", () => select(op.name));
+        tabButtons.set(op.name, b);
+        tablist.append(b);
+        const form = operationForm(op, own[op.name] || null);
+        panels.set(op.name, form);
+        body.append(form);
+      }
+    }
+
+    /** The form of one operation: its own (`spec`) with the schema's other fields, or the schema's alone. */
+    function operationForm(op, spec) {
+      const schema = op.schema || {};
+      const props = schemaProps(schema);
+      const extra = requestFields(schema, { idPrefix: `op-${op.name}`, skip: spec ? spec.handles : [] });
+      const error = h("div", { class: "form-error", role: "alert", "data-testid": "action-error", hidden: true });
+      const button = spec ? spec.submit : h("button", { type: "submit", class: "btn btn-primary", "data-testid": "op-submit" }, humanize(op.name));
+      const form = h(
+        "form",
+        { class: "action-form", novalidate: true, hidden: true, "data-testid": `op-form-${op.name}`, "data-operation": op.name },
+        spec ? spec.help : h("p", { class: "muted action-help", "data-testid": "op-summary" }, sentence(op.summary) || `Queue ${op.name} on this session.`),
+        spec ? spec.body : null,
+        extra.fields.length ? extra.el : null,
+        error,
+        h("div", { class: "form-actions" }, button),
+      );
+      if (spec) {
+        bindOwnFields(form, props, new Set(schema.required || []));
+        spec.bind(props);
+      }
+
+      let failed = null; // the field the error shown is about
+      function fail(field, message, full) {
+        error.textContent = full ?? (field ? `${field}: ${message}` : message);
+        error.hidden = false;
+        // Next to its field too: "mask.rect" is the mask's, "schedule.stages" the schedule's.
+        const top = field ? String(field).split(".")[0] : null;
+        failed = top;
+        if (!top || extra.showError(top, message)) return;
+        const box = [...form.querySelectorAll("[data-op-field]")].find((el) => el.dataset.opField.split(" ").includes(top) && el.querySelector(":scope > .field-error"));
+        if (!box) return;
+        box.classList.add("invalid");
+        const msg = box.querySelector(":scope > .field-error");
+        msg.textContent = message;
+        msg.hidden = false;
+      }
+
+      function clearErrors() {
+        failed = null;
+        error.hidden = true;
+        error.textContent = "";
+        extra.clearErrors();
+        for (const box of form.querySelectorAll("[data-op-field].invalid")) clearBox(box);
+      }
+
+      // Changing the field an error is about clears it (the schema's fields clear their own).
+      const onChange = (e) => {
+        const el = e.target.closest && e.target.closest("[data-op-field], [data-field]");
+        if (!el || !failed) return;
+        const names = (el.dataset.opField || el.dataset.field || "").split(" ");
+        if (names.includes(failed)) clearErrors();
+      };
+      form.addEventListener("input", onChange);
+      form.addEventListener("change", onChange);
+      form.addEventListener("submit", async (e) => {
+        e.preventDefault();
+        clearErrors();
+        const mine = spec ? spec.read() : { body: {} };
+        if (mine.error) return fail(mine.error.field, mine.error.message);
+        const got = extra.read();
+        if (got.errors.length) return fail(got.errors[0].field, got.errors[0].message);
+        // Only the schema's fields: the server refuses any other by name.
+        const payload = Object.fromEntries(Object.entries({ ...mine.body, ...got.params }).filter(([k]) => k in props));
+        button.disabled = true;
+        try {
+          const job = await api(`/api/sessions/${id}/${op.name}`, { method: "POST", body: payload });
+          spawned.add(job.id);
+          upsertJob(job);
+          renderJobs();
+        } catch (err) {
+          fail(err.field, err.detail, err.message);
+        } finally {
+          button.disabled = false;
+          if (detail) update(); // an own form may keep its button off (no step to branch at)
+        }
+      });
+      return form;
+    }
+
+    /** The tabs this session's model takes (none while the registry or the model is unknown). */
+    function offered() {
+      const ops = registry && detail ? operationsOf(detail.model) : null;
+      if (!ops) return [];
+      const takes = new Set(ops);
+      return [...tabButtons.keys()].filter((t) => takes.has(t));
+    }
+
+    function select(t) {
+      tab = t ?? null;
+      for (const [name, b] of tabButtons) b.setAttribute("aria-selected", name === tab ? "true" : "false");
+      for (const [name, p] of panels) p.hidden = name !== tab;
+      if (detail) setMode();
+    }
+
+    function update() {
+      const shown = offered();
+      for (const [name, b] of tabButtons) b.hidden = !shown.includes(name);
+      select(shown.includes(tab) ? tab : shown[0]);
+      const modelKnown = Boolean(capabilitiesOf(detail.model));
+      let note = "";
+      if (!modelKnown && state.models.length && !modelNamed(detail.model)) note = `${detail.model} is not installed on this server: no operation can run on this session.`;
+      else if (registryError && !registry) note = `The operations could not be loaded: ${registryError}`;
+      else if (!modelKnown || !registry) note = "Loading what this model can do…";
+      else if (!shown.length) note = `${detail.model} takes no operation on a session.`;
+      noActions.hidden = !note;
+      setText(noActions, note);
+      const first = !formsFilled;
+      formsFilled = true;
+      for (const spec of Object.values(own)) spec.update(first);
+    }
+
+    if (registry) build();
+    else fetchRegistry();
+    return { panel, update, showMask: own.edit.showMask, retry: () => registry || fetchRegistry() };
+  }
+
+  /** A field of an own form: `fields` names the schema fields it shows (space-separated),
+   * so the schema can mark it required, give its help and hide it when it has none of them. */
+  function box(fields, label, { hint = null, help = true, testid = null } = {}, ...controls) {
+    return h(
+      "div",
+      { class: "field", "data-op-field": fields, "data-testid": testid },
+      h("div", { class: "field-label" }, h("label", null, label), h("span", { class: "tag tag-required", title: "The request needs it", hidden: true }, "required"), hint),
+      ...controls,
+      help ? h("div", { class: "field-help", hidden: true }) : null,
+      h("div", { class: "field-error", "data-testid": `field-error-${fields.split(" ")[0]}`, hidden: true }),
+    );
+  }
+
+  function clearBox(el) {
+    el.classList.remove("invalid");
+    const msg = el.querySelector(":scope > .field-error");
+    if (msg) {
+      msg.hidden = true;
+      msg.textContent = "";
+    }
+  }
+
+  /** An own form's fields as its operation's schema has them: its descriptions as help,
+   * its required ones marked, those it no longer has hidden (and never sent: the submit
+   * keeps the schema's fields only). */
+  function bindOwnFields(form, props, required) {
+    for (const el of form.querySelectorAll("[data-op-field]")) {
+      const known = el.dataset.opField.split(" ").filter((n) => n in props);
+      el.classList.toggle("field-absent", !known.length);
+      const text = known.map((n) => props[n].description).filter(Boolean).join(" · ");
+      const help = el.querySelector(":scope > .field-help");
+      if (help) {
+        help.textContent = text;
+        help.hidden = !text;
+      } else if (text) el.title = text;
+      const mark = el.querySelector(":scope > .field-label .tag-required");
+      if (mark) mark.hidden = !known.some((n) => required.has(n));
+    }
+  }
+
+  /** The steps a fork (or a hand-off, which is one) of this session can start at: checkpointed,
+   * before the last step (it runs at least one), not before this session's own fork point
+   * (before it, its state is its parent's), within the schema's bounds. */
+  function branchSteps(prop) {
+    const total = detail.total_steps;
+    const from = detail.parent ? Number(detail.parent_step) || 0 : 0;
+    const { min, max } = numberBounds(prop);
+    return (detail.checkpoint_steps || []).filter((s) => s >= from && s < total && (min === null || s >= min) && (max === null || s <= max));
+  }
+
+  /** The drop-down (and slider) of the steps a branch can start at. */
+  function stepPicker(prefix, what) {
+    const range = h("input", { type: "range", min: "0", max: "0", step: "1", value: "0", "aria-label": `${what} step`, "data-testid": `${prefix}-step-range` });
+    const select = h("select", { class: "num-sm", "data-testid": `${prefix}-step`, "aria-label": `${what} step` });
+    const hint = h("span", { class: "field-hint", "data-testid": `${prefix}-step-hint` });
+    range.addEventListener("input", () => {
+      const opt = select.options[Number(range.value)];
+      if (opt) select.value = opt.value;
     });
-    forkStep.addEventListener("change", () => (forkRange.value = String(Math.max(0, forkStep.selectedIndex))));
-    const forkHint = h("span", { class: "field-hint", "data-testid": "fork-step-hint" });
+    select.addEventListener("change", () => (range.value = String(Math.max(0, select.selectedIndex))));
+    let prop = {};
+    /** Fill with the steps offered now; `wanted`: the step to pick (else the one picked), or the nearest. Gives how many. */
+    function fill(wanted) {
+      const steps = branchSteps(prop);
+      const sig = steps.join(",");
+      if (select.dataset.opts !== sig) {
+        const keep = wanted ?? select.value;
+        select.dataset.opts = sig;
+        clear(select, steps.map((s) => h("option", { value: String(s) }, `step ${s}`)));
+        const target = Number(keep);
+        let best = steps.length ? steps[0] : null;
+        for (const s of steps) if (Math.abs(s - target) < Math.abs(best - target)) best = s;
+        if (best !== null) select.value = String(best);
+      }
+      range.max = String(Math.max(0, steps.length - 1));
+      range.value = String(Math.max(0, select.selectedIndex));
+      range.disabled = select.disabled = !steps.length;
+      setText(hint, steps.length ? `${steps.length} checkpointed step${steps.length === 1 ? "" : "s"} · ${steps[0]} … ${steps[steps.length - 1]}` : "no checkpoint to fork from");
+      return steps.length;
+    }
+    function read() {
+      const step = select.value === "" ? NaN : Number(select.value);
+      return Number.isInteger(step) ? { body: { step } } : { error: { field: "step", message: "this session has no checkpoint a fork can start at" } };
+    }
+    return { row: h("div", { class: "range-row" }, range, select), hint, fill, read, bind: (p) => (prop = p || {}) };
+  }
+
+  /** JSON text (blank: {}), as an object, else an error for `field`. */
+  function jsonObject(text, field) {
+    if (!text.trim()) return { value: {} };
+    let value;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      return { error: { field, message: "not valid JSON" } };
+    }
+    if (!value || typeof value !== "object" || Array.isArray(value)) return { error: { field, message: "enter a JSON object" } };
+    return { value };
+  }
+
+  /** The built-in operations' own forms, by operation: each {help, body, submit, handles
+   * (the schema fields it shows), bind(props) (the schema's bounds and defaults), update(first)
+   * (what the session allows), read() ({body} or {error: {field, message}})}. */
+  function ownForms() {
+    const prompt0 = () => (detail.doc.params.prompt ?? "");
+
+    // Fork
+    const forkPicker = stepPicker("fork", "Fork");
     const forkPrompt = h("textarea", { rows: 3, "data-testid": "fork-prompt", placeholder: "The branch's prompt" });
     const forkExtra = h("textarea", { rows: 2, class: "mono", "data-testid": "fork-overrides", placeholder: '{"seed": 7, "guidance": 3}' });
     const forkSubmit = h("button", { type: "submit", class: "btn btn-primary", "data-testid": "fork-submit" }, "Fork");
-    const forkForm = h(
-      "form",
-      { class: "action-form", novalidate: true },
-      h("p", { class: "muted action-help" }, "Branch a new session from a step of this one. The steps before it are reused; the rest run with the new prompt."),
-      h("div", { class: "field" }, h("div", { class: "field-label" }, h("label", null, "From step"), forkHint), h("div", { class: "range-row" }, forkRange, forkStep)),
-      h("div", { class: "field" }, h("div", { class: "field-label" }, h("label", null, "Prompt")), forkPrompt),
-      h("details", { class: "advanced" }, h("summary", null, "More overrides (JSON)"), forkExtra),
-      errors.get("fork"),
-      h("div", { class: "form-actions" }, forkSubmit),
-    );
-    forkForm.addEventListener("submit", (e) => {
-      e.preventDefault();
-      let extra = {};
-      if (forkExtra.value.trim()) {
-        try {
-          extra = JSON.parse(forkExtra.value);
-        } catch {
-          return showError("fork", "overrides: not valid JSON");
+    let forkProps = {};
+    const fork = {
+      handles: ["step", "overrides"],
+      help: h("p", { class: "muted action-help" }, "Branch a new session from a step of this one. The steps before it are reused; the rest run with the new prompt."),
+      body: [
+        box("step", "From step", { hint: forkPicker.hint }, forkPicker.row),
+        box("overrides", "Prompt", { help: false }, forkPrompt),
+        h("details", { class: "advanced", "data-op-field": "overrides" }, h("summary", null, "More overrides (JSON)"), forkExtra),
+      ],
+      submit: forkSubmit,
+      bind(props) {
+        forkProps = props;
+        forkPicker.bind(props.step);
+      },
+      update(first) {
+        forkSubmit.disabled = !forkPicker.fill(first ? Math.floor(detail.total_steps / 2) : undefined);
+        if (first) forkPrompt.value = prompt0();
+      },
+      read() {
+        const body = {};
+        if ("overrides" in forkProps) {
+          const extra = jsonObject(forkExtra.value, "overrides");
+          if (extra.error) return extra;
+          body.overrides = { ...extra.value };
+          if (forkPrompt.value !== prompt0()) body.overrides.prompt = forkPrompt.value;
         }
-      }
-      const overrides = { ...extra };
-      if (forkPrompt.value !== (detail.doc.params.prompt ?? "")) overrides.prompt = forkPrompt.value;
-      const step = forkStep.value === "" ? NaN : Number(forkStep.value);
-      if (!Number.isInteger(step)) return showError("fork", "step: this session has no checkpoint a fork can start at");
-      submit("fork", forkSubmit, `/api/sessions/${id}/fork`, { step, overrides });
-    });
+        if (!("step" in forkProps)) return { body };
+        const step = forkPicker.read();
+        return step.error ? step : { body: { ...step.body, ...body } };
+      },
+    };
 
     // Edit
     const maskReadout = h("span", { class: "mask-readout", "data-testid": "mask-readout" });
@@ -537,9 +803,11 @@ export function mountSession(root, id) {
     const frameEnd = h("input", { type: "number", min: "1", step: "1", placeholder: "all", class: "num-sm", "data-testid": "mask-frame-end", "aria-label": "End frame (exclusive)" });
     const modeStrength = h("input", { type: "radio", name: `edit-mode-${id}`, value: "strength", checked: true, "data-testid": "edit-mode-strength" });
     const modeStep = h("input", { type: "radio", name: `edit-mode-${id}`, value: "step", "data-testid": "edit-mode-step" });
+    // The schema gives no default strength: half the steps again.
     const strength = h("input", { type: "range", min: "0.05", max: "1", step: "0.05", value: "0.5", "data-testid": "edit-strength", "aria-label": "Strength" });
     const strengthOut = h("span", { class: "mono num-out" }, "0.50");
-    strength.addEventListener("input", () => setText(strengthOut, Number(strength.value).toFixed(2)));
+    const showStrength = () => setText(strengthOut, Number(strength.value).toFixed(2));
+    strength.addEventListener("input", showStrength);
     const editStep = h("input", { type: "number", min: "0", step: "1", value: "0", class: "num-sm", "data-testid": "edit-step", disabled: true });
     const syncMode = () => {
       strength.disabled = !modeStrength.checked;
@@ -549,259 +817,244 @@ export function mountSession(root, id) {
     modeStep.addEventListener("change", syncMode);
     const editPrompt = h("textarea", { rows: 3, "data-testid": "edit-prompt", placeholder: "What the region should show" });
     const editHelp = h("p", { class: "muted action-help", "data-testid": "edit-help" });
-    const maskRow = h("div", { class: "mask-row", "data-testid": "mask-row" }, h("span", { class: "mask-icon" }), maskReadout, maskClear);
-    const maskFrames = h(
-      "div",
-      { class: "field", "data-testid": "mask-frames" },
-      h("div", { class: "field-label" }, h("label", null, "Frames"), h("span", { class: "field-hint" }, "first … end (exclusive)")),
-      h("div", { class: "range-row" }, frameStart, h("span", { class: "muted" }, "to"), frameEnd),
-    );
+    const maskRow = h("div", { class: "mask-row", "data-testid": "mask-row", "data-op-field": "mask" }, h("span", { class: "mask-icon" }), maskReadout, maskClear);
+    const maskFrames = box("mask", "Frames", { hint: h("span", { class: "field-hint" }, "first … end (exclusive)"), help: false, testid: "mask-frames" }, h("div", { class: "range-row" }, frameStart, h("span", { class: "muted" }, "to"), frameEnd));
     const editSubmit = h("button", { type: "submit", class: "btn btn-primary", "data-testid": "edit-submit" }, "Edit region");
-    const editForm = h(
-      "form",
-      { class: "action-form", novalidate: true },
-      editHelp,
-      maskRow,
-      maskFrames,
-      h(
-        "div",
-        { class: "field" },
-        h("div", { class: "field-label" }, h("label", null, "Re-denoise")),
-        h("label", { class: "radio-row" }, modeStrength, h("span", null, "Strength"), strength, strengthOut),
-        h("label", { class: "radio-row" }, modeStep, h("span", null, "From step"), editStep),
-      ),
-      h("div", { class: "field" }, h("div", { class: "field-label" }, h("label", null, "Prompt")), editPrompt),
-      errors.get("edit"),
-      h("div", { class: "form-actions" }, editSubmit),
-    );
-    editForm.addEventListener("submit", (e) => {
-      e.preventDefault();
-      const body = {};
-      if (modeStrength.checked) body.strength = Number(strength.value);
-      else {
-        const step = Number(editStep.value);
-        if (editStep.value.trim() === "" || !Number.isInteger(step)) return showError("edit", "step: enter a whole number");
-        body.step = step;
-      }
-      if (editPrompt.value !== (detail.doc.params.prompt ?? "")) body.overrides = { prompt: editPrompt.value };
-      const m = {};
-      if (mask && masking()) m.rect = [mask.x0, mask.y0, mask.x1, mask.y1];
-      const a = frameStart.value.trim();
-      const b = frameEnd.value.trim();
-      if (masking() && (a !== "" || b !== "")) {
-        const nf = Number(detail.doc.params.num_frames) || 1;
-        m.frames = [a === "" ? 0 : Number(a), b === "" ? nf : Number(b)];
-      }
-      if (Object.keys(m).length) body.mask = m;
-      submit("edit", editSubmit, `/api/sessions/${id}/edit`, body);
-    });
+    let editProps = {};
+    const showMask = () => {
+      if (mask) setText(maskReadout, `x ${mask.x0}–${mask.x1}, y ${mask.y0}–${mask.y1} (${mask.x1 - mask.x0}×${mask.y1 - mask.y0} px)`);
+      else setText(maskReadout, "No region drawn: the whole frame");
+      maskReadout.dataset.rect = mask ? [mask.x0, mask.y0, mask.x1, mask.y1].join(",") : "";
+      maskClear.hidden = !mask;
+    };
+    const edit = {
+      handles: ["step", "strength", "overrides", "mask"],
+      help: editHelp,
+      body: [
+        maskRow,
+        maskFrames,
+        box(
+          "strength step",
+          "Re-denoise",
+          { help: false },
+          h("label", { class: "radio-row", "data-op-field": "strength" }, modeStrength, h("span", null, "Strength"), strength, strengthOut),
+          h("label", { class: "radio-row", "data-op-field": "step" }, modeStep, h("span", null, "From step"), editStep),
+        ),
+        box("overrides", "Prompt", { help: false }, editPrompt),
+      ],
+      submit: editSubmit,
+      showMask,
+      bind(props) {
+        editProps = props;
+        const { min, max } = numberBounds(props.strength, Number(strength.step));
+        if (min !== null) strength.min = String(min);
+        if (max !== null) strength.max = String(max);
+        if (typeof props.strength?.default === "number") strength.value = String(props.strength.default);
+        showStrength();
+        // Only one way is there: it is the one used.
+        if (!("strength" in props) && "step" in props) {
+          modeStep.checked = true;
+          syncMode();
+        }
+      },
+      update(first) {
+        const total = detail.total_steps;
+        const passList = (detail.doc && detail.doc.passes) || [];
+        // An edit re-runs part of the last pass (the one at the video's size).
+        const { min, max } = numberBounds(editProps.step);
+        editStep.min = String(Math.max(min ?? 0, passList.slice(0, -1).reduce((a, b) => a + b, 0)));
+        editStep.max = String(Math.min(max ?? Infinity, Math.max(0, total - 1)));
+        const frames = Number(detail.doc.params.num_frames) || 1;
+        frameStart.max = String(frames - 1);
+        frameEnd.max = String(frames);
+        const takesMask = masking();
+        maskRow.hidden = maskFrames.hidden = !takesMask;
+        setText(editSubmit, takesMask ? "Edit region" : "Edit video");
+        editPrompt.placeholder = takesMask ? "What the region should show" : "What the video should show";
+        setText(
+          editHelp,
+          takesMask
+            ? "Drag on the video to mark the region to re-denoise; outside it the video is kept exactly. No region: the whole frame."
+            : "Re-denoise the whole video from a step, under a new prompt if you give one (this model takes no mask).",
+        );
+        if (first) {
+          editStep.value = String(Math.max(Math.floor(total / 2), Number(editStep.min)));
+          editPrompt.value = prompt0();
+        }
+        showMask();
+      },
+      read() {
+        const body = {};
+        if (modeStrength.checked && "strength" in editProps) body.strength = Number(strength.value);
+        else if ("step" in editProps) {
+          const step = Number(editStep.value);
+          if (editStep.value.trim() === "" || !Number.isInteger(step)) return { error: { field: "step", message: "enter a whole number" } };
+          body.step = step;
+        }
+        if (editPrompt.value !== prompt0()) body.overrides = { prompt: editPrompt.value };
+        const m = {};
+        if (mask && masking()) m.rect = [mask.x0, mask.y0, mask.x1, mask.y1];
+        const a = frameStart.value.trim();
+        const b = frameEnd.value.trim();
+        if (masking() && (a !== "" || b !== "")) {
+          const nf = Number(detail.doc.params.num_frames) || 1;
+          m.frames = [a === "" ? 0 : Number(a), b === "" ? nf : Number(b)];
+        }
+        if (Object.keys(m).length) body.mask = m;
+        return { body };
+      },
+    };
 
     // Resume
     const until = h("input", { type: "number", min: "0", step: "1", placeholder: "the end", class: "num-sm", "data-testid": "resume-until" });
     const resumeNote = h("p", { class: "muted action-help", "data-testid": "resume-note" });
-    const resumeSubmit = h("button", { type: "submit", class: "btn btn-primary", "data-testid": "resume-submit" }, "Resume");
-    const resumeForm = h(
-      "form",
-      { class: "action-form", novalidate: true },
-      resumeNote,
-      h("div", { class: "field" }, h("div", { class: "field-label" }, h("label", null, "Stop at step"), h("span", { class: "field-hint" }, "optional")), until),
-      errors.get("resume"),
-      h("div", { class: "form-actions" }, resumeSubmit),
-    );
-    resumeForm.addEventListener("submit", (e) => {
-      e.preventDefault();
-      const body = {};
-      if (until.value.trim() !== "") body.until = Number(until.value);
-      submit("resume", resumeSubmit, `/api/sessions/${id}/resume`, body);
-    });
+    const resume = {
+      handles: ["until"],
+      help: resumeNote,
+      body: [box("until", "Stop at step", { hint: h("span", { class: "field-hint" }, "optional") }, until)],
+      submit: h("button", { type: "submit", class: "btn btn-primary", "data-testid": "resume-submit" }, "Resume"),
+      bind(props) {
+        const { min, max } = numberBounds(props.until);
+        until.min = min === null ? "" : String(min);
+        until.max = max === null ? "" : String(max);
+      },
+      update() {
+        setText(
+          resumeNote,
+          detail.status === "completed"
+            ? "This session is complete: resuming has nothing left to run. Fork it to branch instead."
+            : `Continue denoising from step ${detail.step} of ${detail.total_steps} (the session is ${detail.status}).`,
+        );
+      },
+      read() {
+        return { body: until.value.trim() === "" ? {} : { until: Number(until.value) } };
+      },
+    };
 
-    // Extend
-    const blocks = h("input", { type: "number", min: "1", max: "1000", step: "1", value: "1", class: "num-sm", "data-testid": "extend-blocks" });
+    // Extend (autoregressive models): more blocks at the end.
+    const blocks = h("input", { type: "number", step: "1", class: "num-sm", "data-testid": "extend-blocks" });
     const extendPrompt = h("textarea", { rows: 2, "data-testid": "extend-prompt", placeholder: "Prompt of the new blocks (optional)" });
-    const extendSubmit = h("button", { type: "submit", class: "btn btn-primary", "data-testid": "extend-submit" }, "Extend");
-    const extendForm = h(
-      "form",
-      { class: "action-form", novalidate: true },
-      h("p", { class: "muted action-help" }, "Add blocks to the end of the video (autoregressive models)."),
-      h("div", { class: "field" }, h("div", { class: "field-label" }, h("label", null, "Blocks")), blocks),
-      h("div", { class: "field" }, h("div", { class: "field-label" }, h("label", null, "Prompt")), extendPrompt),
-      errors.get("extend"),
-      h("div", { class: "form-actions" }, extendSubmit),
-    );
-    extendForm.addEventListener("submit", (e) => {
-      e.preventDefault();
-      const body = { blocks: Number(blocks.value || 1) };
-      if (extendPrompt.value.trim()) body.prompt = extendPrompt.value;
-      submit("extend", extendSubmit, `/api/sessions/${id}/extend`, body);
-    });
+    const extend = {
+      handles: ["blocks", "prompt"],
+      help: h("p", { class: "muted action-help" }, "Add blocks to the end of the video (autoregressive models)."),
+      body: [box("blocks", "Blocks", {}, blocks), box("prompt", "Prompt", {}, extendPrompt)],
+      submit: h("button", { type: "submit", class: "btn btn-primary", "data-testid": "extend-submit" }, "Extend"),
+      bind(props) {
+        const { min, max } = numberBounds(props.blocks);
+        blocks.min = min === null ? "" : String(min);
+        blocks.max = max === null ? "" : String(max);
+        blocks.value = props.blocks?.default === undefined ? "" : String(props.blocks.default);
+      },
+      update() {},
+      read() {
+        const body = {};
+        if (blocks.value.trim() !== "") body.blocks = Number(blocks.value); // blank: the schema's default
+        if (extendPrompt.value.trim()) body.prompt = extendPrompt.value;
+        return { body };
+      },
+    };
 
     // Rewind (autoregressive models): make the blocks from one on again.
     const rewindBlock = h("input", { type: "number", min: "0", max: "0", step: "1", value: "0", class: "num-sm", "data-testid": "rewind-block" });
     const rewindHint = h("span", { class: "field-hint", "data-testid": "rewind-block-hint" });
     const rewindPrompt = h("textarea", { rows: 2, "data-testid": "rewind-prompt", placeholder: "Prompt from that block on (optional: as before)" });
-    const rewindSubmit = h("button", { type: "submit", class: "btn btn-primary", "data-testid": "rewind-submit" }, "Rewind");
-    const rewindForm = h(
-      "form",
-      { class: "action-form", novalidate: true },
-      h("p", { class: "muted action-help" }, "A new session that keeps the blocks before this one and makes the rest again, under a new prompt if you give one."),
-      h("div", { class: "field" }, h("div", { class: "field-label" }, h("label", null, "From block"), rewindHint), rewindBlock),
-      h("div", { class: "field" }, h("div", { class: "field-label" }, h("label", null, "Prompt")), rewindPrompt),
-      errors.get("rewind"),
-      h("div", { class: "form-actions" }, rewindSubmit),
-    );
-    rewindForm.addEventListener("submit", (e) => {
-      e.preventDefault();
-      const block = rewindBlock.value.trim() === "" ? NaN : Number(rewindBlock.value);
-      if (!Number.isInteger(block)) return showError("rewind", "block: enter a whole number");
-      const body = { block };
-      if (rewindPrompt.value.trim()) body.prompt = rewindPrompt.value;
-      submit("rewind", rewindSubmit, `/api/sessions/${id}/rewind`, body);
-    });
+    let rewindProps = {};
+    const rewind = {
+      handles: ["block", "prompt"],
+      help: h("p", { class: "muted action-help" }, "A new session that keeps the blocks before this one and makes the rest again, under a new prompt if you give one."),
+      body: [box("block", "From block", { hint: rewindHint }, rewindBlock), box("prompt", "Prompt", {}, rewindPrompt)],
+      submit: h("button", { type: "submit", class: "btn btn-primary", "data-testid": "rewind-submit" }, "Rewind"),
+      bind(props) {
+        rewindProps = props;
+      },
+      update(first) {
+        const passes = ((detail.doc && detail.doc.passes) || []).length || 1;
+        const { min, max } = numberBounds(rewindProps.block);
+        rewindBlock.min = String(min ?? 0);
+        rewindBlock.max = String(Math.min(max ?? Infinity, passes - 1));
+        setText(rewindHint, `0 … ${passes - 1} of ${passes} blocks`);
+        if (first) rewindBlock.value = String(passes - 1);
+      },
+      read() {
+        const body = {};
+        if ("block" in rewindProps) {
+          const block = rewindBlock.value.trim() === "" ? NaN : Number(rewindBlock.value);
+          if (!Number.isInteger(block)) return { error: { field: "block", message: "enter a whole number" } };
+          body.block = block;
+        }
+        if (rewindPrompt.value.trim()) body.prompt = rewindPrompt.value;
+        return { body };
+      },
+    };
 
-    panels.set("fork", forkForm);
-    panels.set("edit", editForm);
-    panels.set("resume", resumeForm);
-    panels.set("extend", extendForm);
-    panels.set("rewind", rewindForm);
-    const noActions = h("p", { class: "muted action-help", "data-testid": "no-actions", hidden: true });
-    const body = h("div", { class: "tab-body" }, noActions, [...panels.values()]);
-    const panel = h("section", { class: "panel", "data-testid": "session-actions" }, h("div", { class: "panel-head" }, h("h2", null, "Actions")), tablist, body);
+    // Hand-off: a fork whose steps from there on run under a hybrid schedule (other stage
+    // models): a shipped one by name, or a config written here as JSON.
+    const handPicker = stepPicker("hand-off", "Hand-off");
+    const CUSTOM = "custom";
+    const schedule = h("select", { "data-testid": "hand-off-schedule", "aria-label": "Schedule" }, h("option", { value: CUSTOM }, "Custom config (JSON)"));
+    const scheduleJson = h("textarea", { rows: 4, class: "mono", "data-testid": "hand-off-schedule-json" });
+    const syncSchedule = () => (scheduleJson.hidden = schedule.value !== CUSTOM);
+    schedule.addEventListener("change", syncSchedule);
+    const handSubmit = h("button", { type: "submit", class: "btn btn-primary", "data-testid": "hand-off-submit" }, "Hand off");
+    let handProps = {};
+    const handOff = {
+      handles: ["step", "schedule"],
+      help: h(
+        "p",
+        { class: "muted action-help" },
+        "Branch at a step, as a fork does, and give the steps from there to other stage models. The steps before it are this session's history: the schedule must run them as they ran.",
+      ),
+      body: [box("step", "From step", { hint: handPicker.hint }, handPicker.row), box("schedule", "Schedule", {}, schedule, scheduleJson)],
+      submit: handSubmit,
+      bind(props) {
+        handProps = props;
+        handPicker.bind(props.step);
+        syncSchedule();
+        loadSchedules().then(
+          (names) => {
+            if (!alive || !names.length) return;
+            clear(schedule, names.map((n) => h("option", { value: `name:${n}` }, n)), h("option", { value: CUSTOM }, "Custom config (JSON)"));
+            schedule.value = `name:${names[0]}`;
+            syncSchedule();
+          },
+          () => {}, // a config can still be written by hand
+        );
+      },
+      update(first) {
+        handSubmit.disabled = !handPicker.fill(first ? Math.floor(detail.total_steps / 2) : undefined);
+        const m = JSON.stringify(detail.model);
+        scheduleJson.placeholder = `{"stages": [{"model": ${m}}, {"model": ${m}, "guidance": 3}], "boundary": 0.5}`;
+      },
+      read() {
+        const body = {};
+        if ("step" in handProps) {
+          const step = handPicker.read();
+          if (step.error) return step;
+          body.step = step.body.step;
+        }
+        if (schedule.value !== CUSTOM) body.schedule = schedule.value.slice("name:".length);
+        else {
+          if (!scheduleJson.value.trim()) return { error: { field: "schedule", message: "write a schedule config, or pick a shipped schedule" } };
+          const config = jsonObject(scheduleJson.value, "schedule");
+          if (config.error) return config;
+          body.schedule = config.value;
+        }
+        return { body };
+      },
+    };
 
-    /** The tabs this session's model takes: its capabilities' operations (none while they are unknown). */
-    function offered() {
-      const caps = detail ? capabilitiesOf(detail.model) : null;
-      const ops = new Set(caps ? caps.operations || [] : []);
-      return tabs.filter((t) => ops.has(t));
-    }
-
-    function select(t) {
-      tab = t ?? null;
-      for (const [name, b] of tabButtons) b.setAttribute("aria-selected", name === t ? "true" : "false");
-      for (const [name, p] of panels) p.hidden = name !== t;
-      if (detail) setMode();
-    }
-
-    function showError(t, message) {
-      const el = errors.get(t);
-      el.textContent = message;
-      el.hidden = !message;
-    }
-
-    async function submit(t, button, path, payload) {
-      showError(t, "");
-      button.disabled = true;
-      try {
-        const job = await api(path, { method: "POST", body: payload });
-        spawned.add(job.id);
-        upsertJob(job);
-        renderJobs();
-      } catch (err) {
-        showError(t, err.message);
-      } finally {
-        button.disabled = false;
-      }
-    }
-
-    function showMask() {
-      if (mask) setText(maskReadout, `x ${mask.x0}–${mask.x1}, y ${mask.y0}–${mask.y1} (${mask.x1 - mask.x0}×${mask.y1 - mask.y0} px)`);
-      else setText(maskReadout, "No region drawn: the whole frame");
-      maskReadout.dataset.rect = mask ? [mask.x0, mask.y0, mask.x1, mask.y1].join(",") : "";
-      maskClear.hidden = !mask;
-    }
-
-    /** The steps a fork of this session can start at (what the engine's check_fork takes). */
-    function forkSteps() {
-      const total = detail.total_steps;
-      const from = detail.parent ? Number(detail.parent_step) || 0 : 0;
-      return (detail.checkpoint_steps || []).filter((s) => s >= from && s < total);
-    }
-
-    function fillForkSteps(wanted) {
-      const steps = forkSteps();
-      const sig = steps.join(",");
-      if (forkStep.dataset.opts !== sig) {
-        const keep = wanted ?? forkStep.value;
-        forkStep.dataset.opts = sig;
-        clear(forkStep, steps.map((s) => h("option", { value: String(s) }, `step ${s}`)));
-        // The step asked for, else the checkpointed one nearest it.
-        const target = Number(keep);
-        let best = steps.length ? steps[0] : null;
-        for (const s of steps) if (Math.abs(s - target) < Math.abs(best - target)) best = s;
-        if (best !== null) forkStep.value = String(best);
-      }
-      forkRange.max = String(Math.max(0, steps.length - 1));
-      forkRange.value = String(Math.max(0, forkStep.selectedIndex));
-      forkRange.disabled = forkStep.disabled = forkSubmit.disabled = !steps.length;
-      setText(
-        forkHint,
-        steps.length
-          ? `${steps.length} checkpointed step${steps.length === 1 ? "" : "s"} · ${steps[0]} … ${steps[steps.length - 1]}`
-          : "no checkpoint to fork from",
-      );
-    }
-
-    function update() {
-      const shown = offered();
-      for (const [name, b] of tabButtons) b.hidden = !shown.includes(name);
-      if (!shown.includes(tab)) select(shown[0]);
-      const known = Boolean(capabilitiesOf(detail.model));
-      noActions.hidden = known;
-      setText(
-        noActions,
-        known ? "" : state.models.length && !modelNamed(detail.model) ? `${detail.model} is not installed on this server: no operation can run on this session.` : "Loading what this model can do…",
-      );
-      const total = detail.total_steps;
-      const passList = (detail.doc && detail.doc.passes) || [];
-      // An edit re-runs part of the last pass (the one at the video's size).
-      editStep.min = String(passList.slice(0, -1).reduce((a, b) => a + b, 0));
-      editStep.max = String(Math.max(0, total - 1));
-      const frames = Number(detail.doc.params.num_frames) || 1;
-      frameStart.max = String(frames - 1);
-      frameEnd.max = String(frames);
-      const takesMask = masking();
-      maskRow.hidden = maskFrames.hidden = !takesMask;
-      setText(editSubmit, takesMask ? "Edit region" : "Edit video");
-      editPrompt.placeholder = takesMask ? "What the region should show" : "What the video should show";
-      setText(
-        editHelp,
-        takesMask
-          ? "Drag on the video to mark the region to re-denoise; outside it the video is kept exactly. No region: the whole frame."
-          : "Re-denoise the whole video from a step, under a new prompt if you give one (this model takes no mask).",
-      );
-      const passes = passList.length || 1;
-      rewindBlock.max = String(passes - 1);
-      setText(rewindHint, `0 … ${passes - 1} of ${passes} blocks`);
-      fillForkSteps(formsFilled ? undefined : Math.floor(total / 2));
-      if (!formsFilled) {
-        formsFilled = true;
-        const mid = Math.floor(total / 2);
-        rewindBlock.value = String(passes - 1);
-        editStep.value = String(Math.max(mid, Number(editStep.min)));
-        const prompt = detail.doc.params.prompt ?? "";
-        forkPrompt.value = prompt;
-        editPrompt.value = prompt;
-      }
-      const done = detail.status === "completed";
-      setText(
-        resumeNote,
-        done
-          ? "This session is complete: resuming has nothing left to run. Fork it to branch instead."
-          : `Continue denoising from step ${detail.step} of ${detail.total_steps} (the session is ${detail.status}).`,
-      );
-      showMask();
-    }
-
-    select(tab);
-    return { panel, update, showMask };
+    return { fork, edit, resume, extend, rewind, "hand-off": handOff };
   }
 
   // ---------------------------------------------------------------- events
   load();
   const stopTimers = startJobTimers();
   const off = listen((ev) => {
-    if (ev.type === "snapshot") reload();
-    else if (ev.type === "models" && detail) {
-      actions.update(); // the tabs follow the model's capabilities
+    if (ev.type === "snapshot") {
+      actions.retry(); // the registry, if it could not be fetched before
+      reload();
+    } else if (ev.type === "models" && detail) {
+      actions.update(); // the tabs follow the operations the model takes
       renderStage();
     }
     else if (ev.type === "job") {
