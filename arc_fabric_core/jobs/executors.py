@@ -89,10 +89,16 @@ class Executor(Protocol):
 
 def session_for(engine: Any, kind: str, payload: dict[str, Any]) -> Any:
     """The session a job works on: what its operation creates (a new or branched
-    session, written) or opens, after the operation's own check."""
-    from arc_fabric_core.jobs.checks import validate_job
+    session, written) or opens, after the operation's own check. Its keys were checked
+    when it was queued; ``until`` is the run's, not the operation's (any running job may
+    stop early)."""
+    from arc_fabric_core.jobs.checks import check_session_id
 
-    return engine.plugins.operation(kind).create(engine, validate_job(engine, kind, payload))
+    op = engine.plugins.operation(kind)
+    session = check_session_id(payload["session"]) if op.on_session else None
+    fields = op.Request.model_fields
+    request = op.job_request({k: v for k, v in payload.items() if k in fields or k == "session"})
+    return op.create(engine, op.check(engine, request, session))
 
 
 def run_job(
