@@ -20,6 +20,7 @@ from it.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -37,7 +38,7 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class OperationSpec:
+class OperationSpec(ABC):
     """One operation. Subclasses set the class attributes and implement the methods."""
 
     name: ClassVar[str]
@@ -53,13 +54,13 @@ class OperationSpec:
     # job payload's "session"), or makes a session from nothing (generate).
     on_session: ClassVar[bool] = True
 
+    @abstractmethod
     def check(self, engine: Any, request: Any, session: str | None = None) -> Any:
         """Everything the engine would refuse, before any write or compute: the plan."""
-        raise NotImplementedError
 
+    @abstractmethod
     def create(self, engine: Any, plan: Any) -> Any:
         """The session the run works on (written, when it is new)."""
-        raise NotImplementedError
 
     def request(self, payload: dict[str, Any]) -> BaseModel:
         """A payload (less its ``session``) as this operation's request, validated by its
@@ -96,7 +97,3 @@ class EngineChecked(OperationSpec):
         operation says which models it is for (the world model's "act": those taking
         actions)."""
         return (self.needs or self.name) in capabilities.operations
-
-
-class OperationError(ArcFabricError):
-    """An operation registered wrongly (a name taken, a missing schema)."""

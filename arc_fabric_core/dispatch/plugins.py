@@ -296,9 +296,6 @@ class _Intercepted:
                 return result
         return self.owner(**kwargs)
 
-    def get_hookimpls(self) -> list[Any]:
-        return [*self.owner.get_hookimpls(), *self.interceptors]
-
 
 def _brief(value: Any) -> str:
     """A short description of a hook argument for the trace (never a whole tensor)."""

@@ -151,8 +151,13 @@ class BoundStage:
     def plugin(self) -> str:
         return self.binder.plugin_name(self.ref)
 
+    def __post_init__(self) -> None:
+        # Resolved once per bound stage: the dispatch (owner, interceptors, wrappers) is
+        # the same for every step of it, and the loop calls it each step.
+        self._denoise = self.binder.hook("arc_denoise_step", self.ref)
+
     def denoise(self, latents: torch.Tensor, step: StepContext) -> torch.Tensor:
-        output = self.binder.hook("arc_denoise_step", self.ref)(
+        output = self._denoise(
             model=self.ref,
             components=self.components,
             latents=latents,
