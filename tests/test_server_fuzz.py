@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -30,10 +31,12 @@ def _app(tmp: Path):
     return app
 
 
-def _schema():
-    import tempfile
+# Removed when the interpreter exits (the schema is built at import, before any fixture).
+_DATA = tempfile.TemporaryDirectory(prefix="arc-fuzz-")
 
-    return schemathesis.openapi.from_asgi("/openapi.json", _app(Path(tempfile.mkdtemp(prefix="arc-fuzz-"))))
+
+def _schema():
+    return schemathesis.openapi.from_asgi("/openapi.json", _app(Path(_DATA.name)))
 
 
 SCHEMA = _schema()
