@@ -355,8 +355,15 @@ def _generate(cfg: Any) -> None:
         raise InputError("output_dir", problem)
     # Every check happens here, before any model loads. The document is written once the
     # model is loaded: a load that fails leaves no session that never ran.
+    inputs = cfg.get("inputs") or {}
+    inputs = OmegaConf.to_container(inputs) if OmegaConf.is_config(inputs) else dict(inputs)
     session = engine.plan(
-        str(model_cfg.name), values, variant=model_cfg.get("variant"), weights=model_cfg.get("weights"), hybrid=hybrid
+        str(model_cfg.name),
+        values,
+        variant=model_cfg.get("variant"),
+        weights=model_cfg.get("weights"),
+        hybrid=hybrid,
+        inputs={k: v for k, v in inputs.items() if v is not None},  # type: ignore[union-attr]
     )
     p = session.params
     said: set[str] = set()
@@ -390,7 +397,7 @@ def _generate(cfg: Any) -> None:
         else:
             print(f"{ref.label} already warm")
 
-    engine.store.save_doc(session.doc)
+    engine.save_new(session)
     run_with_progress(engine, session, progress=bool(cfg.get("progress", True)))
     if hybrid is not None:
         begin = 0

@@ -40,9 +40,12 @@ def own_fields(params: type[GenerationParams]) -> list[str]:
     return [name for name in params.model_fields if name not in GenerationParams.model_fields]
 
 
-def derived_node(name: str, params: type[GenerationParams], reserved: set[str]) -> dict[str, Any]:
-    """The config of model ``name``: its selection under ``model`` and its own
-    parameters at the top level (null = the model's or variant's default).
+def derived_node(
+    name: str, params: type[GenerationParams], reserved: set[str], inputs: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The config of model ``name``: its selection under ``model``, its own parameters at
+    the top level (null = the model's or variant's default), and its inputs beside text
+    under ``inputs`` (null = not given), so ``inputs.actions=PATH`` needs no ``+``.
 
     A field whose name the primary config already uses (``device``, ``metrics``...) is
     settable only as ``model.params.<field>``: at the top level it would take over the
@@ -53,6 +56,8 @@ def derived_node(name: str, params: type[GenerationParams], reserved: set[str]) 
         "model": {"name": name, "variant": "auto", "weights": None, "params": dict.fromkeys(fields)},
     }
     node.update({field: None for field in fields if field not in reserved})
+    if inputs:
+        node["inputs"] = dict.fromkeys(inputs)
     return node
 
 
@@ -84,7 +89,8 @@ def register_model_configs(plugins: Any, primary: Iterable[str]) -> None:
     searchpath = plugins.config_searchpath()
     reserved = set(primary) | {"model", "schedule", "hydra"}
     for name in plugins.model_names():
-        node = derived_node(name, plugins.model(name).params, reserved)
+        spec = plugins.model(name)
+        node = derived_node(name, spec.params, reserved, [i.name for i in spec.inputs])
         store.store(group=BASE_GROUP, name=name, node=node, package="_global_", provider="arc-fabric")
         shipped = _shipped_yaml(searchpath, name)
         if shipped is None:

@@ -93,6 +93,7 @@ def resolve_capabilities(
     plugin: str,
     implements: Callable[[str], bool],
     needs_weights: bool,
+    input_kinds: tuple[str, ...] = (),
 ) -> Capabilities:
     """The capabilities of ``model``: ``declared``'s fields where given, the rest derived
     from the hooks ``plugin`` implements (``implements(hook)``). A declaration the hooks
@@ -104,7 +105,7 @@ def resolve_capabilities(
         "rewind": implements(REWIND_HOOK),
         "passes": implements(PASSES_HOOK),
         "needs_weights": needs_weights,
-        "inputs": (),
+        "inputs": input_kinds,
     }
     given = declared.model_dump(include=declared.model_fields_set) if declared is not None else {}
     values = {**derived, **given}
@@ -150,4 +151,9 @@ def resolve_capabilities(
         )
     if len(set(values["inputs"])) != len(values["inputs"]):
         raise refuse("inputs", f"names an input kind twice: {list(values['inputs'])}")
+    if input_kinds and set(values["inputs"]) != set(input_kinds):
+        raise refuse(
+            f"inputs={list(values['inputs'])}",
+            f"but its ModelSpec.inputs are of the kinds {list(input_kinds)} (leave inputs out: they are derived)",
+        )
     return Capabilities(**values)

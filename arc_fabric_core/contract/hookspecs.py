@@ -76,8 +76,13 @@ def arc_load(model: ModelRef, device: torch.device, dtype: str) -> Any:
 
 
 @hookspec(firstresult=True)
-def arc_encode(model: ModelRef, components: Any, params: GenerationParams) -> dict[str, torch.Tensor]:
+def arc_encode(
+    model: ModelRef, components: Any, params: GenerationParams, inputs: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Encode the conditioning (prompt, negative prompt, ...) into named tensors.
+
+    ``inputs``: the session's inputs beside text (``ModelSpec.inputs``; empty for most
+    models), whole, on the session's device; an image to encode once belongs here.
 
     Called once when a session starts. The result is persisted with the session,
     so a resume never re-encodes.
@@ -131,9 +136,14 @@ def arc_next_pass(
 
 @hookspec(firstresult=True)
 def arc_prepare_latents(
-    model: ModelRef, components: Any, params: GenerationParams, generator: torch.Generator
+    model: ModelRef,
+    components: Any,
+    params: GenerationParams,
+    generator: torch.Generator,
+    inputs: dict[str, torch.Tensor],
 ) -> torch.Tensor:
-    """Draw the initial latents (float32, layout (B, C, F, H, W)) from ``generator``.
+    """Draw the initial latents (float32, layout (B, C, F, H, W)) from ``generator``
+    (``inputs``: as ``arc_encode`` gets them).
 
     Called once when a session starts.
     """
@@ -147,20 +157,31 @@ def arc_denoise_step(
     step: StepContext,
     conditioning: dict[str, torch.Tensor],
     params: GenerationParams,
+    inputs: dict[str, torch.Tensor],
 ) -> torch.Tensor:
     """Run the model once at ``step.timestep`` (guidance included) and return the
     model output that the scheduler's ``step()`` consumes.
+
+    ``inputs``: the session's inputs beside text; of one given per chunk
+    (``InputSpec.per_chunk``), only the rows of the chunk being made (pass
+    ``step.pass_index``).
 
     Called by the engine's loop once per step, under ``torch.no_grad()``.
     """
 
 
 @hookspec(firstresult=True)
-def arc_extend_params(model: ModelRef, params: GenerationParams, blocks: int, prompt: str | None) -> dict[str, Any]:
+def arc_extend_params(
+    model: ModelRef, params: GenerationParams, blocks: int, prompt: str | None, inputs: dict[str, torch.Tensor]
+) -> dict[str, Any]:
     """Optional; autoregressive models only (implementing it is what lets a session
     extend). The parameter overrides of a finished session made ``blocks`` blocks longer,
     with ``prompt`` from the first new block on when given (e.g. more frames, one more
     prompt switch). The new parameters' passes must begin with the old ones.
+
+    ``inputs``: the per-chunk inputs of the new blocks as the request gave them (dim 0:
+    their rows; not yet checked against the new chunks' count, which these overrides
+    decide); the engine appends them to the parent's.
 
     Called when an extension is created, before any compute.
     """

@@ -11,7 +11,8 @@ from pydantic import BaseModel, ValidationError
 
 from arc_fabric_core.contract.bounds import AtMost
 from arc_fabric_core.contract.capabilities import Capabilities
-from arc_fabric_core.contract.errors import InputError, WeightsError
+from arc_fabric_core.contract.errors import ArcFabricError, InputError, WeightsError
+from arc_fabric_core.contract.inputs import InputSpec
 from arc_fabric_core.contract.params import GenerationParams
 
 
@@ -87,6 +88,29 @@ class ModelSpec:
     # a field left out: derived from the hooks its plugin implements. The registry checks
     # a declaration against those hooks (``contract.capabilities.resolve_capabilities``).
     capabilities: Capabilities | None = None
+    # The inputs it takes beside text (a first frame, an array of actions), each with its
+    # shape rule: checked before anything runs, stored with the session, given to the
+    # stage hooks (``contract.inputs``). Their kinds are its ``capabilities.inputs``.
+    inputs: tuple[InputSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [spec.name for spec in self.inputs]
+        if len(set(names)) != len(names):
+            raise ArcFabricError(f"model {self.name!r} names an input twice: {names}")
+        fields = self.params.model_fields
+        for spec in self.inputs:
+            for dim in spec.shape:
+                if isinstance(dim, str) and dim != "*" and dim not in fields:
+                    raise ArcFabricError(
+                        f"model {self.name!r}: input {spec.name!r}'s shape names {dim!r}, not a parameter of "
+                        f"{self.params.__name__}"
+                    )
+
+    def input(self, name: str) -> InputSpec:
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        raise InputError(f"inputs.{name}", f"{self.name} takes no input {name!r}")
 
     def variant(self, name: str) -> VariantSpec:
         for variant in self.variants:
@@ -202,6 +226,7 @@ class ModelSpec:
             "needs_weights": self.needs_weights,
             "params_schema": self.params.model_json_schema(),
             "fixed_params": sorted(self.params.fixed_fields),
+            "inputs": [spec.describe() for spec in self.inputs],
         }
 
 

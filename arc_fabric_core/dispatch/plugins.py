@@ -116,6 +116,7 @@ class Plugins:
                         plugin=_name,
                         implements=lambda hook, _o=_owner: self._owner_implements(_o, hook),
                         needs_weights=spec.needs_weights,
+                        input_kinds=tuple(dict.fromkeys(i.kind for i in spec.inputs)),
                     )
                     models[spec.name] = (spec, _owner)
 

@@ -1,5 +1,6 @@
 """Binding stage models for a run: components from the model cache, conditioning from
-the store (or encoded once), and the plugin's stage hooks — what the loop is given.
+the store (or encoded once), the session's inputs beside text, and the plugin's stage
+hooks — what the loop is given.
 
 A session's stages bind one at a time, when their first step comes: under a memory
 budget the model of a finished stage may go before the next one loads.
@@ -7,12 +8,13 @@ budget the model of a finished stage may go before the next one loads.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from arc_fabric_core.contract.errors import SessionError
+from arc_fabric_core.contract.inputs import chunk_inputs
 from arc_fabric_core.contract.models import ModelRef
 from arc_fabric_core.contract.params import GenerationParams
 from arc_fabric_core.contract.schedule import Schedule, StepContext
@@ -93,9 +95,11 @@ class Binder:
             stored, _ = self.store.read_tensors(doc.id, record)
             cond = {k: v.to(session.device or self.device) for k, v in stored.items()}
         else:
+            encode = self.hook("arc_encode", stage.ref)
+            inputs = self.inputs(session, session.device or self.device)
             cond = hook_results.check_conditioning(
                 self.plugin_name(stage.ref),
-                self.hook("arc_encode", stage.ref)(model=stage.ref, components=components, params=stage.params),
+                encode(model=stage.ref, components=components, params=stage.params, inputs=inputs),
             )
             if writer is not None:
                 cpu = {k: v.detach().to("cpu", copy=True) for k, v in cond.items()}
@@ -115,8 +119,14 @@ class Binder:
             session.conditioning = cond
         return cond
 
+    def inputs(self, session: Session, device: torch.device) -> dict[str, torch.Tensor]:
+        """The session's inputs beside text on ``device`` (read from the store once)."""
+        if session.inputs is None:
+            session.inputs = self.store.read_inputs(session.doc)
+        return {name: t.to(device) for name, t in session.inputs.items()}
+
     def stage(self, session: Session, stage_index: int, writer: CheckpointWriter | None) -> BoundStage:
-        """Stage ``stage_index``'s model with its components and conditioning."""
+        """Stage ``stage_index``'s model with its components, conditioning and inputs."""
         components = self.components(session, stage_index)
         stage = session.stages[stage_index]
         return BoundStage(
@@ -128,6 +138,7 @@ class Binder:
             components=components,
             conditioning=self.conditioning(session, stage_index, components, writer),
             device=session.device or self.device,
+            inputs=self.inputs(session, session.device or self.device),
         )
 
     def models(self, session: Session, writer: CheckpointWriter | None) -> SessionModels:
@@ -146,6 +157,7 @@ class BoundStage:
     components: Any
     conditioning: dict[str, torch.Tensor]
     device: torch.device
+    inputs: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def plugin(self) -> str:
@@ -164,6 +176,7 @@ class BoundStage:
             step=step,
             conditioning=self.conditioning,
             params=self.params,
+            inputs=chunk_inputs(self.ref.spec.inputs, self.inputs, step.pass_index) if self.inputs else {},
         )
         # A plugin's own Schedule subclass may step on part of the latents (LongLive: one block).
         like = latents if type(self.session.schedule) is Schedule else None
@@ -202,7 +215,11 @@ class BoundStage:
         later stage must match is these latents (the model output) and the requested
         video (the decoded frames)."""
         latents = self.binder.hook("arc_prepare_latents", self.ref)(
-            model=self.ref, components=self.components, params=session.params, generator=session.generator
+            model=self.ref,
+            components=self.components,
+            params=session.params,
+            generator=session.generator,
+            inputs=self.inputs,
         )
         return hook_results.check_latents(self.plugin, "arc_prepare_latents", latents).to(torch.float32)
 

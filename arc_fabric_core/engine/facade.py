@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -109,10 +109,11 @@ class Engine:
         variant: str | None = "auto",
         weights: str | None = None,
         hybrid: HybridSpec | None = None,
+        inputs: Mapping[str, Any] | None = None,
     ) -> Session:
         """What :meth:`create` checks and builds, without writing anything (a queue checks
         a job with it when the job is submitted)."""
-        return planning.plan(self.binder, model, params, variant, weights, hybrid, self.device, self.dtype)
+        return planning.plan(self.binder, model, params, variant, weights, hybrid, self.device, self.dtype, inputs)
 
     def create(
         self,
@@ -121,15 +122,22 @@ class Engine:
         variant: str | None = "auto",
         weights: str | None = None,
         hybrid: HybridSpec | None = None,
+        inputs: Mapping[str, Any] | None = None,
     ) -> Session:
-        """Validate everything and write the session's document. No model loads here.
+        """Validate everything and write the session (its inputs, then its document). No
+        model loads here.
 
         With ``hybrid`` the stages of the schedule run the steps; a stage naming no
-        model runs ``model`` and one naming no variant runs ``variant``.
+        model runs ``model`` and one naming no variant runs ``variant``. ``inputs``: the
+        model's inputs beside text by name (tensors, lists of numbers or file paths).
         """
-        session = self.plan(model, params, variant, weights, hybrid)
-        self.store.save_doc(session.doc)
+        session = self.plan(model, params, variant, weights, hybrid, inputs)
+        self.save_new(session)
         return session
+
+    def save_new(self, session: Session) -> None:
+        """Write a planned session: its inputs beside text, then its document."""
+        planning.write_new(self.store, session)
 
     def open(self, session_id: str) -> Session:
         """Load a session from the store; its tensors are restored when it next runs."""
@@ -195,14 +203,18 @@ class Engine:
         (:mod:`arc_fabric_core.operations.edit`)."""
         return self.operation("edit").branch(self, self.check_edit(source_id, step, strength, overrides, mask))
 
-    def check_extension(self, parent_id: str, blocks: int, prompt: str | None = None) -> Any:
+    def check_extension(
+        self, parent_id: str, blocks: int, prompt: str | None = None, inputs: Mapping[str, Any] | None = None
+    ) -> Any:
         """Everything :meth:`extend` checks, before any compute or write (the extension's plan)."""
-        return self.operation("extend").plan(self, parent_id, blocks, prompt)
+        return self.operation("extend").plan(self, parent_id, blocks, prompt, dict(inputs or {}))
 
-    def extend(self, parent_id: str, blocks: int, prompt: str | None = None) -> Session:
-        """A finished autoregressive session made ``blocks`` blocks longer
-        (:mod:`arc_fabric_core.operations.extend`)."""
-        return self.operation("extend").branch(self, self.check_extension(parent_id, blocks, prompt))
+    def extend(
+        self, parent_id: str, blocks: int, prompt: str | None = None, inputs: Mapping[str, Any] | None = None
+    ) -> Session:
+        """A finished autoregressive session made ``blocks`` blocks longer, with the new
+        blocks' per-chunk ``inputs`` (:mod:`arc_fabric_core.operations.extend`)."""
+        return self.operation("extend").branch(self, self.check_extension(parent_id, blocks, prompt, inputs))
 
     def check_rewind(
         self, session_id: str, block: int, prompt: str | None = None, overrides: dict[str, Any] | None = None

@@ -3,11 +3,13 @@ against the plugins and the devices' memory — arithmetic on the parameters, no
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from arc_fabric_core.contract.errors import InputError, SessionError
+from arc_fabric_core.contract.inputs import check_inputs
 from arc_fabric_core.contract.models import ModelRef
 from arc_fabric_core.contract.params import GenerationParams
 from arc_fabric_core.dispatch.plugins import OPTIONAL_STAGE_HOOKS, STAGE_HOOKS, Plugins
@@ -15,6 +17,7 @@ from arc_fabric_core.engine.binding import Binder
 from arc_fabric_core.engine.hybrid import HybridSpec, check_latent_spaces, end_steps, resolve_stage
 from arc_fabric_core.engine.state import Session, Stage
 from arc_fabric_core.runtime.memory_fit import check_fits, working_floor
+from arc_fabric_core.store.files import SessionStore
 from arc_fabric_core.store.session import ModelInfo, SessionDoc, StageInfo
 
 
@@ -64,6 +67,21 @@ def passes_of(plugins: Plugins, ref: ModelRef, params: GenerationParams) -> list
     return [int(n) for n in passes]
 
 
+def check_stage_inputs(refs: list[ModelRef]) -> None:
+    """The stage models of one schedule take the same inputs beside text: each of them is
+    given the session's."""
+    first = refs[0]
+    names = [spec.name for spec in first.spec.inputs]
+    for i, ref in enumerate(refs[1:], start=1):
+        other = [spec.name for spec in ref.spec.inputs]
+        if sorted(other) != sorted(names):
+            raise InputError(
+                "schedule.stages",
+                f"stage {i} ({ref.label}) takes the inputs [{', '.join(other)}], {first.label} takes "
+                f"[{', '.join(names)}]: the models of one schedule must take the same inputs beside text",
+            )
+
+
 def check_memory(binder: Binder, stages: list[Stage]) -> None:
     """Refuse a size whose working memory no device here could hold (before anything
     is written, queued or loaded: the estimates are arithmetic on the sizes)."""
@@ -82,10 +100,12 @@ def plan(
     hybrid: HybridSpec | None,
     device: torch.device,
     dtype: str,
+    inputs: Mapping[str, Any] | None = None,
 ) -> Session:
     """A new session, checked and built in memory; nothing written. With ``hybrid`` the
     stages of the schedule run the steps; a stage naming no model runs ``model`` and one
-    naming no variant runs ``variant``."""
+    naming no variant runs ``variant``. ``inputs``: its inputs beside text by name
+    (tensors, lists or file paths; ``contract.inputs``), checked against the model's."""
     plugins = binder.plugins
     if hybrid is None:
         ref = model if isinstance(model, ModelRef) else resolve(plugins, model, variant, weights)
@@ -111,6 +131,8 @@ def plan(
                 f"stage 0 ({ref.label}) in {passes}: the stages of one schedule must share its steps",
             )
         stages.append(Stage(stage_ref, params_i, end=None if hybrid else total, stand_in=stand_in))
+    check_stage_inputs([st.ref for st in stages])
+    checked_inputs = check_inputs(ref.spec.inputs, inputs, checked, len(passes), ref.spec.name)
     check_memory(binder, stages)
     doc = SessionDoc(
         model=model_info(ref),
@@ -135,7 +157,14 @@ def plan(
         ]
         for st, info in zip(stages, doc.stages, strict=True):
             st.end = info.end_step
-    return Session(doc=doc, ref=ref, params=checked, stages=stages)
+    return Session(doc=doc, ref=ref, params=checked, stages=stages, inputs=checked_inputs)
+
+
+def write_new(store: SessionStore, session: Session) -> None:
+    """A planned session written: its inputs first, then the document that names them."""
+    for name, tensor in (session.inputs or {}).items():
+        session.doc.inputs[name] = store.write_input(session.doc.id, name, tensor)
+    store.save_doc(session.doc)
 
 
 def stages_of(plugins: Plugins, doc: SessionDoc, params: GenerationParams) -> list[Stage]:

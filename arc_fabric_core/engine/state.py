@@ -103,6 +103,9 @@ class Session:
     model_state: dict[str, Any] = field(default_factory=dict)
     # What plugins keep between steps that is checkpointed with the loop (StepContext.checkpointed).
     plugin_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    # Its inputs beside text (ModelSpec.inputs) on the CPU: checked ones of a session being
+    # made, else read from the store when it first binds (None: not read yet).
+    inputs: dict[str, torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         if not self.stages:

@@ -141,6 +141,7 @@ class Edit(EngineChecked):
         if region is not None:
             tensors["mask"] = region
         doc = child_doc(engine, parent, params, Operation.EDIT, step, overrides)
+        engine.store.share_inputs(parent, doc)
         doc.edit = EditInfo(
             start_step=step,
             source=source,

@@ -10,13 +10,14 @@ the longer video at once gives."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from pydantic import Field
 
 from arc_fabric_core.contract.errors import ArcFabricError, InputError, SessionError
+from arc_fabric_core.contract.inputs import check_chunk_inputs, load_input
 from arc_fabric_core.contract.models import ModelRef
 from arc_fabric_core.contract.operations import EngineChecked, Request
 from arc_fabric_core.contract.params import GenerationParams
@@ -26,6 +27,8 @@ from arc_fabric_core.engine.state import Session
 from arc_fabric_core.operations.branching import NON_CONDITIONING, changed_fields, share_conditioning
 from arc_fabric_core.store.session import LATENTS_KEY, Operation, SessionDoc
 
+EXTENDS_FILE = "extends.safetensors"
+
 
 @dataclass(frozen=True)
 class ExtendPlan:
@@ -34,11 +37,17 @@ class ExtendPlan:
     params: GenerationParams
     passes: list[int]
     overrides: dict[str, Any]
+    # Per-chunk inputs of the whole extended video (the parent's rows, then the new ones).
+    inputs: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class ExtendRequest(Request):
     blocks: int = Field(1, ge=1, le=1000, description="Blocks to add")
     prompt: str | None = Field(None, description="The prompt of the new blocks (default: the last one)")
+    inputs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The new blocks' per-chunk inputs by name (e.g. their actions): a list of numbers or a file path",
+    )
 
 
 class Extend(EngineChecked):
@@ -49,14 +58,25 @@ class Extend(EngineChecked):
 
     def check(self, engine: Any, request: Any, session: str | None = None) -> ExtendPlan:
         assert session is not None
-        return self.plan(engine, session, request.blocks, request.prompt)
+        inputs = getattr(request, "inputs", None) or {}
+        if not isinstance(inputs, dict):
+            raise InputError("inputs", f"must be a mapping of input names to values, got {inputs!r:.60}")
+        return self.plan(engine, session, request.blocks, request.prompt, inputs)
 
     def create(self, engine: Any, plan: ExtendPlan) -> Session:
         return self.branch(engine, plan)
 
-    def plan(self, engine: Any, parent_id: str, blocks: int, prompt: str | None = None) -> ExtendPlan:
+    def plan(
+        self,
+        engine: Any,
+        parent_id: str,
+        blocks: int,
+        prompt: str | None = None,
+        inputs: dict[str, Any] | None = None,
+    ) -> ExtendPlan:
         """Everything an extension checks, before any compute or write: the parent, its
-        model, the new parameters and passes, and the overrides that made them."""
+        model, the new parameters and passes, the overrides that made them, and the new
+        blocks' per-chunk inputs appended to the parent's."""
         if not isinstance(blocks, int) or blocks < 1:
             raise InputError("blocks", f"must be a whole number of blocks, at least 1; got {blocks!r}")
         parent = engine.store.load_doc(parent_id)
@@ -70,7 +90,8 @@ class Extend(EngineChecked):
             )
         if parent.stages:
             raise SessionError(f"session {parent.id} runs a hybrid schedule; those do not extend")
-        overrides = hook(model=ref, params=ref.params(parent.params), blocks=blocks, prompt=prompt)
+        given = {name: load_input(value, f"inputs.{name}") for name, value in (inputs or {}).items()}
+        overrides = hook(model=ref, params=ref.params(parent.params), blocks=blocks, prompt=prompt, inputs=given)
         params = ref.params({**parent.params, **overrides})
         passes = passes_of(engine.plugins, ref, params)
         old = parent.passes or [parent.total_steps]
@@ -78,7 +99,12 @@ class Extend(EngineChecked):
             raise ArcFabricError(
                 f"{ref.spec.name}: arc_extend_params made passes {passes} that do not begin with the parent's {old}"
             )
-        return ExtendPlan(parent, ref, params, passes, overrides)
+        new = check_chunk_inputs(ref.spec.inputs, given, params, len(passes) - len(old), ref.spec.name)
+        had = engine.store.read_inputs(parent) if new else {}
+        for name in new.keys() - had.keys():  # its rows would start at the first new chunk
+            raise InputError(f"inputs.{name}", f"session {parent.id} was made without it: an extension cannot add it")
+        whole = {name: torch.cat([had[name], rows]) if name in had else rows for name, rows in new.items()}
+        return ExtendPlan(parent, ref, params, passes, overrides, whole)
 
     def branch(self, engine: Any, plan: ExtendPlan) -> Session:
         """The extension's session, written; nothing is computed here."""
@@ -98,7 +124,14 @@ class Extend(EngineChecked):
         )
         store = engine.store
         assert parent.final is not None
-        doc.extends = store.share_file(parent.id, parent.final, doc.id)
+        # Under a name of its own: the extension's final latents, when it finishes, must not
+        # replace the record of what it started from.
+        doc.extends = store.share_file(parent.id, parent.final, doc.id, name=EXTENDS_FILE)
+        for name, record in parent.inputs.items():
+            if name in plan.inputs:  # a per-chunk one, grown by the new blocks
+                doc.inputs[name] = store.write_input(doc.id, name, plan.inputs[name])
+            else:
+                doc.inputs[name] = store.share_file(parent.id, record, doc.id)
         if not changed_fields(parent, params) - NON_CONDITIONING - set(ref.spec.params.fixed_fields):
             share_conditioning(store, parent, doc)
         store.save_doc(doc)

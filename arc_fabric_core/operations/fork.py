@@ -101,6 +101,7 @@ class Fork(EngineChecked):
         store = engine.store
         parent, params, overrides, at, step = plan.parent, plan.params, plan.overrides, plan.at, plan.at.step
         doc = child_doc(engine, parent, params, Operation.FORK, step, overrides)
+        store.share_inputs(parent, doc)
         if plan.hybrid is not None:
             assert plan.stages is not None
             doc.stages = plan.stages

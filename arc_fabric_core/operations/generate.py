@@ -10,6 +10,7 @@ from pydantic import Field
 
 from arc_fabric_core.contract.errors import InputError
 from arc_fabric_core.contract.operations import EngineChecked, Request
+from arc_fabric_core.engine.planning import write_new
 from arc_fabric_core.engine.run import Run
 from arc_fabric_core.store.session import Operation
 
@@ -22,6 +23,11 @@ class GenerateRequest(Request):
     weights: str | None = Field(None, description="A local checkpoint folder for a real variant")
     params: dict[str, Any] = Field(default_factory=dict, description="Generation parameters (see the model's schema)")
     schedule: str | dict[str, Any] | None = Field(None, description="A hybrid schedule: a shipped name or a config")
+    inputs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Inputs beside text by name (the model's `inputs`): a list of numbers, or a local file path "
+        "(.safetensors, .npy, .json, an image)",
+    )
 
 
 class Generate(EngineChecked):
@@ -39,10 +45,13 @@ class Generate(EngineChecked):
         params = request.params or {}
         if not isinstance(params, dict):
             raise InputError("params", f"must be a mapping of parameter names to values, got {params!r}")
-        return self.plan(engine, str(request.model), params, request.variant, request.weights, hybrid)
+        inputs = getattr(request, "inputs", None) or {}
+        if not isinstance(inputs, dict):
+            raise InputError("inputs", f"must be a mapping of input names to values, got {inputs!r:.60}")
+        return self.plan(engine, str(request.model), params, request.variant, request.weights, hybrid, inputs)
 
     def create(self, engine: Any, plan: Any) -> Any:
-        engine.store.save_doc(plan.doc)
+        write_new(engine.store, plan)
         return plan
 
     def plan(
@@ -53,8 +62,9 @@ class Generate(EngineChecked):
         variant: str | None = "auto",
         weights: str | None = None,
         hybrid: Any = None,
+        inputs: dict[str, Any] | None = None,
     ) -> Any:
-        return engine.plan(model, params, variant, weights, hybrid)
+        return engine.plan(model, params, variant, weights, hybrid, inputs)
 
     def start(self, run: Run) -> None:
         """Stage 0's model draws the first latents from the seed and makes the schedule."""

@@ -12,7 +12,7 @@ from pydantic import Field
 from arc_fabric_core.contract.errors import InputError
 from arc_fabric_core.contract.operations import EngineChecked, Request
 from arc_fabric_core.engine.hybrid import HybridSpec, check_latent_spaces, end_steps, resolve_stage
-from arc_fabric_core.engine.planning import check_stages, model_info, resolve_info
+from arc_fabric_core.engine.planning import check_stage_inputs, check_stages, model_info, resolve_info
 from arc_fabric_core.store.session import SessionDoc, StageInfo
 
 
@@ -25,6 +25,7 @@ def restage(engine: Any, parent: SessionDoc, step: int, hybrid: HybridSpec) -> l
     check_latent_spaces([resolve_info(engine.plugins, parent.model), *refs])
     for ref in refs:
         check_stages(engine.plugins, ref)
+    check_stage_inputs([resolve_info(engine.plugins, parent.model), *refs])
     ends = end_steps(
         hybrid.unit, hybrid.boundaries, parent.total_steps, parent.timesteps or None, parent.sigmas or None
     )

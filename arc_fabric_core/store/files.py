@@ -5,6 +5,7 @@
     <root>/<session id>/checkpoints/step_00012.safetensors
     <root>/<session id>/latents.safetensors   final latents under key "latents"
     <root>/<session id>/edit.safetensors      an edit's source latents, noise and mask
+    <root>/<session id>/inputs/<sha256>.safetensors   an input beside text (an image, actions)
     <root>/<session id>/.lock                 locked by the one process writing it
 
 Every file is written to a temporary name, fsynced and renamed, so a crash never
@@ -47,6 +48,7 @@ from arc_fabric_core.store.session import FORMAT_VERSION, CheckpointRecord, File
 DOC_NAME = "session.json"
 R = TypeVar("R", bound=FileRecord)
 LOCK_NAME = ".lock"
+INPUTS_DIR = "inputs"
 # Checkpoint metadata key holding a copy of session.json (less its checkpoint list), from
 # which ``repair`` rebuilds a damaged document.
 DOC_COPY_KEY = "session"
@@ -308,6 +310,9 @@ class SessionStore:
             for what, record in (("edit source", doc.edit.tensors if doc.edit else None), ("extended", doc.extends)):
                 if record is not None and not self._matches(session_id, record):
                     raise SessionError(f"session {session_id}: its {what} latents ({record.file}) are gone or changed")
+            for name, record in doc.inputs.items():
+                if not self._matches(session_id, record):
+                    raise SessionError(f"session {session_id}: its input {name!r} ({record.file}) is gone or changed")
             doc.status = SessionStatus.COMPLETED if doc.final is not None else SessionStatus.PAUSED
             doc.error = None
             self.save_doc(doc)
@@ -331,6 +336,31 @@ class SessionStore:
         # session.json is written (and its folder synced) right after every tensor file.
         atomic_write(self.session_dir(session_id) / relpath, data, sync_dir=False)
         return FileRecord(file=relpath, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+
+    def write_input(self, session_id: str, name: str, tensor: torch.Tensor) -> FileRecord:
+        """An input of the session, under ``name``, in a file named by its content's hash:
+        the same input given to two sessions is the same file, which forks share."""
+        data = st_save({name: tensor.detach().to("cpu").contiguous()})
+        digest = hashlib.sha256(data).hexdigest()
+        relpath = f"{INPUTS_DIR}/{digest}.safetensors"
+        target = self.session_dir(session_id) / relpath
+        if not (target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == digest):
+            atomic_write(target, data, sync_dir=False)
+        return FileRecord(file=relpath, sha256=digest, bytes=len(data))
+
+    def read_inputs(self, doc: SessionDoc) -> dict[str, torch.Tensor]:
+        """The session's inputs beside text by name, checksums verified (empty: none)."""
+        inputs: dict[str, torch.Tensor] = {}
+        for name, record in doc.inputs.items():
+            tensors, _ = self.read_tensors(doc.id, record)
+            if name not in tensors:
+                raise SessionError(f"session {doc.id}: {record.file} does not hold input {name!r}")
+            inputs[name] = tensors[name]
+        return inputs
+
+    def share_inputs(self, parent: SessionDoc, doc: SessionDoc) -> None:
+        """Give ``doc`` the parent's inputs (hard links, as a fork's checkpoints)."""
+        doc.inputs = {name: self.share_file(parent.id, record, doc.id) for name, record in parent.inputs.items()}
 
     def tensor_shape(self, session_id: str, record: FileRecord, key: str) -> tuple[int, ...]:
         """The shape of one tensor of a session file, read from its header alone."""
@@ -362,10 +392,11 @@ class SessionStore:
         with contextlib.suppress(FileNotFoundError):
             (self.session_dir(session_id) / relpath).unlink()
 
-    def share_file(self, src_session: str, record: R, dst_session: str) -> R:
-        """Give ``dst_session`` the same immutable file: a hard link, a copy where links fail."""
+    def share_file(self, src_session: str, record: R, dst_session: str, name: str | None = None) -> R:
+        """Give ``dst_session`` the same immutable file: a hard link, a copy where links
+        fail; under ``name`` in its folder when given (else the same name)."""
         src = self.session_dir(src_session) / record.file
-        dst = self.session_dir(dst_session) / record.file
+        dst = self.session_dir(dst_session) / (name or record.file)
         dst.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             dst.unlink()
@@ -380,7 +411,7 @@ class SessionStore:
             tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}-{threading.get_ident()}")
             shutil.copyfile(src, tmp)
             os.replace(tmp, dst)
-        return record.model_copy()
+        return record.model_copy(update={"file": name} if name else None)
 
     # -- delete and garbage collection
 
@@ -578,10 +609,12 @@ class GarbageFile:
 
 
 def _records(doc: SessionDoc) -> list[FileRecord]:
-    records: list[FileRecord] = [*doc.checkpoints]
-    for record in (doc.conditioning, doc.final, doc.edit.tensors if doc.edit else None):
+    """Every file the document names (gc keeps them)."""
+    records: list[FileRecord] = [*doc.checkpoints, *doc.inputs.values()]
+    for record in (doc.conditioning, doc.final, doc.edit.tensors if doc.edit else None, doc.extends):
         if record is not None:
             records.append(record)
+    records.extend(st.conditioning for st in doc.stages if st.conditioning is not None)
     return records
 
 

@@ -124,6 +124,9 @@ class SessionDoc(BaseModel):
     # The noise level of each step (flow schedules), for sigma boundaries.
     sigmas: list[float] = Field(default_factory=list)
     conditioning: FileRecord | None = None
+    # Inputs beside text by name (ModelSpec.inputs), checked when the session was made:
+    # content-hashed files under inputs/, shared with its forks.
+    inputs: dict[str, FileRecord] = Field(default_factory=dict)
     checkpoints: list[CheckpointRecord] = Field(default_factory=list)
     final: FileRecord | None = None
     # Lineage: the session this one was forked or edited from, at which step, and how.

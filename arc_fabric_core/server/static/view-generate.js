@@ -176,6 +176,25 @@ export function mountGenerate(root) {
       priority: fieldWrap("priority", "Priority", priority, "Higher runs first (−1000 … 1000)."),
       schedule: fieldWrap("schedule", "Hybrid schedule", schedule, "A shipped schedule name; empty for none."),
     };
+    // The model's inputs beside text (a first frame, actions): a file on the server's
+    // machine, or the numbers as a JSON array. The server checks them against the model.
+    const inputs = {};
+    const inputWraps = [];
+    for (const spec of model.inputs || []) {
+      const control = h("input", {
+        id: `gen-input-${spec.name}`,
+        type: "text",
+        placeholder: `${spec.required ? "required" : "optional"}: a path on the server, or a JSON array`,
+        "data-testid": `input-${spec.name}`,
+      });
+      inputs[spec.name] = control;
+      const rows = spec.per_chunk ? `, ${spec.per_chunk} rows per chunk` : "";
+      const help = `${spec.description ? spec.description + ". " : ""}Shape (${spec.shape.join(", ")})${rows}.`;
+      const label = spec.kind === spec.name ? spec.name : `${spec.name} · ${spec.kind}`;
+      const wrap = fieldWrap(`inputs.${spec.name}`, spec.required ? `${label} (required)` : label, control, help);
+      extra[`inputs.${spec.name}`] = wrap;
+      inputWraps.push(wrap);
+    }
     const banner = h("div", { class: "form-error", role: "alert", "data-testid": "form-error", hidden: true });
     const submit = h("button", { type: "submit", class: "btn btn-primary", "data-testid": "generate-button" }, "Generate");
     const reset = h("button", { type: "button", class: "btn btn-ghost", "data-testid": "reset-form" }, "Reset to defaults");
@@ -185,6 +204,9 @@ export function mountGenerate(root) {
       banner,
       variantLine,
       fields.el,
+      inputWraps.length
+        ? h("fieldset", { class: "gen-inputs", "data-testid": "generate-inputs" }, h("legend", null, "Inputs"), inputWraps)
+        : null,
       h(
         "details",
         { class: "advanced" },
@@ -193,7 +215,7 @@ export function mountGenerate(root) {
       ),
       h("div", { class: "form-actions" }, reset, h("span", { class: "kbd-hint muted" }, "Ctrl + Enter"), submit),
     );
-    form = { model, fields, formEl, banner, submit, variantSelect, priority, schedule, extra };
+    form = { model, fields, formEl, banner, submit, variantSelect, priority, schedule, extra, inputs };
     // The defaults of the variant that will run (auto resolved as the server resolves it).
     fields.fill(fields.defaults(""));
     if (ui.keep.has(model.name)) fields.fill(ui.keep.get(model.name));
@@ -254,7 +276,8 @@ export function mountGenerate(root) {
       const msg = wrap.querySelector(".field-error");
       msg.textContent = message;
       msg.hidden = false;
-      if (name !== "priority") wrap.closest("details").open = true;
+      const details = wrap.closest("details");
+      if (details && name !== "priority") details.open = true;
     }
   }
 
@@ -274,6 +297,23 @@ export function mountGenerate(root) {
     if (priority !== "" && priority !== "0") body.priority = Number(priority);
     const schedule = form.schedule.value.trim();
     if (schedule) body.schedule = schedule;
+    const inputs = {};
+    for (const [name, control] of Object.entries(form.inputs)) {
+      const text = control.value.trim();
+      if (!text) continue;
+      if (!text.startsWith("[")) {
+        inputs[name] = text;
+        continue;
+      }
+      try {
+        inputs[name] = JSON.parse(text);
+      } catch (err) {
+        showFieldError(`inputs.${name}`, `not a JSON array (${err.message})`);
+        showBanner(`inputs.${name}: not a JSON array`);
+        return;
+      }
+    }
+    if (Object.keys(inputs).length) body.inputs = inputs;
     form.submit.disabled = true;
     setText(form.submit, "Submitting…");
     try {
