@@ -113,3 +113,25 @@ def test_the_residual_is_in_the_checkpoint(tmp_path: Path, cached) -> None:
     tensors, _ = engine.store.read_tensors(session.id, doc.checkpoints[-1])
     assert "plugin_state." + RESIDUAL in tensors
     assert tensors["plugin_state." + RESIDUAL].shape == tensors["latents"].shape
+
+
+def test_the_trace_shows_what_an_interceptor_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from arc_fabric_core.dispatch.plugins import Plugins
+    from arc_toy import plugin
+
+    monkeypatch.setenv("ARC_FABRIC_TRACE_PLUGINS", "1")
+    plugins = Plugins(load_entrypoints=False)  # the trace is read when the manager is made
+    plugins.register(plugin, name="toy")
+    plugins.register(SkipOddSteps(), name="skip-odd-steps")
+    plugins.register(KeepResidual(), name="keep-residual")
+    engine = _engine(tmp_path, plugins)
+    engine.run(engine.create("toy", {**PARAMS, "steps": 2}))
+    lines = [line for line in capsys.readouterr().err.splitlines() if "arc_denoise_step" in line]
+    asked = [i for i, line in enumerate(lines) if "arc_denoise_step -> skip-odd-steps" in line]
+    assert len(asked) == 2  # asked at both steps
+    answers = [lines[i + 1].split("<- ")[1] for i in asked]
+    # Step 0: passed on (the owner's call is traced next); step 1: its own answer, the owner not called.
+    assert answers == ["None (passed on)", "Tensor(1x3x2x8x8 float32)"]
+    assert len(lines) == 2 + 2 + 2  # its two calls and answers, the owner's one call and answer

@@ -170,7 +170,7 @@ class Plugins:
         if not interceptors:
             return owned
         # get_hookimpls lists in reverse call order: pluggy calls the last first.
-        return _Intercepted(list(reversed(interceptors)), owned)
+        return _Intercepted(list(reversed(interceptors)), owned, hook_name, self._trace)
 
     def implements(self, hook_name: str, model_name: str) -> bool:
         """Whether the plugin owning ``model_name`` implements ``hook_name`` itself (a
@@ -287,12 +287,20 @@ class Plugins:
 class _Intercepted:
     """A stage call asking the interceptors first, then the owner (:meth:`Plugins.stage`)."""
 
-    def __init__(self, interceptors: list[Any], owner: Any) -> None:
+    def __init__(self, interceptors: list[Any], owner: Any, hook_name: str, trace: bool) -> None:
         self.interceptors, self.owner = interceptors, owner
+        self.hook_name, self.trace = hook_name, trace
 
     def __call__(self, **kwargs: Any) -> Any:
         for impl in self.interceptors:
+            # Called directly, not through pluggy: the trace is written here (as pluggy's
+            # monitor writes it for the owner's call).
+            if self.trace:
+                _trace_before(self.hook_name, [impl], kwargs)
             result = impl.function(*(kwargs[name] for name in impl.argnames))
+            if self.trace:
+                answer = _brief(result) if result is not None else "None (passed on)"
+                sys.stderr.write(f"[arc_fabric trace] {self.hook_name} <- {answer}\n")
             if result is not None:
                 return result
         return self.owner(**kwargs)
