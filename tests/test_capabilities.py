@@ -175,3 +175,25 @@ def test_the_server_refuses_what_a_declaration_leaves_out(tmp_path: Path) -> Non
         no_rewind = client.post(f"/api/sessions/{stream}/rewind", json={"block": 1})
         assert no_rewind.status_code == 409 and "stream does not offer rewind" in no_rewind.json()["message"]
         assert client.post(f"/api/sessions/{stream}/extend", json={"blocks": 1}).status_code == 202
+
+
+def test_jobs_submit_refuses_what_a_declaration_leaves_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same check as the server's: a job queued from the command line never reaches a
+    worker that would run what the model does not offer."""
+    import arc_fabric_core.dispatch.plugins as plugins_module
+    from arc_fabric_core.cli.main import main
+    from arc_fabric_core.engine.facade import Engine
+    from arc_fabric_core.store.files import SessionStore
+
+    plugins = plugins_with(("frozen", DeclaredToy("frozen", Capabilities(edit=False))))
+    monkeypatch.setattr(plugins_module, "_plugins", plugins)  # what the CLI's get_plugins() gives
+    engine = Engine(SessionStore(tmp_path / "store"), plugins=plugins, device="cpu")
+    frozen = engine.run(engine.create("frozen", PARAMS)).id
+    queue = ["jobs", "--db", str(tmp_path / "jobs.sqlite"), "--store", str(tmp_path / "store"), "submit"]
+    with pytest.raises(SystemExit) as refused:
+        main([*queue, "edit", f"session={frozen}", "strength=0.5"])
+    assert refused.value.code != 0 and "frozen does not offer edit" in capsys.readouterr().err
+    main([*queue, "fork", f"session={frozen}", "step=2"])
+    assert "queued (fork" in capsys.readouterr().out

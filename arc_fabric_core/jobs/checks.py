@@ -59,4 +59,10 @@ def validate_job(engine: Engine, kind: str, payload: dict[str, Any]) -> Any:
     check_keys(kind, payload, engine.plugins)
     op = engine.plugins.operation(kind)
     session = check_session_id(payload["session"]) if op.on_session else None
-    return op.check(engine, op.job_request(payload), session)
+    plan = op.check(engine, op.job_request(payload), session)
+    if session is not None:
+        # A model may offer less than its hooks allow (its declared capabilities): the
+        # engine alone would run it, so what the model leaves out is refused here.
+        model = engine.store.load_doc(session).model.name
+        engine.plugins.capabilities(model).check_job(model, kind, payload, engine.plugins.operations_for(model))
+    return plan

@@ -149,13 +149,7 @@ class Orchestrator:
         ``jobs submit`` runs too: :func:`arc_fabric_core.jobs.checks.validate_job`)."""
         from arc_fabric_core.jobs.checks import validate_job
 
-        validate_job(self.engine, kind, payload)
-        if "session" in payload:
-            # A model may offer less than its hooks allow (its declared capabilities): the
-            # engine alone would run it, so the server refuses what the model leaves out.
-            model = self.store.load_doc(payload["session"]).model.name
-            offered = self.plugins.operations_for(model)
-            self.plugins.capabilities(model).check_job(model, kind, payload, offered)
+        validate_job(self.engine, kind, payload)  # its capability check included
 
     def cancel(self, job_id: int) -> Job:
         job = self.queue.cancel(job_id)
