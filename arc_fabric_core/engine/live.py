@@ -28,24 +28,44 @@ class _Kept:
     model: str  # the model's label (what the cache's events name)
     components: int  # id of the components object that made it: a reload makes another
     state: dict[str, Any]
+    bytes: int = 0
+
+
+# What parked state may hold in all (a real model's KV cache is gigabytes; it is parked in
+# CPU memory, which the model cache's budget does not count). Beyond it the oldest go.
+DEFAULT_MAX_BYTES = 8 * 1024**3
 
 
 class LiveStates:
-    """Parked plugin state by session, at most ``limit`` sessions (the oldest go first)."""
+    """Parked plugin state by session: at most ``limit`` sessions and ``max_bytes`` of
+    tensors in all (the oldest go first; a state larger than ``max_bytes`` alone is not
+    kept, and its session rebuilds it)."""
 
-    def __init__(self, limit: int = 8) -> None:
-        self.limit = limit
+    def __init__(self, limit: int = 8, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.limit, self.max_bytes = limit, max_bytes
         self._kept: dict[str, _Kept] = {}
         self._lock = threading.Lock()
 
     def keep(self, session_id: str, step: int, model: str, components: Any, state: dict[str, Any]) -> None:
         if not state:
             return
+        size = state_bytes(state)
         with self._lock:
             self._kept.pop(session_id, None)
-            self._kept[session_id] = _Kept(step, model, id(components), dict(state))
-            while len(self._kept) > self.limit:
+            if size > self.max_bytes:
+                return
+            self._kept[session_id] = _Kept(step, model, id(components), dict(state), size)
+            while len(self._kept) > self.limit or self.bytes_locked() > self.max_bytes:
                 self._kept.pop(next(iter(self._kept)))
+
+    @property
+    def bytes(self) -> int:
+        """What the parked states hold, in bytes of their tensors."""
+        with self._lock:
+            return self.bytes_locked()
+
+    def bytes_locked(self) -> int:
+        return sum(k.bytes for k in self._kept.values())
 
     def take(self, session_id: str, step: int, bound: Any) -> dict[str, Any] | None:
         """The state ``session_id`` left at ``step`` with ``bound``'s model, handed over
@@ -74,3 +94,25 @@ class LiveStates:
     def sessions(self) -> list[str]:
         with self._lock:
             return list(self._kept)
+
+
+def state_bytes(value: Any, depth: int = 0, seen: set[int] | None = None) -> int:
+    """The bytes of the tensors in a plugin's state: inside mappings, sequences and the
+    attributes of plain objects (a KV cache class, a streaming decoder), a few levels deep;
+    a tensor met twice counts once."""
+    import torch
+
+    seen = set() if seen is None else seen
+    if id(value) in seen or depth > 6:
+        return 0
+    seen.add(id(value))
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(state_bytes(v, depth + 1, seen) for v in value.values())
+    if isinstance(value, (list, tuple, set)):
+        return sum(state_bytes(v, depth + 1, seen) for v in value)
+    if isinstance(value, torch.nn.Module):
+        return 0  # a model's own weights are the model cache's to count
+    attributes = getattr(value, "__dict__", None)
+    return state_bytes(attributes, depth + 1, seen) if isinstance(attributes, dict) else 0
