@@ -28,17 +28,6 @@ from typing import Any
 
 from arc_fabric_core.contract.errors import InputError
 
-# Keys that address the job itself; every other key=value is a parameter (or an override).
-TOP_LEVEL = {
-    "generate": {"model", "variant", "weights", "schedule", "boundary"},
-    "resume": {"session", "until"},
-    "fork": {"session", "step"},
-    "edit": {"session", "step", "strength"},
-    "decode": {"session", "step"},
-}
-INTS = {"step", "until"}
-TEXT = {"model", "variant", "weights", "schedule", "session", "rect", "frames", "mask_image"}
-
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
@@ -97,61 +86,16 @@ def main(argv: list[str]) -> None:
 
 
 def payload_from(kind: str, items: list[str]) -> dict[str, Any]:
-    """key=value pairs to a job payload: job keys at the top, the rest as params/overrides."""
-    from arc_fabric_core.cli.sessions import parse_overrides
+    """key=value pairs to a job payload, as the operation of ``kind`` spells it
+    (:meth:`~arc_fabric_core.contract.command_line.CommandLine.job_payload`): the fields of
+    its request at the top, typed from their annotations; the other keys its parameters
+    (generate) or overrides (fork, edit), else refused."""
+    from arc_fabric_core.contract.command_line import parse_overrides
+    from arc_fabric_core.dispatch.plugins import get_plugins
 
     # The generate command line's spelling works too: model.variant=, model.weights=.
     items = [i.removeprefix("model.") if i.startswith(("model.variant=", "model.weights=")) else i for i in items]
-    values = parse_overrides(items)
-    if kind not in TOP_LEVEL:  # an operation spelt by its request's fields alone (a plugin's, extend, rewind...)
-        return {k: str(v) if k == "session" and v is not None else v for k, v in values.items()}
-    for key in TEXT & set(values):
-        if values[key] is not None:
-            values[key] = str(values[key])  # an id or path of digits stays text
-    top = {k: v for k, v in values.items() if k in TOP_LEVEL[kind]}
-    for key in INTS & set(top):
-        try:
-            if isinstance(top[key], bool) or (isinstance(top[key], float) and not top[key].is_integer()):
-                raise ValueError
-            top[key] = int(top[key])
-        except (TypeError, ValueError):
-            raise InputError(key, f"must be a whole number, got {top[key]!r}") from None
-    if "strength" in top:
-        try:
-            top["strength"] = float(top["strength"])
-        except ValueError:
-            raise InputError("strength", f"must be a number in (0, 1], got {top['strength']!r}") from None
-    rest = {k: v for k, v in values.items() if k not in TOP_LEVEL[kind]}
-    if kind == "edit":
-        from arc_fabric_core.cli.sessions import parse_ints
-
-        mask: dict[str, Any] = {}
-        if "rect" in rest:
-            mask["rect"] = list(parse_ints(rest.pop("rect"), "mask.rect", ",", 4))
-        if "frames" in rest:
-            mask["frames"] = list(parse_ints(rest.pop("frames"), "mask.frames", ":", 2))
-        if "mask_image" in rest:
-            mask["image"] = rest.pop("mask_image")
-        if mask:
-            top["mask"] = mask
-    if kind == "generate":
-        top["params"] = rest
-        if "schedule" in top:  # a shipped schedule config by name, its boundary optionally moved
-            from arc_fabric_core.engine.hybrid import named_schedule
-
-            top["schedule"] = named_schedule(str(top["schedule"]))
-            if "boundary" in top:
-                try:
-                    top["schedule"] = {**top["schedule"], "boundary": float(top.pop("boundary")), "boundaries": []}
-                except ValueError:
-                    raise InputError("boundary", "must be a number") from None
-        elif "boundary" in top:
-            raise InputError("boundary", "moves a schedule's hand-off: give schedule=<name> too")
-    elif rest and kind in ("fork", "edit"):
-        top["overrides"] = rest
-    elif rest:
-        raise InputError(next(iter(rest)), f"unknown for a {kind} job; allowed: {', '.join(sorted(TOP_LEVEL[kind]))}")
-    return top
+    return get_plugins().operation(kind).job_payload(parse_overrides(items))
 
 
 def _dispatch(args: argparse.Namespace) -> None:

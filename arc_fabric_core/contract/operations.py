@@ -11,7 +11,12 @@ plugin adds through ``arc_register_operations``) is one class holding:
   or the session itself for a resume);
 - ``start(run)``: the first state of a session this operation made, when its first run
   begins (fresh noise, an edit's re-noised source, an extension's parent video). A
-  session with a checkpoint starts from it instead, whatever made it.
+  session with a checkpoint starts from it instead, whatever made it;
+- ``execute(engine, plan, session, say)``: for one that runs no loop (``runs = False``:
+  a decode), what it does instead, where the model is;
+- its command-line spelling (:class:`arc_fabric_core.contract.command_line.CommandLine`):
+  the arguments of its ``sessions`` subcommand and its ``jobs submit`` keys, derived from
+  its request's fields unless it spells them otherwise.
 
 The registry (:meth:`arc_fabric_core.dispatch.plugins.Plugins.operations`) holds the
 built-in ones and the plugins'; the CLI, the API, the job queue and the UI are derived
@@ -21,10 +26,13 @@ from it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from arc_fabric_core.contract.command_line import CommandLine
 from arc_fabric_core.contract.errors import ArcFabricError, InputError
 
 if TYPE_CHECKING:
@@ -38,7 +46,15 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class OperationSpec(ABC):
+@dataclass(frozen=True)
+class Executed:
+    """What an operation that runs no loop (``runs = False``) did: the step of its
+    session that its result shows (a decode: the step its video shows)."""
+
+    step: int
+
+
+class OperationSpec(CommandLine, ABC):
     """One operation. Subclasses set the class attributes and implement the methods."""
 
     name: ClassVar[str]
@@ -48,7 +64,8 @@ class OperationSpec(ABC):
     makes: ClassVar[str | None] = None
     # The capability a model must have for it (``Capabilities.operations``): the name itself by default.
     needs: ClassVar[str | None] = None
-    # Whether its result is a run of a session (a job of this kind runs the engine's loop).
+    # Whether its result is a run of a session (a job of this kind runs the engine's loop);
+    # one that runs none is carried out by its ``execute``.
     runs: ClassVar[bool] = True
     # Whether it acts on a stored session (the API route /api/sessions/{id}/<name>, the
     # job payload's "session"), or makes a session from nothing (generate).
@@ -61,6 +78,12 @@ class OperationSpec(ABC):
     @abstractmethod
     def create(self, engine: Any, plan: Any) -> Any:
         """The session the run works on (written, when it is new)."""
+
+    def execute(self, engine: Any, plan: Any, session: Any, say: Callable[[str], None]) -> Executed:
+        """Carry out an operation that runs no loop (``runs = False``) on the session
+        ``create`` gave for ``plan``, here, where the model is: a job of its kind and its
+        ``sessions`` subcommand both come here. ``say`` hears its log lines."""
+        raise ArcFabricError(f"operation {self.name!r} runs its session: the engine's loop carries it out")
 
     def request(self, payload: dict[str, Any]) -> BaseModel:
         """A payload (less its ``session``) as this operation's request, validated by its

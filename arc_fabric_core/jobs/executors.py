@@ -87,18 +87,24 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-def session_for(engine: Any, kind: str, payload: dict[str, Any]) -> Any:
-    """The session a job works on: what its operation creates (a new or branched
-    session, written) or opens, after the operation's own check. Its keys were checked
-    when it was queued; ``until`` is the run's, not the operation's (any running job may
-    stop early)."""
+def planned(engine: Any, kind: str, payload: dict[str, Any]) -> tuple[Any, Any]:
+    """A job's operation and its plan, after the operation's own check. Its keys were
+    checked when it was queued; ``until`` is the run's, not the operation's (any running
+    job may stop early)."""
     from arc_fabric_core.jobs.checks import check_session_id
 
     op = engine.plugins.operation(kind)
     session = check_session_id(payload["session"]) if op.on_session else None
     fields = op.Request.model_fields
     request = op.job_request({k: v for k, v in payload.items() if k in fields or k == "session"})
-    return op.create(engine, op.check(engine, request, session))
+    return op, op.check(engine, request, session)
+
+
+def session_for(engine: Any, kind: str, payload: dict[str, Any]) -> Any:
+    """The session a job works on: what its operation creates (a new or branched
+    session, written) or opens, after the operation's own check."""
+    op, plan = planned(engine, kind, payload)
+    return op.create(engine, plan)
 
 
 def run_job(
@@ -120,33 +126,22 @@ def run_job(
     from arc_fabric_core.jobs.log import job_log
 
     with job_log(on_log, getattr(engine, "cache", None)) as say:
-        if kind == "decode":
-            return _decode_job(engine, payload, on_session, say)
+        if not engine.plugins.operation(kind).runs:
+            return _execute_job(engine, kind, payload, on_session, say)
         return _run_job(engine, kind, payload, on_session, stop, list(listeners), previews, video, say)
 
 
-def decoded_video_name(step: int, total: int) -> str:
-    """The file in a session's folder that a decode at ``step`` writes: ``video.mp4`` for
-    the final latents, ``video-step<K>.mp4`` for a checkpoint (the server serves both)."""
-    return "video.mp4" if step == total else f"video-step{step}.mp4"
-
-
-def _decode_job(
-    engine: Any, payload: dict[str, Any], on_session: Callable[[str], None], say: Callable[[str], None]
+def _execute_job(
+    engine: Any, kind: str, payload: dict[str, Any], on_session: Callable[[str], None], say: Callable[[str], None]
 ) -> Outcome:
-    """Decode a session's final latents (or a checkpoint's clean estimate) to its video
-    file, here, where the model is: the server never decodes in its own process."""
-    from arc_fabric_core.media.video import write_mp4
-
-    session = session_for(engine, "decode", payload)
+    """A job of an operation that runs no loop (a decode): carried out by the
+    operation's own ``execute``, here, where the model is (the server never decodes in
+    its own process)."""
+    op, plan = planned(engine, kind, payload)
+    session = op.create(engine, plan)
     on_session(session.id)
-    doc = session.doc
-    latents, step = engine.preview_latents(session.id, payload.get("step"))
-    say(f"session {session.id}: decode of step {step} of {doc.total_steps} with {session.ref.label}")
-    path = engine.store.session_dir(session.id) / decoded_video_name(step, doc.total_steps)
-    write_mp4(engine.decode(session, latents, step=step), path, fps=session.params.fps)
-    say(f"wrote {path.name} ({path.stat().st_size / 1024:.0f} KiB)")
-    return Outcome(session.id, True, step, doc.total_steps)
+    done = op.execute(engine, plan, session, say)
+    return Outcome(session.id, True, done.step, session.doc.total_steps)
 
 
 def _run_job(

@@ -10,11 +10,12 @@ model call)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
 
+from arc_fabric_core.contract.command_line import Argument, parse_ints
 from arc_fabric_core.contract.errors import InputError, SessionError
 from arc_fabric_core.contract.models import ModelRef
 from arc_fabric_core.contract.operations import EngineChecked, Request
@@ -59,6 +60,16 @@ class Edit(EngineChecked):
     summary = "re-denoise the video from a step (or a strength), inside a mask if given"
     makes = Operation.EDIT
     Request = EditRequest
+    cli_help = "re-noise to a step and re-denoise from there, optionally in a mask"
+    cli_flags = {"overrides": Argument(pairs=True, help="e.g. prompt='a lantern' seed=3")}
+    job_params = "overrides"
+    # The mask's parts as the command line spells them: (key, the mask's field, the
+    # separator of its integers and their count; None: a path).
+    MASK_KEYS: ClassVar[tuple[tuple[str, str, str | None, int], ...]] = (
+        ("rect", "rect", ",", 4),
+        ("frames", "frames", ":", 2),
+        ("mask_image", "image", None, 0),
+    )
 
     def check(self, engine: Any, request: Any, session: str | None = None) -> EditPlan:
         from arc_fabric_core.contract.models import validate_params
@@ -73,6 +84,59 @@ class Edit(EngineChecked):
 
     def create(self, engine: Any, plan: EditPlan) -> Session:
         return self.branch(engine, plan)
+
+    def cli_arguments(self, parser: Any) -> None:
+        """A step or a strength, the mask's parts, then the overrides (and any other field)."""
+        self.id_argument(parser)
+        what = parser.add_mutually_exclusive_group(required=True)
+        what.add_argument("--step", type=int, help="re-denoise from this step (runs N - step steps)")
+        what.add_argument("--strength", type=float, help="share of the schedule re-run, as in diffusers (0, 1]")
+        parser.add_argument("--rect", default=None, help="x0,y0,x1,y1 in pixels (end exclusive)")
+        parser.add_argument("--mask-image", default=None, help="mask the video's size; white = edit")
+        parser.add_argument("--frames", default=None, help="pixel frames A:B to edit (B exclusive)")
+        self.field_arguments(parser, skip={"step", "strength", "mask"})
+
+    def cli_request(self, args: Any) -> dict[str, Any]:
+        request = super().cli_request(args)
+        given = {"rect": args.rect or None, "frames": args.frames or None, "mask_image": args.mask_image}
+        mask = self.mask_of({k: v for k, v in given.items() if v is not None})
+        if mask:
+            request["mask"] = mask
+        return request
+
+    def job_payload(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Its fields, with the mask given as ``rect=``, ``frames=`` and ``mask_image=``."""
+        given = {k: values.pop(k) for k, *_ in self.MASK_KEYS if k in values}
+        payload = super().job_payload(values)
+        mask = self.mask_of(given)
+        if mask:  # before the overrides, as the request has it
+            overrides = payload.pop("overrides", None)
+            payload["mask"] = mask
+            if overrides is not None:
+                payload["overrides"] = overrides
+        return payload
+
+    def mask_of(self, given: dict[str, Any]) -> dict[str, Any]:
+        """The request's mask from the parts given as the command line spells them
+        (``rect`` 0,0,16,16, ``frames`` 5:9, ``mask_image`` a path: one of digits stays text)."""
+        mask: dict[str, Any] = {}
+        for key, field, sep, count in self.MASK_KEYS:
+            if key not in given:
+                continue
+            value = given[key]
+            if sep is None:
+                mask[field] = str(value) if value is not None else None
+            else:
+                mask[field] = list(parse_ints(str(value), f"mask.{field}", sep, count))
+        return mask
+
+    def cli_done(self, session: Session, source_id: str | None, done: Any = None) -> str:
+        info = session.doc.edit
+        assert info is not None
+        return (
+            f"edit: {session.id} from {source_id} ({info.source} latents), re-denoising steps "
+            f"{info.start_step}..{session.doc.total_steps} over {info.coverage:.0%} of the video"
+        )
 
     def plan(
         self,

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from pydantic import Field
 
+from arc_fabric_core.contract.command_line import Argument
 from arc_fabric_core.contract.errors import ArcFabricError, InputError, SessionError
 from arc_fabric_core.contract.inputs import check_chunk_inputs, load_input
 from arc_fabric_core.contract.models import ModelRef
@@ -55,6 +56,11 @@ class Extend(EngineChecked):
     summary = "make a finished autoregressive video some blocks longer (new prompt optional)"
     makes = Operation.EXTEND
     Request = ExtendRequest
+    cli_help = "an autoregressive video made longer (a new session)"
+    cli_flags = {
+        "blocks": Argument(required=True, help="blocks to add"),
+        "prompt": Argument(help="the prompt of the new blocks (default: the last one)"),
+    }
 
     def check(self, engine: Any, request: Any, session: str | None = None) -> ExtendPlan:
         assert session is not None
@@ -65,6 +71,15 @@ class Extend(EngineChecked):
 
     def create(self, engine: Any, plan: ExtendPlan) -> Session:
         return self.branch(engine, plan)
+
+    def cli_created(self) -> str:
+        return "extension"
+
+    def cli_done(self, session: Session, source_id: str | None, done: Any = None) -> str:
+        starts = [sum(session.doc.passes[:i]) for i in range(len(session.doc.passes))]
+        blocks = sum(1 for start in starts if start >= session.step_index)  # those after the parent's
+        added = session.doc.total_steps - session.step_index
+        return f"extend: {session.id} from {source_id}, {blocks} more blocks ({added} steps)"
 
     def plan(
         self,

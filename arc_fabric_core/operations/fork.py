@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from pydantic import Field
 
+from arc_fabric_core.contract.command_line import Argument
 from arc_fabric_core.contract.errors import InputError
 from arc_fabric_core.contract.models import ModelRef
 from arc_fabric_core.contract.operations import EngineChecked, Request
@@ -55,6 +56,12 @@ class Fork(EngineChecked):
     summary = "a new session continuing this one from a checkpoint, with other parameters"
     makes = Operation.FORK
     Request = ForkRequest
+    cli_help = "branch a session at a checkpointed step, with overrides"
+    cli_flags = {
+        "step": Argument(),
+        "overrides": Argument(pairs=True, help="e.g. prompt='a cat' guidance=6 seed=3"),
+    }
+    job_params = "overrides"
 
     def check(self, engine: Any, request: Any, session: str | None = None) -> ForkPlan:
         assert session is not None
@@ -62,6 +69,33 @@ class Fork(EngineChecked):
 
     def create(self, engine: Any, plan: ForkPlan) -> Session:
         return self.branch(engine, plan)
+
+    def cli_arguments(self, parser: Any) -> None:
+        """Its fields, and the stages the fork hands its steps to (a hand-off)."""
+        super().cli_arguments(parser)
+        parser.add_argument(
+            "--stage",
+            action="append",
+            default=[],
+            metavar="N=MODEL/VARIANT",
+            help="hybrid: run stage N (from the fork step on) with another model, e.g. --stage 1=wan21/14b",
+        )
+        parser.add_argument(
+            "--hand-off",
+            default=None,
+            metavar="MODEL/VARIANT",
+            help="run the steps from the fork step on with another model (same latent space)",
+        )
+
+    def cli_plan(self, engine: Any, args: Any, session: str | None) -> ForkPlan:
+        assert session is not None
+        request = self.job_request(self.cli_request(args))
+        hybrid = hybrid_from_flags(engine.store.load_doc(session), request.step, args.stage, args.hand_off)
+        return self.plan(engine, session, request.step, request.overrides, hybrid)
+
+    def cli_done(self, session: Session, source_id: str | None, done: Any = None) -> str:
+        step = session.step_index
+        return f"fork: {session.id} from {source_id}@{step}, runs {session.doc.total_steps - step} steps"
 
     def plan(
         self,
@@ -128,3 +162,42 @@ class Fork(EngineChecked):
             share_conditioning(store, parent, doc)
         store.save_doc(doc)
         return session_of(engine.plugins, doc, step_index=step)
+
+
+def _model_variant(text: str, field: str) -> tuple[str, str | None]:
+    model, _, variant = text.partition("/")
+    if not model:
+        raise InputError(field, f"expected MODEL or MODEL/VARIANT, got {text!r}")
+    return model, variant or None
+
+
+def hybrid_from_flags(doc: SessionDoc, step: int, stages: list[str], hand_off: str | None) -> HybridSpec | None:
+    """The hybrid schedule of a fork from ``--stage N=MODEL/VARIANT`` and ``--hand-off``
+    (None when neither is given): the parent's stages, at the steps they ran."""
+    if not stages and hand_off is None:
+        return None
+    if stages and hand_off is not None:
+        raise InputError("stage", "give --stage or --hand-off, not both")
+    current = doc.stages or []
+    specs = [
+        {"model": st.model.name, "variant": st.model.variant, "weights": st.model.weights, "guidance": st.guidance}
+        for st in current
+    ] or [{"model": doc.model.name, "variant": doc.model.variant, "weights": doc.model.weights}]
+    ends = [st.end_step for st in current[:-1]]
+    if any(e is None for e in ends):
+        raise InputError("stage", f"session {doc.id} has not started: where its stages hand over is not known yet")
+    if hand_off is not None:
+        model, variant = _model_variant(hand_off, "hand-off")
+        keep = [i for i, e in enumerate([*ends, doc.total_steps]) if step > (ends[i - 1] if i else 0)]
+        specs = [specs[i] for i in keep] + [{"model": model, "variant": variant}]
+        ends = [*[ends[i] for i in keep[:-1]], step]
+    for item in stages:
+        index, sep, target = item.partition("=")
+        if not sep or not index.strip().isdigit():
+            raise InputError("stage", f"expected N=MODEL/VARIANT, got {item!r}")
+        n = int(index)
+        if not 0 <= n < len(specs):
+            raise InputError("stage", f"session {doc.id} has stages 0..{len(specs) - 1}, got {n}")
+        model, variant = _model_variant(target, "stage")
+        specs[n] = {"model": model, "variant": variant, "guidance": specs[n].get("guidance")}
+    return HybridSpec(stages=specs, boundaries=ends, unit="step", tiny="false", name=doc.schedule_name)

@@ -36,6 +36,27 @@ class Generate(EngineChecked):
     makes = Operation.CREATE
     Request = GenerateRequest
     on_session = False
+    job_params = "params"
+
+    def job_payload(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Its fields, every other key a parameter; ``schedule=NAME`` a shipped schedule
+        config, its hand-off moved by ``boundary=B``."""
+        moved = "boundary" in values
+        boundary = values.pop("boundary", None)
+        payload = super().job_payload(values)
+        payload.setdefault("params", {})
+        if "schedule" in payload:
+            from arc_fabric_core.engine.hybrid import named_schedule
+
+            payload["schedule"] = named_schedule(str(payload["schedule"]))
+            if moved:
+                try:
+                    payload["schedule"] = {**payload["schedule"], "boundary": float(boundary), "boundaries": []}
+                except (TypeError, ValueError):
+                    raise InputError("boundary", "must be a number") from None
+        elif moved:
+            raise InputError("boundary", "moves a schedule's hand-off: give schedule=<name> too")
+        return payload
 
     def check(self, engine: Any, request: Any, session: str | None = None) -> Any:
         from arc_fabric_core.engine.hybrid import named_schedule, parse_hybrid

@@ -69,6 +69,7 @@ class HandOff(EngineChecked):
     summary = "fork at a step and give the remaining steps to other stage models"
     needs = "fork"
     Request = HandOffRequest
+    cli_subcommand = False  # `sessions fork --stage N=MODEL/VARIANT` or `--hand-off MODEL/VARIANT`
 
     def check(self, engine: Any, request: Any, session: str | None = None) -> Any:
         from arc_fabric_core.engine.hybrid import named_schedule, parse_hybrid

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
+from arc_fabric_core.contract.command_line import Argument
 from arc_fabric_core.contract.operations import EngineChecked, Request
 
 
@@ -18,6 +19,11 @@ class Resume(EngineChecked):
     name = "resume"
     summary = "continue a paused, failed or interrupted session from its newest good checkpoint"
     Request = ResumeRequest
+    cli_help = "continue a session from its last good checkpoint"
+    cli_flags = {
+        "id": Argument(help="session id, or a unique prefix or suffix of one"),
+        "until": Argument(help="stop after this step (default: the end)"),
+    }
 
     def check(self, engine: Any, request: Any, session: str | None = None) -> Any:
         assert session is not None
@@ -27,4 +33,11 @@ class Resume(EngineChecked):
         return engine.open(plan.id)
 
     def plan(self, engine: Any, session_id: str, until: int | None = None) -> Any:
+        """The session, refused when it is finished (a fork or an edit goes on from it)."""
         return engine.check_resume(session_id, until)
+
+    def cli_created(self) -> None:
+        return None  # it runs the session it opens: nothing to create and run later
+
+    def cli_done(self, session: Any, source_id: str | None, done: Any = None) -> None:
+        return None  # its run says where it got

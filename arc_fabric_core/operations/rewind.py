@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
+from arc_fabric_core.contract.command_line import Argument
 from arc_fabric_core.contract.errors import InputError, SessionError
 from arc_fabric_core.contract.operations import EngineChecked, Request
 from arc_fabric_core.engine.planning import resolve_info
@@ -25,6 +26,12 @@ class Rewind(EngineChecked):
     summary = "remake an autoregressive video from a block on (new prompt optional)"
     Request = RewindRequest
     makes = None  # a rewind is a fork at the block's first step
+    cli_help = "remake an autoregressive video from a block on (a new session)"
+    cli_flags = {
+        "block": Argument(help="the first block made again"),
+        "prompt": Argument(help="the prompt from that block on (default: as before)"),
+        "overrides": Argument(pairs=True, help="e.g. seed=3"),
+    }
 
     def check(self, engine: Any, request: Any, session: str | None = None) -> Any:
         assert session is not None
@@ -33,6 +40,11 @@ class Rewind(EngineChecked):
 
     def create(self, engine: Any, plan: Any) -> Any:
         return engine.operation("fork").branch(engine, plan)
+
+    def cli_done(self, session: Any, source_id: str | None, done: Any = None) -> str:
+        passes = session.doc.passes or [session.doc.total_steps]
+        block = [sum(passes[:i]) for i in range(len(passes))].index(session.step_index)
+        return f"rewind: {session.id} from {source_id} at block {block} (step {session.step_index})"
 
     def plan(
         self,
