@@ -221,3 +221,33 @@ def test_an_extension_keeps_its_start_and_inputs_through_gc_and_repair(engine: E
     assert doc.final is not None and doc.extends is not None, notes
     assert torch.equal(engine.store.read_inputs(doc)["actions"], ACTIONS)
     assert torch.equal(engine.final_latents(child.id), final)
+
+
+def test_sessions_extend_and_jobs_submit_take_inputs(
+    tmp_path: Path, engine: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The extend subcommand's ``--inputs`` and the job key ``inputs=`` come from the
+    request's field (derived, no CLI code of their own)."""
+    from arc_fabric_core.cli.main import main
+
+    parent = engine.create("steered", {**PARAMS, "num_frames": 2}, inputs={"actions": ACTIONS[:2]})
+    engine.run(parent)
+    np.save(tmp_path / "next.npy", ACTIONS[2:].numpy())
+    store = ["--store", str(engine.store.root)]
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["sessions", *store, "extend", parent.id, "--blocks", "1", "--no-video"])
+    assert "inputs.actions: steered needs it" in capsys.readouterr().err
+    given = json.dumps({"actions": str(tmp_path / "next.npy")})
+    main(["sessions", *store, "extend", parent.id, "--blocks", "1", "--inputs", given, "--no-video"])
+    out = capsys.readouterr().out
+    child = next(d for d in (engine.store.load_doc(p.name) for p in engine.store.root.iterdir()) if d.parent)
+    assert f"extend: {child.id} from {parent.id}, 1 more blocks" in out
+    assert torch.equal(engine.final_latents(child.id), _final(engine, PARAMS, {"actions": ACTIONS}))
+
+    queue = ["jobs", "--db", str(tmp_path / "jobs.sqlite"), *store, "submit"]
+    with pytest.raises(SystemExit):
+        main([*queue, "extend", f"session={parent.id}", "blocks=1", f"inputs={json.dumps({'actions': [[0, 0]]})}"])
+    assert "inputs.actions: must have shape (2, 2)" in capsys.readouterr().err
+    main([*queue, "extend", f"session={parent.id}", "blocks=1", f"inputs={given}"])
+    assert "queued (extend" in capsys.readouterr().out

@@ -191,6 +191,16 @@ def typed_value(field: str, info: Any, value: Any) -> Any:
             raise InputError(field, f"must be a number{_interval(info)}, got {value!r}") from None
     if kind is str:
         return str(value)
+    container = typing.get_origin(kind) or kind
+    if container in (dict, list) and isinstance(value, str):
+        # JSON, as the subcommand's flag for such a field takes it (Hydra's grammar has no
+        # quoted keys, so '{"actions": "a.npy"}' reaches here as text).
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise InputError(field, f"must be JSON ({exc.msg} at character {exc.pos}), got {value!r:.80}") from None
+        if not isinstance(value, container):
+            raise InputError(field, f"must be a JSON {'object' if container is dict else 'array'}, got {value!r:.80}")
     return value
 
 
