@@ -42,6 +42,7 @@ class Note(OperationSpec):
     summary = "write a note beside a session"
     Request = NoteRequest
     runs = False
+    in_place = True  # it works on the session it names
 
     def applies_to(self, capabilities: Any) -> bool:
         return True
@@ -180,3 +181,19 @@ def test_an_operation_that_runs_no_loop_is_carried_out_by_its_execute(
     assert code == 0, err
     assert "noted 'again'" in out and f"succeeded session {session.id}" in out
     assert note.read_text() == "again"
+
+
+def test_the_queue_knows_an_in_place_jobs_session_and_requeues_it_as_itself(tmp_path: Path, plugins: Plugins) -> None:
+    from arc_fabric_core.jobs.queue import JobQueue, JobState
+
+    engine = Engine(SessionStore(tmp_path / "store"), plugins=plugins, device="cpu")
+    session = engine.run(engine.create("toy", {"num_frames": 2, "height": 8, "width": 8, "steps": 2}))
+    queue = JobQueue(tmp_path / "jobs.sqlite", plugins=plugins)
+    note = queue.submit("note", {"session": session.id, "text": "hi"})
+    fork = queue.submit("fork", {"session": session.id, "step": 1})
+    assert note.session_id == session.id and fork.session_id is None  # a fork's session is made when it runs
+    claimed = queue.claim()
+    assert claimed is not None and claimed.id == note.id
+    queue.finish(note.id, JobState.FAILED, error="broken")
+    again = queue.requeue(note.id)
+    assert again.kind == "note" and again.payload == {"session": session.id, "text": "hi"}  # not a resume

@@ -70,6 +70,9 @@ class OperationSpec(CommandLine, ABC):
     # Whether it acts on a stored session (the API route /api/sessions/{id}/<name>, the
     # job payload's "session"), or makes a session from nothing (generate).
     on_session: ClassVar[bool] = True
+    # Whether it works on the stored session it names (resume, decode) rather than on one it
+    # makes: its job knows that session from the moment it is queued.
+    in_place: ClassVar[bool] = False
 
     @abstractmethod
     def check(self, engine: Any, request: Any, session: str | None = None) -> Any:

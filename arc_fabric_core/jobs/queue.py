@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from arc_fabric_core.contract.errors import InputError
+from arc_fabric_core.dispatch.plugins import get_plugins
 from arc_fabric_core.jobs.kinds import kinds
 
 SCHEMA = """
@@ -168,12 +169,17 @@ class JobQueue:
                     json.dumps(payload),
                     priority,
                     JobState.QUEUED,
-                    session if kind in ("resume", "decode") else None,  # the session it works on is known
+                    session if self._operation(kind).in_place else None,  # the session it works on is known
                     _now(),
                 ),
             )
             job_id = int(cur.lastrowid or 0)
         return self.get(job_id)
+
+    def _operation(self, kind: str, missing_ok: bool = False) -> Any:
+        """The registered operation of a job kind (None for one no longer registered, with ``missing_ok``)."""
+        operations = (self.plugins or get_plugins()).operations()
+        return operations.get(kind) if missing_ok else operations[kind]
 
     def get(self, job_id: int) -> Job:
         row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -247,7 +253,10 @@ class JobQueue:
             if job.state not in (JobState.INTERRUPTED, JobState.FAILED):
                 raise InputError("job", f"job {job_id} is {job.state}; only interrupted or failed jobs requeue")
             kind, payload = job.kind, job.payload
-            if job.session_id is not None and kind != "decode":  # the session exists: continue it, not start again
+            op = self._operation(kind, missing_ok=True)
+            # The session it ran exists: continue it, not start again (an operation that runs
+            # no loop, a decode, is done again as it was).
+            if job.session_id is not None and (op is None or op.runs):
                 kind, payload = "resume", {"session": job.session_id}
             db.execute(
                 "UPDATE jobs SET state = ?, kind = ?, payload = ?, error = NULL, cancel_requested = 0, "

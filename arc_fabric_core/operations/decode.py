@@ -54,6 +54,7 @@ class Decode(EngineChecked):
     summary = "write the video of a session (or a preview at one of its checkpoints)"
     runs = False
     Request = DecodeRequest
+    in_place = True
     cli_help = "decode to mp4 (all frames or a range)"
     cli_flags = {"step": Argument(help="the checkpoint at this step (e.g. a pass's end)")}
 

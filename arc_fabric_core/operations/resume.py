@@ -19,6 +19,7 @@ class Resume(EngineChecked):
     name = "resume"
     summary = "continue a paused, failed or interrupted session from its newest good checkpoint"
     Request = ResumeRequest
+    in_place = True
     cli_help = "continue a session from its last good checkpoint"
     cli_flags = {
         "id": Argument(help="session id, or a unique prefix or suffix of one"),
