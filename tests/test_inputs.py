@@ -243,6 +243,8 @@ def test_sessions_extend_and_jobs_submit_take_inputs(
     out = capsys.readouterr().out
     child = next(d for d in (engine.store.load_doc(p.name) for p in engine.store.root.iterdir()) if d.parent)
     assert f"extend: {child.id} from {parent.id}, 1 more blocks" in out
+    main(["sessions", *store, "show", child.id])
+    assert f"input     actions: shape (4, 2), {child.inputs['actions'].file}" in capsys.readouterr().out
     assert torch.equal(engine.final_latents(child.id), _final(engine, PARAMS, {"actions": ACTIONS}))
 
     queue = ["jobs", "--db", str(tmp_path / "jobs.sqlite"), *store, "submit"]

@@ -268,6 +268,9 @@ def _show(store: Any, session_id: str, args: argparse.Namespace) -> None:
         "params",
     ]
     lines += [f"  {k} = {v!r}" for k, v in doc.params.items()]
+    for name, record in doc.inputs.items():
+        shape = ", ".join(map(str, store.tensor_shape(doc.id, record, name)))
+        lines.append(f"input     {name}: shape ({shape}), {record.file}")
     if doc.edit is not None:
         e = doc.edit
         lines.append(
