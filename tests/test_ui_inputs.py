@@ -77,3 +77,35 @@ def test_the_generate_form_takes_a_models_inputs(page: Page, server: Server, tmp
     store = SessionStore(tmp_path / "server" / "sessions")  # where serve() puts the server's data
     held = store.read_inputs(store.load_doc(job["session_id"]))["actions"]
     assert torch.equal(held, torch.tensor(ACTIONS))
+
+
+def test_the_extend_form_takes_the_new_blocks_inputs(page: Page, server: Server) -> None:
+    params = {"num_frames": 2, "steps": 2, "height": 8, "width": 8}
+    job = server.api(
+        "POST", "/api/sessions", json={"model": "steered", "params": params, "inputs": {"actions": ACTIONS[:2]}}
+    )
+    root = server.wait_job(job["id"])["session_id"]
+    open_ui(page, server, f"#/session/{root}")
+    expect(page.get_by_test_id("session-status")).to_have_text("completed")
+    page.get_by_test_id("tab-extend").click()
+    page.get_by_test_id("extend-blocks").fill("1")
+    page.get_by_test_id("extend-input-actions").fill(json.dumps(ACTIONS[2:3]))
+    page.get_by_test_id("extend-submit").click()
+    error = page.locator('[data-testid="action-error"]:visible')
+    expect(error).to_contain_text("inputs.actions: must have shape (2, 2)")
+    expect(page.get_by_test_id("extend-field-actions").get_by_test_id("field-error-inputs")).to_contain_text(
+        "must have shape (2, 2)"
+    )
+    page.get_by_test_id("extend-input-actions").fill(json.dumps(ACTIONS[2:]))
+    shot(page, "inputs-extend")
+    page.get_by_test_id("extend-submit").click()
+    expect(error).to_be_hidden()
+    for _ in range(600):
+        jobs = [j for j in server.api("GET", "/api/jobs") if j["kind"] == "extend"]
+        if jobs and jobs[0]["state"] in ("succeeded", "failed"):
+            break
+        page.wait_for_timeout(50)
+    (done,) = jobs
+    assert done["state"] == "succeeded", done
+    detail = server.api("GET", f"/api/sessions/{done['session_id']}")
+    assert set(detail["doc"]["inputs"]) == {"actions"} and detail["doc"]["parent"] == root

@@ -934,10 +934,14 @@ export function mountSession(root, id) {
     // Extend (autoregressive models): more blocks at the end.
     const blocks = h("input", { type: "number", step: "1", class: "num-sm", "data-testid": "extend-blocks" });
     const extendPrompt = h("textarea", { rows: 2, "data-testid": "extend-prompt", placeholder: "Prompt of the new blocks (optional)" });
+    // The new blocks' per-chunk inputs (a world model's actions): a path on the server or a JSON array each.
+    const extendInputs = h("div", { class: "schema-fields", "data-testid": "extend-inputs" });
+    let extendInputsOf = null; // the model the input fields were made for
+    const chunkInputs = {};
     const extend = {
-      handles: ["blocks", "prompt"],
+      handles: ["blocks", "prompt", "inputs"],
       help: h("p", { class: "muted action-help" }, "Add blocks to the end of the video (autoregressive models)."),
-      body: [box("blocks", "Blocks", {}, blocks), box("prompt", "Prompt", {}, extendPrompt)],
+      body: [box("blocks", "Blocks", {}, blocks), box("prompt", "Prompt", {}, extendPrompt), extendInputs],
       submit: h("button", { type: "submit", class: "btn btn-primary", "data-testid": "extend-submit" }, "Extend"),
       bind(props) {
         const { min, max } = numberBounds(props.blocks);
@@ -945,11 +949,45 @@ export function mountSession(root, id) {
         blocks.max = max === null ? "" : String(max);
         blocks.value = props.blocks?.default === undefined ? "" : String(props.blocks.default);
       },
-      update() {},
+      update() {
+        const model = state.models.find((m) => m.name === detail.model) || null; // null until the models load
+        if (extendInputsOf === model) return;
+        extendInputsOf = model;
+        const specs = ((model || {}).inputs || []).filter((i) => i.per_chunk);
+        for (const name of Object.keys(chunkInputs)) delete chunkInputs[name];
+        clear(
+          extendInputs,
+          specs.map((spec) => {
+            const control = h("input", {
+              type: "text",
+              "data-testid": `extend-input-${spec.name}`,
+              placeholder: `${spec.per_chunk} rows per new block: a path on the server, or a JSON array`,
+            });
+            chunkInputs[spec.name] = control;
+            const label = `${spec.name}${spec.required ? " (required)" : ""}`;
+            return box("inputs", label, { help: false, testid: `extend-field-${spec.name}` }, control);
+          }),
+        );
+      },
       read() {
         const body = {};
         if (blocks.value.trim() !== "") body.blocks = Number(blocks.value); // blank: the schema's default
         if (extendPrompt.value.trim()) body.prompt = extendPrompt.value;
+        const inputs = {};
+        for (const [name, control] of Object.entries(chunkInputs)) {
+          const text = control.value.trim();
+          if (!text) continue;
+          if (!text.startsWith("[")) {
+            inputs[name] = text;
+            continue;
+          }
+          try {
+            inputs[name] = JSON.parse(text);
+          } catch {
+            return { error: { field: `inputs.${name}`, message: "not a JSON array" } };
+          }
+        }
+        if (Object.keys(inputs).length) body.inputs = inputs;
         return { body };
       },
     };
