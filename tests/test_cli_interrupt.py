@@ -26,6 +26,9 @@ def test_ctrl_c_names_the_paused_session_and_how_to_resume(tmp_path: Path) -> No
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A suite started in the background by a script inherits SIGINT ignored (POSIX), and
+        # Python then keeps ignoring it: the run under test gets the default, as from a terminal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     # Generous: on a loaded 2-core machine (CI runs the newcomer's install beside the suite)
     # the first 40 steps have taken minutes. Interrupting earlier would test nothing.
