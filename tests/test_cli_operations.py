@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from pydantic import Field
 from retry_operation import RetryPlugin
+from test_plugin_operation import _cli
 
 import arc_fabric_core.dispatch.plugins as plugins_module
 from arc_fabric_core.cli import jobs as jobs_cli
 from arc_fabric_core.cli import sessions as sessions_cli
-from arc_fabric_core.cli.main import main
 from arc_fabric_core.contract.command_line import Argument
 from arc_fabric_core.contract.hookspecs import hookimpl
 from arc_fabric_core.contract.operations import Executed, OperationSpec, Request
@@ -78,17 +78,6 @@ def plugins(monkeypatch: pytest.MonkeyPatch) -> Plugins:
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     return dict(action.choices)
-
-
-def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_every_operation_on_a_session_has_a_sessions_subcommand(plugins: Plugins) -> None:

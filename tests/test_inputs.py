@@ -200,7 +200,16 @@ def test_the_api_takes_inputs_as_json_and_the_cli_as_files(
     argv += [f"store_dir={tmp_path / 'cli-store'}", "device=cpu", "progress=false"]
     argv += [f"{k}={v}" for k, v in {**PARAMS, "prompt": "steer"}.items()]
     capsys.readouterr()
-    main(argv)
+    try:
+        main(argv)
+    finally:  # Hydra's log file handler would outlive this test's folder (removed once it passes)
+        import logging
+
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+            if handler.baseFilename.startswith(str(tmp_path)):
+                handler.close()
+                root.removeHandler(handler)
     assert (out / "video.mp4").is_file()
     store = SessionStore(tmp_path / "cli-store")
     (doc,) = [store.load_doc(p.name) for p in store.root.iterdir()]

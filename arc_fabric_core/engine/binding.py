@@ -78,7 +78,12 @@ class Binder:
         return components
 
     def conditioning(
-        self, session: Session, stage_index: int, components: Any, writer: CheckpointWriter | None
+        self,
+        session: Session,
+        stage_index: int,
+        components: Any,
+        writer: CheckpointWriter | None,
+        inputs: dict[str, torch.Tensor],
     ) -> dict[str, torch.Tensor]:
         """A stage's encoded prompt: in memory, else from the store, else encoded now (and
         written, if a writer is given, so that a resume need not encode again)."""
@@ -96,7 +101,6 @@ class Binder:
             cond = {k: v.to(session.device or self.device) for k, v in stored.items()}
         else:
             encode = self.hook("arc_encode", stage.ref)
-            inputs = self.inputs(session, session.device or self.device)
             cond = hook_results.check_conditioning(
                 self.plugin_name(stage.ref),
                 encode(model=stage.ref, components=components, params=stage.params, inputs=inputs),
@@ -129,6 +133,7 @@ class Binder:
         """Stage ``stage_index``'s model with its components, conditioning and inputs."""
         components = self.components(session, stage_index)
         stage = session.stages[stage_index]
+        inputs = self.inputs(session, session.device or self.device)
         return BoundStage(
             binder=self,
             session=session,
@@ -136,9 +141,9 @@ class Binder:
             ref=stage.ref,
             params=stage.params,
             components=components,
-            conditioning=self.conditioning(session, stage_index, components, writer),
+            conditioning=self.conditioning(session, stage_index, components, writer, inputs),
             device=session.device or self.device,
-            inputs=self.inputs(session, session.device or self.device),
+            inputs=inputs,
         )
 
     def models(self, session: Session, writer: CheckpointWriter | None) -> SessionModels:

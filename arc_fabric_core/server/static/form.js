@@ -305,3 +305,24 @@ function getValue(f) {
     }
   }
 }
+
+/** The values of a model's input fields (``{name: <input>}``): a path on the server as it
+ * is, a JSON array parsed; empty fields left out. ``{inputs}``, or ``{error: {field, message}}``
+ * for text that is no JSON array. */
+export function readInputs(controls) {
+  const inputs = {};
+  for (const [name, control] of Object.entries(controls)) {
+    const text = control.value.trim();
+    if (!text) continue;
+    if (!text.startsWith("[")) {
+      inputs[name] = text;
+      continue;
+    }
+    try {
+      inputs[name] = JSON.parse(text);
+    } catch (err) {
+      return { error: { field: `inputs.${name}`, message: `not a JSON array (${err.message})` } };
+    }
+  }
+  return { inputs };
+}

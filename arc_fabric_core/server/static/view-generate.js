@@ -1,7 +1,7 @@
 // The generate page: model cards, the parameter form, the live output, the job list.
 
 import { api, clear, h, listen, setText, state } from "./core.js";
-import { schemaFields } from "./form.js";
+import { readInputs, schemaFields } from "./form.js";
 import { jobCard, jobRow, startJobTimers, upsertJob } from "./jobs.js";
 import { capabilityTags, deviceLabel, modelStatePill } from "./models.js";
 
@@ -297,21 +297,11 @@ export function mountGenerate(root) {
     if (priority !== "" && priority !== "0") body.priority = Number(priority);
     const schedule = form.schedule.value.trim();
     if (schedule) body.schedule = schedule;
-    const inputs = {};
-    for (const [name, control] of Object.entries(form.inputs)) {
-      const text = control.value.trim();
-      if (!text) continue;
-      if (!text.startsWith("[")) {
-        inputs[name] = text;
-        continue;
-      }
-      try {
-        inputs[name] = JSON.parse(text);
-      } catch (err) {
-        showFieldError(`inputs.${name}`, `not a JSON array (${err.message})`);
-        showBanner(`inputs.${name}: not a JSON array`);
-        return;
-      }
+    const { inputs, error } = readInputs(form.inputs);
+    if (error) {
+      showFieldError(error.field, error.message);
+      showBanner(`${error.field}: not a JSON array`);
+      return;
     }
     if (Object.keys(inputs).length) body.inputs = inputs;
     form.submit.disabled = true;

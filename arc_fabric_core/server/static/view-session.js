@@ -3,7 +3,7 @@
 // and its parameters.
 
 import { ACTIVE, api, badge, clear, debounce, fullTime, h, humanize, listen, relTime, setMediaSrc, setText, shortId, state, toast, truncate } from "./core.js";
-import { numberBounds, requestFields, schemaProps } from "./form.js";
+import { numberBounds, readInputs, requestFields, schemaProps } from "./form.js";
 import { cancelNote, jobCard, jobRow, startJobTimers, upsertJob } from "./jobs.js";
 import { capabilitiesOf, modelNamed, operationsOf } from "./models.js";
 import { loadOperations, loadSchedules, loadedOperations } from "./operations.js";
@@ -973,20 +973,8 @@ export function mountSession(root, id) {
         const body = {};
         if (blocks.value.trim() !== "") body.blocks = Number(blocks.value); // blank: the schema's default
         if (extendPrompt.value.trim()) body.prompt = extendPrompt.value;
-        const inputs = {};
-        for (const [name, control] of Object.entries(chunkInputs)) {
-          const text = control.value.trim();
-          if (!text) continue;
-          if (!text.startsWith("[")) {
-            inputs[name] = text;
-            continue;
-          }
-          try {
-            inputs[name] = JSON.parse(text);
-          } catch {
-            return { error: { field: `inputs.${name}`, message: "not a JSON array" } };
-          }
-        }
+        const { inputs, error } = readInputs(chunkInputs);
+        if (error) return { error };
         if (Object.keys(inputs).length) body.inputs = inputs;
         return { body };
       },
