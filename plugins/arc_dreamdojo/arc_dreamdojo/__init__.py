@@ -1,0 +1,1 @@
+"""DreamDojo for Arc Fabric: an action-conditioned robot world model as a live session."""

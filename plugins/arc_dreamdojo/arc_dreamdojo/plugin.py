@@ -1,0 +1,1 @@
+"""The DreamDojo plugin (hooks follow)."""
