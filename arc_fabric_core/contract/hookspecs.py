@@ -135,6 +135,18 @@ def arc_next_pass(
 
 
 @hookspec(firstresult=True)
+def arc_source_inputs(model: ModelRef, params: GenerationParams, inputs: dict[str, Any]) -> Any:
+    """Optional. The inputs beside text a model takes from where its parameters point (a
+    dataset sample named by them) or makes up when none is given (a synthetic sample for a
+    first try), as an ``arc_fabric_core.contract.inputs.Sourced``: those inputs (the ones
+    given in ``inputs`` win), a ground-truth video to compare the result against, and a
+    line saying where they came from. None: nothing to add.
+
+    Called when a session is planned, before its inputs are checked; no model is loaded.
+    """
+
+
+@hookspec(firstresult=True)
 def arc_prepare_latents(
     model: ModelRef,
     components: Any,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -42,6 +43,17 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 FILE_SUFFIXES = (".safetensors", ".npy", ".json", *IMAGE_SUFFIXES)
 # An input is data, not a dataset: a request's or a file's values beyond this are refused.
 MAX_ELEMENTS = 64 * 1024 * 1024
+
+
+@dataclass
+class Sourced:
+    """What a model's ``arc_source_inputs`` found: inputs by name (values as
+    :func:`load_input` takes them), the ground truth its video is compared with ((F, H,
+    W, 3) in [0, 1], or None), and a line saying where they came from."""
+
+    inputs: dict[str, Any]
+    reference: torch.Tensor | None = None
+    note: str | None = None
 
 
 class InputSpec(BaseModel):

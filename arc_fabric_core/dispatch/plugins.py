@@ -27,7 +27,12 @@ ENTRY_POINT_GROUP = "arc_fabric"
 BUILTIN_OPERATIONS = "arc_fabric_core.operations.builtin"
 STAGE_HOOKS = ("arc_load", "arc_encode", "arc_schedule", "arc_prepare_latents", "arc_denoise_step", "arc_decode")
 # Stage hooks a model may leave out; some come in pairs (passes need a way between them).
-OPTIONAL_STAGE_HOOKS = {"arc_passes": ("arc_next_pass",), "arc_activation_bytes": (), "arc_move": ()}
+OPTIONAL_STAGE_HOOKS = {
+    "arc_passes": ("arc_next_pass",),
+    "arc_activation_bytes": (),
+    "arc_move": (),
+    "arc_source_inputs": (),
+}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from arc_fabric_core.contract.errors import InputError, SessionError
-from arc_fabric_core.contract.inputs import check_inputs
+from arc_fabric_core.contract.inputs import Sourced, check_inputs
 from arc_fabric_core.contract.models import ModelRef
 from arc_fabric_core.contract.params import GenerationParams
 from arc_fabric_core.dispatch.plugins import OPTIONAL_STAGE_HOOKS, STAGE_HOOKS, Plugins
@@ -132,6 +132,9 @@ def plan(
             )
         stages.append(Stage(stage_ref, params_i, end=None if hybrid else total, stand_in=stand_in))
     check_stage_inputs([st.ref for st in stages])
+    sourced = source_inputs(plugins, ref, checked, inputs)
+    if sourced is not None:
+        inputs = {**sourced.inputs, **(inputs or {})}
     checked_inputs = check_inputs(ref.spec.inputs, inputs, checked, len(passes), ref.spec.name)
     check_memory(binder, stages)
     doc = SessionDoc(
@@ -157,7 +160,23 @@ def plan(
         ]
         for st, info in zip(stages, doc.stages, strict=True):
             st.end = info.end_step
-    return Session(doc=doc, ref=ref, params=checked, stages=stages, inputs=checked_inputs)
+    session = Session(doc=doc, ref=ref, params=checked, stages=stages, inputs=checked_inputs)
+    if sourced is not None:
+        session.source_note, session.reference = sourced.note, sourced.reference
+    return session
+
+
+def source_inputs(
+    plugins: Plugins, ref: ModelRef, params: GenerationParams, inputs: Mapping[str, Any] | None
+) -> Sourced | None:
+    """What the model's ``arc_source_inputs`` adds to the given inputs (None: nothing)."""
+    hook = plugins.optional_stage("arc_source_inputs", ref.spec.name)
+    if hook is None:
+        return None
+    sourced = hook(model=ref, params=params, inputs=dict(inputs or {}))
+    if sourced is not None and not isinstance(sourced, Sourced):
+        raise SessionError(f"{ref.spec.name}: arc_source_inputs returned {type(sourced).__name__}, not a Sourced")
+    return sourced
 
 
 def write_new(store: SessionStore, session: Session) -> None:

@@ -106,6 +106,10 @@ class Session:
     # Its inputs beside text (ModelSpec.inputs) on the CPU: checked ones of a session being
     # made, else read from the store when it first binds (None: not read yet).
     inputs: dict[str, torch.Tensor] | None = None
+    # What the model's arc_source_inputs said when the session was planned (memory only):
+    # where its inputs came from, and the ground truth to compare its video against.
+    source_note: str | None = None
+    reference: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if not self.stages:
