@@ -163,6 +163,16 @@ class Engine:
         """The registered operation ``name`` (:mod:`arc_fabric_core.operations`)."""
         return self.plugins.operation(name)
 
+    def apply(self, session_id: str, name: str, request: Mapping[str, Any] | None = None) -> Session:
+        """Operation ``name`` on stored session ``session_id``, its request given as its
+        fields (e.g. ``apply(sid, "act", {"actions": rows})``): checked, then the session it
+        works on made or opened; nothing runs (``run`` it)."""
+        op = self.operation(name)
+        if not op.on_session or not op.runs:
+            raise InputError("operation", f"{name} is not an operation that makes a session run from another")
+        plan = op.check(self, op.job_request(dict(request or {})), session_id)
+        return op.create(self, plan)
+
     def autoregressive(self, model: str) -> bool:
         """Whether ``model`` makes its video a block at a time (it extends and rewinds)."""
         return self.plugins.implements("arc_extend_params", model)  # as capabilities() says

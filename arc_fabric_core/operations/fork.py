@@ -7,7 +7,7 @@ noise drawn from then on. With a hybrid schedule it is a hand-off (``handoff.py`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -15,6 +15,7 @@ from pydantic import Field
 
 from arc_fabric_core.contract.command_line import Argument
 from arc_fabric_core.contract.errors import InputError
+from arc_fabric_core.contract.inputs import check_chunk_inputs, load_input
 from arc_fabric_core.contract.models import ModelRef
 from arc_fabric_core.contract.operations import EngineChecked, Request
 from arc_fabric_core.contract.params import GenerationParams
@@ -44,11 +45,17 @@ class ForkPlan:
     at: CheckpointRecord  # the parent's checkpoint the fork starts from
     stages: list[StageInfo] | None = None  # a fork that changes the hybrid schedule
     hybrid: HybridSpec | None = None
+    # Per-chunk inputs it replaces (whole: the parent's rows before the fork's chunk, then the new ones).
+    inputs: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class ForkRequest(Request):
     step: int = Field(ge=0, description="The step to branch at")
     overrides: dict[str, Any] = Field(default_factory=dict, description="Parameters the branch changes (prompt, ...)")
+    inputs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Per-chunk inputs (e.g. actions) replaced from the fork's chunk on: the rows of those chunks",
+    )
 
 
 class Fork(EngineChecked):
@@ -65,7 +72,7 @@ class Fork(EngineChecked):
 
     def check(self, engine: Any, request: Any, session: str | None = None) -> ForkPlan:
         assert session is not None
-        return self.plan(engine, session, request.step, request.overrides)
+        return self.plan(engine, session, request.step, request.overrides, inputs=request.inputs)
 
     def create(self, engine: Any, plan: ForkPlan) -> Session:
         return self.branch(engine, plan)
@@ -91,7 +98,7 @@ class Fork(EngineChecked):
         assert session is not None
         request = self.job_request(self.cli_request(args))
         hybrid = hybrid_from_flags(engine.store.load_doc(session), request.step, args.stage, args.hand_off)
-        return self.plan(engine, session, request.step, request.overrides, hybrid)
+        return self.plan(engine, session, request.step, request.overrides, hybrid, request.inputs)
 
     def cli_done(self, session: Session, source_id: str | None, done: Any = None) -> str:
         step = session.step_index
@@ -104,6 +111,7 @@ class Fork(EngineChecked):
         step: int,
         overrides: dict[str, Any] | None = None,
         hybrid: HybridSpec | None = None,
+        inputs: dict[str, Any] | None = None,
     ) -> ForkPlan:
         """Everything a fork checks, before any write: the parent, the step (one with a
         checkpoint, after the parent's own fork point), the overrides (no fixed field
@@ -128,7 +136,8 @@ class Fork(EngineChecked):
                 "or keep more with checkpoint_every=1 checkpoint_keep=0",
             )
         stages = restage(engine, parent, step, hybrid) if hybrid is not None else None
-        return ForkPlan(parent, ref, params, overrides, at, stages, hybrid)
+        replaced = replaced_inputs(engine, parent, ref, params, step, inputs or {})
+        return ForkPlan(parent, ref, params, overrides, at, stages, hybrid, replaced)
 
     def branch(self, engine: Any, plan: ForkPlan) -> Session:
         """The child, written: nothing is computed here."""
@@ -136,6 +145,8 @@ class Fork(EngineChecked):
         parent, params, overrides, at, step = plan.parent, plan.params, plan.overrides, plan.at, plan.at.step
         doc = child_doc(engine, parent, params, Operation.FORK, step, overrides)
         store.share_inputs(parent, doc)
+        for name, tensor in plan.inputs.items():
+            doc.inputs[name] = store.write_input(doc.id, name, tensor)
         if plan.hybrid is not None:
             assert plan.stages is not None
             doc.stages = plan.stages
@@ -201,3 +212,34 @@ def hybrid_from_flags(doc: SessionDoc, step: int, stages: list[str], hand_off: s
         model, variant = _model_variant(target, "stage")
         specs[n] = {"model": model, "variant": variant, "guidance": specs[n].get("guidance")}
     return HybridSpec(stages=specs, boundaries=ends, unit="step", tiny="false", name=doc.schedule_name)
+
+
+def replaced_inputs(
+    engine: Any, parent: SessionDoc, ref: ModelRef, params: GenerationParams, step: int, inputs: dict[str, Any]
+) -> dict[str, torch.Tensor]:
+    """The per-chunk inputs a fork at ``step`` replaces (a world model's other actions):
+    the new rows are those of the chunks from the fork's on; the parent's rows before it
+    stay (those chunks were made with them). Checked before anything is written."""
+    if not isinstance(inputs, dict):
+        raise InputError("inputs", f"must be a mapping of input names to values, got {inputs!r:.60}")
+    if not inputs:
+        return {}
+    passes = parent.passes or [parent.total_steps]
+    starts = [sum(passes[:i]) for i in range(len(passes))]
+    first = max(i for i, start in enumerate(starts) if start <= step)
+    given = {name: load_input(value, f"inputs.{name}") for name, value in inputs.items()}
+    known = {spec.name: spec for spec in ref.spec.inputs}
+    for name in given:
+        if name in known and known[name].per_chunk is None:
+            raise InputError(
+                f"inputs.{name}", f"{ref.spec.name} takes {name!r} once for the whole video: a fork keeps its parent's"
+            )
+    new = check_chunk_inputs(ref.spec.inputs, given, params, len(passes) - first, ref.spec.name)
+    had = engine.store.read_inputs(parent)
+    out = {}
+    for name, rows in new.items():
+        if name not in had:
+            raise InputError(f"inputs.{name}", f"session {parent.id} was made without it: a fork cannot add it")
+        kept = had[name][: first * known[name].per_chunk]
+        out[name] = torch.cat([kept, rows.to(kept.dtype)])
+    return out

@@ -19,6 +19,10 @@ class RewindRequest(Request):
     block: int = Field(ge=0, le=100_000, description="The first block made again")
     prompt: str | None = Field(None, description="The prompt from that block on (default: as before)")
     overrides: dict[str, Any] | None = Field(None, description="Other parameters to change, e.g. seed")
+    inputs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Per-chunk inputs (e.g. actions) of the blocks made again: the rows of those blocks",
+    )
 
 
 class Rewind(EngineChecked):
@@ -36,7 +40,7 @@ class Rewind(EngineChecked):
     def check(self, engine: Any, request: Any, session: str | None = None) -> Any:
         assert session is not None
         step, changes = self.plan(engine, session, request.block, request.prompt, request.overrides)
-        return engine.operation("fork").plan(engine, session, step, changes)
+        return engine.operation("fork").plan(engine, session, step, changes, inputs=request.inputs)
 
     def create(self, engine: Any, plan: Any) -> Any:
         return engine.operation("fork").branch(engine, plan)

@@ -100,7 +100,8 @@ def arc_load(model: ModelRef, device: torch.device, dtype: str) -> DreamDojoComp
 
         net, vae, text = load_folder(model)
     net = frozen(net.to(device=device, dtype=net_dtype))
-    vae = frozen(vae.to(device=device, dtype=vae_dtype))
+    # diffusers warns on any dtype cast of the Wan VAE, even a cast to its own dtype.
+    vae = frozen(vae.to(device) if vae.dtype == vae_dtype else vae.to(device=device, dtype=vae_dtype))
     return DreamDojoComponents(
         net=net,
         vae=vae,
@@ -354,3 +355,10 @@ def check_embodiment(actions: torch.Tensor, embodiment: str, field: str = "input
             f"has values in dim {used[0]}{whose}; {embodiment} actions lie in dims [{lo}, {hi}) of the 384, "
             "the rest zero",
         )
+
+
+@hookimpl
+def arc_register_operations(register: Callable[[Any], None]) -> None:
+    from arc_dreamdojo.act import Act
+
+    register(Act())

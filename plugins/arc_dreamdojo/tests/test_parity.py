@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from arc_dreamdojo import plugin
 from PIL import Image
 
-from arc_dreamdojo import plugin
 from arc_fabric_core.engine.facade import Engine
 from arc_fabric_core.kit.vae import normalize
 from arc_fabric_core.store.files import SessionStore

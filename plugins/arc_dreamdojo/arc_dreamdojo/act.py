@@ -1,0 +1,94 @@
+"""act: one more chunk of a rollout, made from the 12 actions given (or the next 12 of
+the session's dataset episode) — how a controller drives the world model step by step.
+
+It is an extension by one chunk: a new session holding the rollout so far that runs
+only the new chunk's steps. When the rollout ran here on the same warm model (a live
+session) the new chunk starts from what that run left (its conditioning frame, decoded
+and encoded once); otherwise it is made again from the latents, exactly. Either way it
+equals the longer rollout made at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from arc_dreamdojo.spec import ACTIONS_PER_CHUNK, DreamDojoParams, embodiment_of
+from arc_fabric_core.contract.capabilities import Capabilities
+from arc_fabric_core.contract.command_line import Argument
+from arc_fabric_core.contract.errors import InputError
+from arc_fabric_core.contract.inputs import load_input
+from arc_fabric_core.contract.operations import Request
+from arc_fabric_core.engine.planning import resolve_info
+from arc_fabric_core.operations.extend import Extend, ExtendPlan
+
+
+class ActRequest(Request):
+    actions: Any = Field(
+        None,
+        description=(
+            f"The chunk's {ACTIONS_PER_CHUNK} actions: rows of 384 numbers (the unified vector), "
+            "or a local .npy/.safetensors/.json file"
+        ),
+    )
+    from_dataset: bool = Field(False, description="Take the next 12 actions of the session's dataset episode")
+
+
+class Act(Extend):
+    name = "act"
+    summary = "append one chunk made from 12 actions (a live rollout continues without recomputing)"
+    Request = ActRequest
+    cli_help = "one more chunk of a rollout from 12 actions (a new session)"
+    cli_flags = {
+        "actions": Argument(help="12 rows of 384 numbers as JSON, or a .npy/.safetensors/.json path"),
+        "from_dataset": Argument(help="the next 12 actions of the session's dataset episode"),
+    }
+
+    def applies_to(self, capabilities: Capabilities) -> bool:
+        return capabilities.extend and "actions" in capabilities.inputs
+
+    def check(self, engine: Any, request: Any, session: str | None = None) -> ExtendPlan:
+        assert session is not None
+        if (request.actions is None) == (not request.from_dataset):
+            raise InputError("actions", "give the chunk's actions, or from_dataset=true (not both)")
+        if request.from_dataset:
+            actions = next_dataset_actions(engine, session)
+        else:
+            actions = request.actions
+            if isinstance(actions, str) and actions.lstrip().startswith("["):
+                import json
+
+                actions = json.loads(actions)  # JSON text from a command line
+        rows = load_input(actions, "actions")
+        if rows.ndim == 2 and rows.shape[0] != ACTIONS_PER_CHUNK:
+            raise InputError("actions", f"one chunk is {ACTIONS_PER_CHUNK} rows of 384; got {tuple(rows.shape)}")
+        doc = engine.store.load_doc(session)
+        if rows.ndim == 2 and rows.shape[1] == 384:
+            from arc_dreamdojo.plugin import check_embodiment
+
+            check_embodiment(rows, embodiment_of(doc.model.variant), field="actions")
+        return self.plan(engine, session, 1, None, {"actions": rows})
+
+    def cli_done(self, session: Any, source_id: str | None, done: Any = None) -> str:
+        chunk = (len(session.doc.passes) or 1) - 1
+        steps = session.doc.total_steps - session.step_index
+        return f"act: {session.id} from {source_id}, chunk {chunk} ({steps} steps)"
+
+
+def next_dataset_actions(engine: Any, session_id: str) -> Any:
+    """The 12 actions that follow the session's rollout in its dataset episode."""
+    from arc_dreamdojo.dataset import LeRobotDataset
+
+    doc = engine.store.load_doc(session_id)
+    ref = resolve_info(engine.plugins, doc.model)
+    params = ref.params(doc.params)
+    assert isinstance(params, DreamDojoParams)
+    if params.dataset is None:
+        raise InputError("from_dataset", f"session {doc.id} was not made from a dataset sample: give its actions")
+    stats = Path(params.stats) if params.stats else None
+    dataset = LeRobotDataset(Path(params.dataset), stats=stats, embodiment=embodiment_of(ref.variant.name))
+    window = dataset.eval_windows(params.chunks, params.samples_per_task)[params.sample]
+    longer = dataset.window_actions(window, params.chunks + 1)
+    return longer[params.chunks * ACTIONS_PER_CHUNK :]
