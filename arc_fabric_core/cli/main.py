@@ -62,7 +62,7 @@ def _precheck(argv: list[str]) -> None:
     for name in names or []:
         if name not in installed:
             plugins.model(name)  # raises UnknownModelError with the installed list
-    _check_keys(argv, [plugins.model(n) for n in names or []])
+    _check_keys(argv, [plugins.model(n) for n in names or []], plugins)
     _check_folders(argv)
 
 
@@ -89,14 +89,16 @@ def primary_keys() -> frozenset[str]:
     return frozenset(OmegaConf.load(CONF_DIR / "config.yaml"))
 
 
-def _check_keys(argv: list[str], specs: list[Any]) -> None:
+def _check_keys(argv: list[str], specs: list[Any], plugins: Any = None) -> None:
     """Refuse an override of a key that neither the core nor the model has, naming what
     is allowed, instead of Hydra's "not in struct" (a ``+key`` adds one on purpose)."""
 
-    from arc_fabric_core.cli.model_configs import own_fields
+    from arc_fabric_core.cli.model_configs import own_fields, shipped_keys
 
     core = primary_keys() - {"defaults", "hydra"}
     own = {f for spec in specs for f in own_fields(spec.params)}
+    if plugins is not None:
+        own |= {key for spec in specs for key in shipped_keys(plugins, spec.name)} - core
     for arg in argv:
         if arg.startswith(("+", "~", "-")) or "=" not in arg:
             continue
@@ -335,19 +337,6 @@ def _generate(cfg: Any) -> None:
         from arc_fabric_core.engine.hybrid import parse_hybrid
 
         hybrid = parse_hybrid(OmegaConf.to_container(cfg.schedule, resolve=True))  # type: ignore[arg-type]
-    metric_names = [str(m) for m in (cfg.get("metrics") or [])]
-    metric_args: dict[str, Any] = {}
-    if metric_names:
-        from arc_fabric_core.metrics import report as metrics_report
-
-        metric_args = {
-            "reference": cfg.get("reference"),
-            "allow_random": bool(cfg.get("metrics_allow_random")),
-            "options": OmegaConf.to_container(cfg.get("metrics_options") or {}),
-            "gate": OmegaConf.to_container(cfg.get("quality_gate") or {}),
-            "plugins": engine.plugins,
-        }
-        metrics_report.check(metric_names, values.get("prompt"), **metric_args)
     from arc_fabric_core.media.video import destination_problem
 
     problem = destination_problem(out_dir / "video.mp4")
@@ -356,7 +345,7 @@ def _generate(cfg: Any) -> None:
     # Every check happens here, before any model loads. The document is written once the
     # model is loaded: a load that fails leaves no session that never ran.
     inputs = cfg.get("inputs") or {}
-    inputs = OmegaConf.to_container(inputs) if OmegaConf.is_config(inputs) else dict(inputs)
+    inputs = OmegaConf.to_container(inputs, resolve=True) if OmegaConf.is_config(inputs) else dict(inputs)
     session = engine.plan(
         str(model_cfg.name),
         values,
@@ -366,6 +355,27 @@ def _generate(cfg: Any) -> None:
         inputs={k: v for k, v in inputs.items() if v is not None},  # type: ignore[union-attr]
     )
     p = session.params
+    if session.source_note:
+        print(f"{session.ref.spec.name}: {session.source_note}")
+    metric_names = [str(m) for m in (cfg.get("metrics") or [])]
+    reference: Any = cfg.get("reference") or session.reference
+    allow_random = bool(cfg.get("metrics_allow_random"))
+    if not metric_names and session.reference is not None and session.ref.spec.reference_metrics:
+        # Against the sourced ground truth by default; a backbone with no local weights runs
+        # random, and every result it gives says so.
+        metric_names, allow_random = list(session.ref.spec.reference_metrics), True
+    metric_args: dict[str, Any] = {}
+    if metric_names:
+        from arc_fabric_core.metrics import report as metrics_report
+
+        metric_args = {
+            "reference": reference,
+            "allow_random": allow_random,
+            "options": OmegaConf.to_container(cfg.get("metrics_options") or {}),
+            "gate": OmegaConf.to_container(cfg.get("quality_gate") or {}),
+            "plugins": engine.plugins,
+        }
+        metrics_report.check(metric_names, values.get("prompt"), **metric_args)
     said: set[str] = set()
     for stage in session.stages:
         ref = stage.ref
@@ -417,6 +427,10 @@ def _generate(cfg: Any) -> None:
         ) from None
     elapsed = time.perf_counter() - start
     session_dir = engine.store.session_dir(session.id)
+    if session.reference is not None:
+        truth = write_mp4(session.reference, out_dir / "ground_truth.mp4", fps=p.fps)
+        both = write_mp4(side_by_side(session.reference, frames), out_dir / "side_by_side.mp4", fps=p.fps)
+        print(f"truth:    {truth} (side by side: {both})")
     if metric_names:
         report = metrics_report.evaluate(metric_names, frames, p.prompt, **metric_args)
         report["seconds"] = round(elapsed, 3)
@@ -434,3 +448,16 @@ def _generate(cfg: Any) -> None:
     print(f"session:  {session.id} ({session_dir})")
     print(f"latents:  {session_dir / 'latents.safetensors'} (key 'latents')")
     print(f"done in {elapsed:.1f}s")
+
+
+def side_by_side(truth: Any, frames: Any) -> Any:
+    """The ground truth (left) and the video (right), frame by frame; the shorter one
+    holds its last frame."""
+    import torch
+
+    count = max(truth.shape[0], frames.shape[0])
+
+    def padded(x: Any) -> Any:
+        return torch.cat([x, x[-1:].expand(count - x.shape[0], *x.shape[1:])]) if x.shape[0] < count else x
+
+    return torch.cat([padded(truth), padded(frames.to(truth.dtype))], dim=2)

@@ -80,6 +80,17 @@ def _shipped_yaml(searchpath: list[str], name: str) -> str | None:
     return None
 
 
+def shipped_keys(plugins: Any, name: str) -> set[str]:
+    """The top-level keys a plugin's own ``model/NAME.yaml`` adds (DreamDojo's ``image``)."""
+    text = _shipped_yaml(plugins.config_searchpath(), name)
+    if text is None:
+        return set()
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.create(text)
+    return {str(k) for k in node.keys()} - {"defaults", "model", "hydra"}  # type: ignore[union-attr]
+
+
 def register_model_configs(plugins: Any, primary: Iterable[str]) -> None:
     """Write ``model/NAME`` (and ``arc_model/NAME``) into Hydra's ConfigStore for every
     installed model; ``primary`` are the primary config's keys (reserved)."""

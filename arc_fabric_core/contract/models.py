@@ -92,6 +92,9 @@ class ModelSpec:
     # shape rule: checked before anything runs, stored with the session, given to the
     # stage hooks (``contract.inputs``). Their kinds are its ``capabilities.inputs``.
     inputs: tuple[InputSpec, ...] = ()
+    # The metrics a generation runs when its ``arc_source_inputs`` found a ground truth and
+    # no metrics were asked for (a world model's rollout against the recorded episode).
+    reference_metrics: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         names = [spec.name for spec in self.inputs]

@@ -23,7 +23,7 @@ HIGHER_IS_BETTER = {"clip": True, "psnr": True, "ssim": True, "temporal": True, 
 def check(
     names: list[str],
     prompt: str | None,
-    reference: str | None,
+    reference: str | torch.Tensor | None,
     allow_random: bool,
     options: dict[str, Any],
     gate: dict[str, float] | None = None,
@@ -38,7 +38,7 @@ def check(
             raise InputError("metrics", f"{name} scores frames against the prompt: give one")
         if metrics[name].needs_reference and not reference:
             raise InputError("reference", f"{name} compares against a reference video: give reference=PATH.mp4")
-    if reference and not Path(reference).is_file():
+    if isinstance(reference, str) and reference and not Path(reference).is_file():
         raise InputError("reference", f"{reference} is not a file")
     if "clip" in names and not allow_random:
         from arc_fabric_core.metrics.clip import clip_settings
@@ -66,15 +66,15 @@ def evaluate(
     names: list[str],
     frames: torch.Tensor,
     prompt: str | None = None,
-    reference: str | None = None,
+    reference: str | torch.Tensor | None = None,
     allow_random: bool = False,
     options: dict[str, Any] | None = None,
     gate: dict[str, float] | None = None,
     plugins: Any = None,
 ) -> dict[str, Any]:
     """The report: every metric's result, and the gate's verdict on those it watches."""
-    ref = None
-    if reference:
+    ref = reference if isinstance(reference, torch.Tensor) else None
+    if isinstance(reference, str) and reference:
         from arc_fabric_core.media.video import read_video
 
         ref = read_video(Path(reference))

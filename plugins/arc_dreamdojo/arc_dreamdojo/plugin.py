@@ -362,3 +362,8 @@ def arc_register_operations(register: Callable[[Any], None]) -> None:
     from arc_dreamdojo.act import Act
 
     register(Act())
+
+
+@hookimpl
+def arc_config_searchpath() -> list[str]:
+    return ["pkg://arc_dreamdojo"]
