@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from arc_dreamdojo import plugin
 from arc_dreamdojo.author_layout import save_author_checkpoint
 from arc_dreamdojo.tiny import tiny_parts
 from arc_dreamdojo.weights import STATS_FILE, TEXT_FILE
+
 from arc_fabric_core.contract.errors import WeightsError
 from arc_fabric_core.engine.facade import Engine
 from arc_fabric_core.store.files import SessionStore
