@@ -52,21 +52,37 @@ def check_folder(path: str | Path, field: str) -> Path:
     return folder
 
 
-def progress_listeners(total: int, start: int = 0) -> tuple[list[Any], Any]:
+def progress_listeners(total: int, start: int = 0, passes: list[int] | None = None) -> tuple[list[Any], Any]:
     """(listeners, close): a tqdm bar on a terminal; without one (logs, CI, nohup), one
-    line per 10% of the steps."""
+    line per 10% of the steps. A session in several passes (blocks, chunks) also says
+    which pass the step was in."""
+    starts = [sum((passes or [])[:i]) for i in range(len(passes or []))]
+
+    def where(step: int) -> str:
+        if len(starts) < 2:
+            return ""
+        current = max(i for i, first in enumerate(starts) if first < max(step, 1))
+        return f"pass {current + 1}/{len(starts)}"
+
     if sys.stderr.isatty():
         from tqdm import tqdm
 
         bar = tqdm(total=total, initial=start, desc="denoising", unit="step", file=sys.stderr)
-        return [lambda ev: bar.update(1)], bar.close
+
+        def tick(ev: Any) -> None:
+            if starts:
+                bar.set_postfix_str(where(ev.step), refresh=False)
+            bar.update(1)
+
+        return [tick], bar.close
     every = max(1, total // 10)
 
     def listener(ev: Any) -> None:
         if ev.step % every == 0 or ev.step == ev.total:
+            part = where(ev.step)
             sys.stderr.write(
-                f"step {ev.step}/{ev.total} ({ev.step * 100 // ev.total}%), {ev.step_seconds:.2f} s/step, "
-                f"elapsed {ev.elapsed_seconds:.1f} s, eta {ev.eta_seconds:.1f} s\n"
+                f"step {ev.step}/{ev.total} ({ev.step * 100 // ev.total}%){', ' + part if part else ''}, "
+                f"{ev.step_seconds:.2f} s/step, elapsed {ev.elapsed_seconds:.1f} s, eta {ev.eta_seconds:.1f} s\n"
             )
             sys.stderr.flush()
 
@@ -77,7 +93,8 @@ def run_with_progress(engine: Any, session: Any, until: int | None = None, progr
     """``engine.run`` with a progress bar (or lines); Ctrl-C ends the command in one line
     saying which session is paused, where, and how to go on."""
     total = until if until is not None else session.doc.total_steps
-    listeners, close = progress_listeners(total, session.step_index) if progress else ([], lambda: None)
+    passes = session.doc.passes or None
+    listeners, close = progress_listeners(total, session.step_index, passes) if progress else ([], lambda: None)
     try:
         engine.run(session, until=until, listeners=listeners)
     except KeyboardInterrupt:

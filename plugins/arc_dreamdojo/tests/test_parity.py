@@ -175,3 +175,19 @@ def test_actions_steer_only_the_chunks_they_belong_to(engine: Engine) -> None:
         runs.append(engine.final_latents(session))
     assert torch.equal(runs[0][:, :, :4], runs[1][:, :, :4])
     assert not torch.allclose(runs[0][:, :, 5:8], runs[1][:, :, 5:8], atol=1e-4)
+
+
+@pytest.mark.parametrize(("guidance", "calls"), [(0.0, 1), (1.0, 2)])
+def test_guidance_0_runs_no_unconditional_pass(engine: Engine, guidance: float, calls: int) -> None:
+    params = {"num_frames": 13, "height": H, "width": W, "steps": 2, "guidance": guidance}
+    session = engine.create(
+        "dreamdojo", params, variant="tiny", inputs={"image": first_frame(), "actions": gr1_actions(1)}
+    )
+    net = engine.load(session.ref, "cpu").net
+    seen: list[int] = []
+    handle = net.register_forward_hook(lambda *_: seen.append(1))
+    try:
+        engine.run(session)
+    finally:
+        handle.remove()
+    assert len(seen) == 2 * calls
