@@ -17,7 +17,14 @@ from arc_fabric_core.metrics.registry import available, compute
 
 DEFAULT_GATE = {"clip": 0.20}
 # Which way is better, for the gate (a higher CLIP score, a lower LPIPS...).
-HIGHER_IS_BETTER = {"clip": True, "psnr": True, "ssim": True, "temporal": True, "lpips": False}
+HIGHER_IS_BETTER = {
+    "clip": True,
+    "psnr": True,
+    "ssim": True,
+    "temporal": True,
+    "lpips": False,
+    "piq_lpips": False,
+}
 
 
 def check(
@@ -36,7 +43,7 @@ def check(
             raise InputError("metrics", f"unknown metric {name!r}; available: {', '.join(sorted(metrics))}")
         if metrics[name].needs_prompt and not prompt:
             raise InputError("metrics", f"{name} scores frames against the prompt: give one")
-        if metrics[name].needs_reference and not reference:
+        if metrics[name].needs_reference and (reference is None or isinstance(reference, str) and not reference):
             raise InputError("reference", f"{name} compares against a reference video: give reference=PATH.mp4")
     if isinstance(reference, str) and reference and not Path(reference).is_file():
         raise InputError("reference", f"{reference} is not a file")
@@ -77,7 +84,7 @@ def evaluate(
     if isinstance(reference, str) and reference:
         from arc_fabric_core.media.video import read_video
 
-        ref = read_video(Path(reference))
+        ref = torch.from_numpy(read_video(Path(reference))).to(torch.float32) / 255  # uint8 -> [0, 1]
     results = compute(names, frames, prompt, ref, allow_random, options, plugins)
     checks = []
     for name, threshold in (DEFAULT_GATE if gate is None else gate).items():

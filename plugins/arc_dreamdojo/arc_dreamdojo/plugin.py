@@ -367,3 +367,11 @@ def arc_register_operations(register: Callable[[Any], None]) -> None:
 @hookimpl
 def arc_config_searchpath() -> list[str]:
     return ["pkg://arc_dreamdojo"]
+
+
+@hookimpl
+def arc_register_metrics(register: Callable[[Any], None]) -> None:
+    from arc_dreamdojo.scores import METRICS
+
+    for metric in METRICS:
+        register(metric)
