@@ -43,7 +43,7 @@ def check(
             raise InputError("metrics", f"unknown metric {name!r}; available: {', '.join(sorted(metrics))}")
         if metrics[name].needs_prompt and not prompt:
             raise InputError("metrics", f"{name} scores frames against the prompt: give one")
-        if metrics[name].needs_reference and (reference is None or isinstance(reference, str) and not reference):
+        if metrics[name].needs_reference and (reference is None or (isinstance(reference, str) and not reference)):
             raise InputError("reference", f"{name} compares against a reference video: give reference=PATH.mp4")
     if isinstance(reference, str) and reference and not Path(reference).is_file():
         raise InputError("reference", f"{reference} is not a file")
