@@ -10,6 +10,7 @@ equals the longer rollout made at once.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,17 @@ def next_dataset_actions(engine: Any, session_id: str) -> Any:
         raise InputError("from_dataset", f"session {doc.id} was not made from a dataset sample: give its actions")
     stats = Path(params.stats) if params.stats else None
     dataset = LeRobotDataset(Path(params.dataset), stats=stats, embodiment=embodiment_of(ref.variant.name))
-    window = dataset.eval_windows(params.chunks, params.samples_per_task)[params.sample]
-    longer = dataset.window_actions(window, params.chunks + 1)
-    return longer[params.chunks * ACTIONS_PER_CHUNK :]
+    # The sample indexes the windows of the rollout as first made (its extensions are longer).
+    origin = doc
+    while origin.parent is not None:
+        origin = engine.store.load_doc(origin.parent)
+    first = ref.params(origin.params)
+    assert isinstance(first, DreamDojoParams)
+    window = dataset.eval_windows(first.chunks, params.samples_per_task)[params.sample]
+    try:
+        sample = dataset.load(replace(window, chunks=params.chunks + 1))
+    except InputError as exc:
+        raise InputError(
+            "from_dataset", f"episode {window.episode_index} has no next 12 actions: {exc.message}"
+        ) from None
+    return sample.actions[params.chunks * ACTIONS_PER_CHUNK :]
