@@ -6,10 +6,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install demo test test-fast lint bench clean
 
-$(STAMP): pyproject.toml plugins/arc_wan21/pyproject.toml plugins/arc_ltx/pyproject.toml plugins/arc_longlive/pyproject.toml
+$(STAMP): pyproject.toml plugins/arc_wan21/pyproject.toml plugins/arc_ltx/pyproject.toml plugins/arc_longlive/pyproject.toml plugins/arc_dreamdojo/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]' -e plugins/arc_wan21 -e plugins/arc_ltx -e plugins/arc_longlive
+	$(BIN)/python -m pip install --quiet -e '.[test]' -e plugins/arc_wan21 -e plugins/arc_ltx -e plugins/arc_longlive -e plugins/arc_dreamdojo
 	touch $(STAMP)
 
 install: $(STAMP)

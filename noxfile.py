@@ -1,7 +1,7 @@
 """Nox sessions: the suite, each plugin alone in its own venv, lint, benchmarks.
 
 nox -s tests          core + every plugin in this repo, the whole suite
-nox -s wan21 ltx longlive toy   one venv per plugin: the core and that plugin only
+nox -s wan21 ltx longlive dreamdojo toy   one venv per plugin: the core and that plugin only
 nox -s lint           ruff
 nox -s bench          engine vs diffusers, what sessions cost, what hybrids save, the runtime, on mid-size random Wans
 """
@@ -19,6 +19,7 @@ PLUGINS = {
     "wan21": "plugins/arc_wan21",
     "ltx": "plugins/arc_ltx",
     "longlive": "plugins/arc_longlive",
+    "dreamdojo": "plugins/arc_dreamdojo",
     "toy": "examples/arc_toy",
 }
 
@@ -46,6 +47,12 @@ def plugin_ltx(session: nox.Session) -> None:
 def plugin_longlive(session: nox.Session) -> None:
     session.install(*CORE, PLUGINS["longlive"])
     session.run("pytest", "plugins/arc_longlive/tests", *session.posargs)
+
+
+@nox.session(python="3.11", name="dreamdojo")
+def plugin_dreamdojo(session: nox.Session) -> None:
+    session.install(*CORE, PLUGINS["dreamdojo"])
+    session.run("pytest", "plugins/arc_dreamdojo/tests", *session.posargs)
 
 
 @nox.session(python="3.11", name="toy")

@@ -88,7 +88,7 @@ def shipped_keys(plugins: Any, name: str) -> set[str]:
     from omegaconf import OmegaConf
 
     node = OmegaConf.create(text)
-    return {str(k) for k in node.keys()} - {"defaults", "model", "hydra"}  # type: ignore[union-attr]
+    return {str(k) for k in node} - {"defaults", "model", "hydra"}  # type: ignore[union-attr]
 
 
 def register_model_configs(plugins: Any, primary: Iterable[str]) -> None:

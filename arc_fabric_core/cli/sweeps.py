@@ -2,7 +2,8 @@
 
 Every job of a multirun writes ``job.json`` in its folder (the swept values, its time,
 its session, its metrics); after each job the sweep's folder gets ``sweep.csv`` (one
-row per job) and ``sweep.png`` (each metric, and the time per job, against the first
+row per job), ``sweep_summary.json`` (the mean of each metric over the jobs: an
+evaluation's result) and ``sweep.png`` (each metric, and the time per job, against the first
 swept parameter, one line per combination of the others), rebuilt from every
 ``job.json`` there — so the last job to finish leaves the whole summary, with any
 launcher. Files are replaced atomically. When the multirun ends, :class:`SweepSummary`
@@ -70,7 +71,19 @@ def summarize(sweep: Path) -> tuple[Path, Path | None]:
         writer.writerows(rows)
     csv_path = sweep / "sweep.csv"
     os.replace(tmp, csv_path)
+    _atomic(sweep / "sweep_summary.json", json.dumps(json_safe(means(rows, [*metrics, "seconds"])), indent=2) + "\n")
     return csv_path, _plot(sweep, rows, keys, metrics, random)
+
+
+def means(rows: list[dict[str, Any]], columns: list[str]) -> dict[str, Any]:
+    """The mean of each column over the jobs that have a number there (an evaluation's
+    summary: the mean PSNR, SSIM and LPIPS over its samples), and how many had one."""
+    out: dict[str, Any] = {"jobs": len(rows), "mean": {}, "count": {}}
+    for column in columns:
+        values = [v for v in (_num(r.get(column)) for r in rows) if v is not None and math.isfinite(v)]
+        out["mean"][column] = sum(values) / len(values) if values else None
+        out["count"][column] = len(values)
+    return out
 
 
 def _plot(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,9 @@ class VariantSpec:
     # Tighter bounds of this variant than its parameter class's (a tiny transformer's
     # shorter positional table), by field; checked with the parameters.
     param_bounds: dict[str, AtMost] = field(default_factory=dict)
+    # A check of the checkpoint folder where ``required_components`` cannot say it (a file
+    # or another in its place): ``check_folder(folder)`` lists what is wrong, one line each.
+    check_folder: Callable[[Path], list[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,9 @@ class ModelSpec:
                 f"{folder} lacks {', '.join(missing)} "
                 f"(expected the published layout of {self.name} {chosen.name}){tiny_hint}",
             )
+        problems = chosen.check_folder(folder) if chosen.check_folder is not None else []
+        if problems:
+            raise WeightsError("model.weights", "; ".join(problems) + tiny_hint)
         return ModelRef(spec=self, variant=chosen, weights=folder.resolve())
 
     def auto_variant(self, weights: str | os.PathLike[str] | None = None) -> VariantSpec | None:

@@ -10,6 +10,7 @@ each being its conditioning frame.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
@@ -144,6 +145,7 @@ def _variants() -> tuple[VariantSpec, ...]:
                         "and the action statistics."
                     ),
                     weights_env="ARC_DREAMDOJO_WEIGHTS",
+                    check_folder=check_folder,
                 )
             )
     out.append(
@@ -158,6 +160,14 @@ def _variants() -> tuple[VariantSpec, ...]:
     return tuple(out)
 
 
+def check_folder(folder: Path) -> list[str]:
+    """What a weights folder lacks (:func:`arc_dreamdojo.weights.check_folder`), checked
+    when the model is resolved, before anything loads."""
+    from arc_dreamdojo.weights import check_folder as check
+
+    return check(folder)
+
+
 def embodiment_of(variant: str) -> str:
     return variant.split("-", 1)[1] if "-" in variant else "gr1"
 
@@ -169,4 +179,5 @@ DREAMDOJO = ModelSpec(
     latent_space=LatentSpace(family="wan-vae", channels=16, temporal_compression=4, spatial_compression=8),
     variants=_variants(),
     inputs=INPUTS,
+    reference_metrics=("piq_psnr", "piq_ssim", "piq_lpips"),
 )
