@@ -330,14 +330,19 @@ export function mountSession(ctx) {
   }
 
   function renderPreviews() {
-    const k = passes().length;
+    const list = passes();
+    // A chunk that ends by the step this session branched at was made by an ancestor.
+    const from = Number(detail.parent_step) || 0;
+    const inherited = (c) => list.slice(0, c + 1).reduce((a, b) => a + b, 0) <= from;
     clear(
       previews,
-      Array.from({ length: k }, (_, c) =>
+      list.map((_, c) =>
         h(
           "figure",
           { class: "dd-thumb", "data-testid": "dd-preview", "data-chunk": String(c) },
-          chunkPreviews.has(c) ? h("img", { src: chunkPreviews.get(c), alt: `Chunk ${c} preview` }) : h("div", { class: "dd-thumb-empty" }, "–"),
+          chunkPreviews.has(c)
+            ? h("img", { src: chunkPreviews.get(c), alt: `Chunk ${c} preview` })
+            : h("div", { class: "dd-thumb-empty", title: inherited(c) ? "Made by the session this one continues" : "" }, inherited(c) ? "earlier" : "–"),
           h("figcaption", { class: "muted" }, `chunk ${c}`),
         ),
       ),
