@@ -42,7 +42,14 @@ def plugins() -> Plugins:
 
 
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
+def server(tmp_path: Path, plugins: Plugins) -> Iterator[Any]:
+    with ui.serve(tmp_path, plugins) as running:
+        yield running
+
+
+@pytest.fixture
+def page(browser: Browser, server: Any) -> Iterator[Page]:
+    """A page closed before its server stops (else its event stream reconnects in vain)."""
     context = browser.new_context(viewport={"width": 1440, "height": 1100})
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
@@ -74,97 +81,96 @@ def times(page: Page) -> list[float]:
     )
 
 
-def test_pick_a_sample_roll_it_out_compare_and_act(page: Page, plugins: Plugins, tmp_path: Path) -> None:
+def test_pick_a_sample_roll_it_out_compare_and_act(page: Page, server: Any, tmp_path: Path) -> None:
     from arc_dreamdojo.tiny_dataset import build_tiny_dataset
 
     expect.set_options(timeout=WAIT_MS)
-    dataset = str(Path(build_tiny_dataset(tmp_path / "dataset")).resolve())
-    with ui.serve(tmp_path, plugins) as server:
-        ui.open_ui(page, server)
-        page.locator('[data-testid="model-card"][data-model="dreamdojo"]').click()
-        page.locator("details.advanced > summary").click()
-        page.get_by_test_id("variant-select").select_option("tiny")
-        page.get_by_test_id("param-steps").fill("2")
+    # Episodes long enough that every window has the rows of one more chunk (for act).
+    dataset = str(Path(build_tiny_dataset(tmp_path / "dataset", frames=200)).resolve())
+    ui.open_ui(page, server)
+    page.locator('[data-testid="model-card"][data-model="dreamdojo"]').click()
+    page.locator("details.advanced > summary").click()
+    page.get_by_test_id("variant-select").select_option("tiny")
+    page.get_by_test_id("param-steps").fill("2")
 
-        # The sample picker: a path, then task, episode, window; the pick sets the parameters.
-        picker = page.get_by_test_id("dd-sample-picker")
-        expect(picker).to_be_visible()
-        page.get_by_test_id("dd-dataset-path").fill(dataset)
-        page.get_by_test_id("dd-dataset-load").click()
-        expect(page.get_by_test_id("dd-dataset-status")).to_contain_text("evaluation window")
-        tasks = page.get_by_test_id("dd-task").locator("option")
-        assert tasks.count() >= 1
-        page.get_by_test_id("dd-task").select_option(index=tasks.count() - 1)
-        page.get_by_test_id("dd-episode").select_option(index=0)
-        windows = page.get_by_test_id("dd-window").locator("option")
-        page.get_by_test_id("dd-window").select_option(index=windows.count() - 1)
-        sample = page.get_by_test_id("dd-window").input_value()
-        expect(page.get_by_test_id("param-dataset")).to_have_value(dataset)
-        expect(page.get_by_test_id("param-sample")).to_have_value(sample)
-        page.wait_for_function(
-            "() => { const i = document.querySelector('[data-testid=\"dd-first-frame\"]'); "
-            "return i && i.complete && i.naturalWidth === 640; }"
-        )
-        expect(page.get_by_test_id("dd-sample-caption")).to_contain_text(f"sample {sample}")
-        top(page)
-        ui.shot(page, "dd-01-generate-sample-picker")
+    # The sample picker: a path, then task, episode, window; the pick sets the parameters.
+    picker = page.get_by_test_id("dd-sample-picker")
+    expect(picker).to_be_visible()
+    page.get_by_test_id("dd-dataset-path").fill(dataset)
+    page.get_by_test_id("dd-dataset-load").click()
+    expect(page.get_by_test_id("dd-dataset-status")).to_contain_text("evaluation window")
+    tasks = page.get_by_test_id("dd-task").locator("option")
+    assert tasks.count() >= 1
+    page.get_by_test_id("dd-task").select_option(index=tasks.count() - 1)
+    page.get_by_test_id("dd-episode").select_option(index=0)
+    windows = page.get_by_test_id("dd-window").locator("option")
+    assert windows.count() >= 1
+    page.get_by_test_id("dd-window").select_option(index=0)
+    sample = page.get_by_test_id("dd-window").input_value()
+    expect(page.get_by_test_id("param-dataset")).to_have_value(dataset)
+    expect(page.get_by_test_id("param-sample")).to_have_value(sample)
+    page.wait_for_function(
+        "() => { const i = document.querySelector('[data-testid=\"dd-first-frame\"]'); "
+        "return i && i.complete && i.naturalWidth === 640; }"
+    )
+    expect(page.get_by_test_id("dd-sample-caption")).to_contain_text(f"sample {sample}")
+    top(page)
+    ui.shot(page, "dd-01-generate-sample-picker")
 
-        page.get_by_test_id("generate-button").click()
-        output = page.get_by_test_id("output")
-        expect(output.get_by_test_id("job-state")).to_have_text("succeeded")
-        output.get_by_test_id("open-session").click()
+    page.get_by_test_id("generate-button").click()
+    output = page.get_by_test_id("output")
+    expect(output.get_by_test_id("job-state")).to_have_text("succeeded")
+    output.get_by_test_id("open-session").click()
 
-        # The session: both videos, one control; the chart, the metrics, the chunks.
-        panel = page.get_by_test_id("dd-session-panel")
-        expect(panel).to_be_visible()
-        expect(panel.get_by_test_id("dd-chunk")).to_have_count(2)
-        expect(panel.locator(".dd-chunk.done")).to_have_count(2)
-        wait_ready(page, "dd-truth-video")
-        wait_ready(page, "dd-pred-video")
-        page.get_by_test_id("dd-play").click()
-        page.wait_for_function(
-            """() => ['dd-truth-video', 'dd-pred-video'].every(id => {
-                   const v = document.querySelector(`[data-testid="${id}"]`);
-                   return !v.paused && v.currentTime > 0.3; })"""
-        )
-        page.get_by_test_id("dd-play").click()  # pause both
-        page.eval_on_selector(
-            '[data-testid="dd-seek"]', "s => { s.value = '13'; s.dispatchEvent(new Event('input')); }"
-        )
-        page.wait_for_function(
-            """() => ['dd-truth-video', 'dd-pred-video'].every(id => {
-                   const v = document.querySelector(`[data-testid="${id}"]`); return v.paused && !v.seeking; })"""
-        )
-        truth_t, pred_t = times(page)
-        assert abs(truth_t - pred_t) < 0.01 and abs(pred_t - 13.5 / 10) < 0.01, (truth_t, pred_t)
-        expect(page.get_by_test_id("dd-frame")).to_have_text("frame 13 / 24 · chunk 1")
-        expect(panel.get_by_test_id("dd-chart-bar")).to_have_count(2)
-        metrics = panel.get_by_test_id("dd-metrics")
-        expect(metrics).to_contain_text(_metrics_text())
-        expect(panel.get_by_test_id("dd-preview")).to_have_count(2)
-        top(page)
-        ui.shot(page, "dd-02-session-panel")
+    # The session: both videos, one control; the chart, the metrics, the chunks.
+    panel = page.get_by_test_id("dd-session-panel")
+    expect(panel).to_be_visible()
+    expect(panel.get_by_test_id("dd-chunk")).to_have_count(2)
+    expect(panel.locator(".dd-chunk.done")).to_have_count(2)
+    wait_ready(page, "dd-truth-video")
+    wait_ready(page, "dd-pred-video")
+    page.get_by_test_id("dd-play").click()
+    page.wait_for_function(
+        """() => ['dd-truth-video', 'dd-pred-video'].every(id => {
+               const v = document.querySelector(`[data-testid="${id}"]`);
+               return !v.paused && v.currentTime > 0.3; })"""
+    )
+    page.get_by_test_id("dd-play").click()  # pause both
+    page.eval_on_selector('[data-testid="dd-seek"]', "s => { s.value = '13'; s.dispatchEvent(new Event('input')); }")
+    page.wait_for_function(
+        """() => ['dd-truth-video', 'dd-pred-video'].every(id => {
+               const v = document.querySelector(`[data-testid="${id}"]`); return v.paused && !v.seeking; })"""
+    )
+    truth_t, pred_t = times(page)
+    assert abs(truth_t - pred_t) < 0.01 and abs(pred_t - 13.5 / 10) < 0.01, (truth_t, pred_t)
+    expect(page.get_by_test_id("dd-frame")).to_have_text("frame 13 / 24 · chunk 1")
+    expect(panel.get_by_test_id("dd-chart-bar")).to_have_count(2)
+    metrics = panel.get_by_test_id("dd-metrics")
+    expect(metrics).to_contain_text(_metrics_text())
+    expect(panel.get_by_test_id("dd-preview")).to_have_count(2)
+    top(page)
+    ui.shot(page, "dd-02-session-panel")
 
-        # Next chunk from the dataset: a new session, one chunk longer.
-        first = page.get_by_test_id("session-page").get_attribute("data-session-id")
-        page.get_by_test_id("dd-next-dataset").click()
-        page.get_by_test_id("dd-next-open").click()
-        expect(page.get_by_test_id("session-page")).not_to_have_attribute("data-session-id", first or "")
-        expect(page.get_by_test_id("session-status")).to_have_text("completed")
-        panel = page.get_by_test_id("dd-session-panel")
-        expect(panel.get_by_test_id("dd-chunk")).to_have_count(3)
-        expect(panel.locator(".dd-chunk.done")).to_have_count(3)
-        expect(page.get_by_test_id("session-op")).to_contain_text("extend of")  # act is an extension by one chunk
-        expect(panel.get_by_test_id("dd-chart-bar")).to_have_count(3)
-        wait_ready(page, "dd-truth-video")
-        wait_ready(page, "dd-pred-video")
-        assert page.evaluate(
-            "() => ['dd-truth-video', 'dd-pred-video'].map(id => "
-            'Math.round(document.querySelector(`[data-testid="${id}"]`).duration * 10))'
-        ) == [37, 37]
-        expect(panel.get_by_test_id("dd-metrics")).to_contain_text(_metrics_text())
-        top(page)
-        ui.shot(page, "dd-03-next-chunk-session")
+    # Next chunk from the dataset: a new session, one chunk longer.
+    first = page.get_by_test_id("session-page").get_attribute("data-session-id")
+    page.get_by_test_id("dd-next-dataset").click()
+    page.get_by_test_id("dd-next-open").click()
+    expect(page.get_by_test_id("session-page")).not_to_have_attribute("data-session-id", first or "")
+    expect(page.get_by_test_id("session-status")).to_have_text("completed")
+    panel = page.get_by_test_id("dd-session-panel")
+    expect(panel.get_by_test_id("dd-chunk")).to_have_count(3)
+    expect(panel.locator(".dd-chunk.done")).to_have_count(3)
+    expect(page.get_by_test_id("session-op")).to_contain_text("extend of")  # act is an extension by one chunk
+    expect(panel.get_by_test_id("dd-chart-bar")).to_have_count(3)
+    wait_ready(page, "dd-truth-video")
+    wait_ready(page, "dd-pred-video")
+    assert page.evaluate(
+        "() => ['dd-truth-video', 'dd-pred-video'].map(id => "
+        'Math.round(document.querySelector(`[data-testid="${id}"]`).duration * 10))'
+    ) == [37, 37]
+    expect(panel.get_by_test_id("dd-metrics")).to_contain_text(_metrics_text())
+    top(page)
+    ui.shot(page, "dd-03-next-chunk-session")
 
 
 def top(page: Page) -> None:

@@ -39,6 +39,7 @@ CACHE = ("ext-cache", "dreamdojo")
 MAX_CHUNKS = 200
 # The operations whose sessions continue a rollout (more chunks of the same window).
 CONTINUING = {"act", "extend"}
+LPIPS_WEIGHTS = {"vgg16", "lpips_linear"}  # the fields rollout_metrics names when LPIPS lacks its weights
 
 
 SessionId = Annotated[str, PathParam(pattern=SESSION_ID)]
@@ -169,7 +170,14 @@ def make_router(orch: Any) -> APIRouter:
         if pred.shape != real.shape:
             raise conflict("session", f"the video is {tuple(pred.shape)}, its ground truth {tuple(real.shape)}")
         try:
-            scores = rollout_metrics(pred, real)
+            try:
+                scores = rollout_metrics(pred, real)
+            except InputError as exc:
+                if exc.field not in LPIPS_WEIGHTS:
+                    raise
+                # No local LPIPS weights (nothing is downloaded): PSNR and SSIM still say something.
+                scores = rollout_metrics(pred, real, lpips=False)
+                scores["notes"] = [f"LPIPS not computed: {exc.message}"]
         except Exception as exc:  # a metric that cannot run here (no LPIPS weights) is a state, not a crash
             return {"available": False, "message": f"metrics not available: {exc}"}
         out = {"available": True, **_plain(scores)}

@@ -312,7 +312,13 @@ export function mountSession(ctx) {
       }
       const cell = (name, key, digits, better) =>
         h("div", { class: "dd-metric", "data-metric": key }, h("span", { class: "dd-metric-name" }, name, h("span", { class: "muted" }, ` ${better}`)), h("span", { class: "dd-metric-value mono" }, m[key] === null || m[key] === undefined ? "–" : Number(m[key]).toFixed(digits)));
-      clear(metrics, h("div", { class: "dd-metric-grid" }, cell("PSNR", "psnr", 2, "dB ↑"), cell("SSIM", "ssim", 4, "↑"), cell("LPIPS", "lpips", 4, "↓")));
+      const notes = (m.notes || []).map((n) => h("li", null, n));
+      clear(
+        metrics,
+        h("div", { class: "dd-metric-grid" }, cell("PSNR", "psnr", 2, "dB ↑"), cell("SSIM", "ssim", 4, "↑"), cell("LPIPS", "lpips", 4, "↓")),
+        h("div", { class: "muted dd-metric-sub" }, `${m.frames} frames at ${m.width}×${m.height}, the mean of the per-frame scores`),
+        notes.length ? h("ul", { class: "dd-notes muted", "data-testid": "dd-metric-notes" }, notes) : null,
+      );
     } catch (err) {
       metricsFor = null;
       if (alive) clear(metrics, h("span", { class: "muted" }, err.message));
