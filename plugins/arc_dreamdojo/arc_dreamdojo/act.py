@@ -10,6 +10,7 @@ equals the longer rollout made at once.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,26 @@ def next_dataset_actions(engine: Any, session_id: str) -> Any:
         raise InputError("from_dataset", f"session {doc.id} was not made from a dataset sample: give its actions")
     stats = Path(params.stats) if params.stats else None
     dataset = LeRobotDataset(Path(params.dataset), stats=stats, embodiment=embodiment_of(ref.variant.name))
-    window = dataset.eval_windows(params.chunks, params.samples_per_task)[params.sample]
-    longer = dataset.window_actions(window, params.chunks + 1)
-    return longer[params.chunks * ACTIONS_PER_CHUNK :]
+    window = rollout_window(engine, doc, dataset, params.chunks + 1)
+    # The same window one chunk longer: its first 12k actions are the rollout's (each group's
+    # deltas are taken against rows the shorter window has too), the last 12 the next chunk's.
+    return dataset.load(window).actions[params.chunks * ACTIONS_PER_CHUNK :]
+
+
+def origin(store: Any, doc: Any) -> Any:
+    """The session whose parameters picked the rollout's dataset window: the first of the
+    chain of sessions that continue one another (act makes extensions), since the window
+    ``sample`` names among those of a longer rollout may be another one."""
+    while str(doc.operation) == "extend" and doc.parent:
+        doc = store.load_doc(doc.parent)
+    return doc
+
+
+def rollout_window(engine: Any, doc: Any, dataset: Any, chunks: int) -> Any:
+    """The dataset window of ``doc``'s rollout (as its origin picked it), ``chunks`` chunks long."""
+    first = origin(engine.store, doc)
+    params = resolve_info(engine.plugins, first.model).params(first.params)
+    windows = dataset.eval_windows(params.chunks, params.samples_per_task)
+    if not 0 <= params.sample < len(windows):
+        raise InputError("sample", f"sample {params.sample} is out of range: the dataset has {len(windows)} windows")
+    return dataclasses.replace(windows[params.sample], chunks=chunks)

@@ -16,7 +16,6 @@ seeks in a file, and a second look costs nothing.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import io
@@ -31,14 +30,13 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 
+from arc_dreamdojo.act import origin, rollout_window
 from arc_dreamdojo.spec import ACTIONS_PER_CHUNK, DreamDojoParams, embodiment_of
 from arc_fabric_core.contract.errors import InputError
 from arc_fabric_core.store.session import SESSION_ID
 
 CACHE = ("ext-cache", "dreamdojo")
 MAX_CHUNKS = 200
-# The operations whose sessions continue a rollout (more chunks of the same window).
-CONTINUING = {"act", "extend"}
 LPIPS_WEIGHTS = {"vgg16", "lpips_linear"}  # the fields rollout_metrics names when LPIPS lacks its weights
 
 
@@ -194,21 +192,14 @@ def make_router(orch: Any) -> APIRouter:
             raise conflict(
                 "session", f"session {session_id} was not made from a dataset sample: it has no ground truth"
             )
-        origin_params = session_params(orch, origin(orch.store, doc))[1]
+        first = session_params(orch, origin(orch.store, doc))[1]
         embodiment = embodiment_of(ref.variant.name)
-        parts = (params.dataset, params.stats, embodiment, origin_params.sample, origin_params.chunks)
-        key = _key(
-            "truth", *parts, origin_params.samples_per_task, params.chunks, params.height, params.width, params.fps
-        )
+        parts = (params.dataset, params.stats, embodiment, first.sample, first.chunks, first.samples_per_task)
+        key = _key("truth", *parts, params.chunks, params.height, params.width, params.fps)
         file = cache / f"{key}.mp4"
         if not file.is_file():
             ds = open_dataset(params.dataset, embodiment, params.stats)
-            windows = ds.eval_windows(origin_params.chunks, origin_params.samples_per_task)
-            if origin_params.sample >= len(windows):
-                raise InputError(
-                    "sample", f"the dataset has {len(windows)} evaluation windows; sample is {params.sample}"
-                )
-            got = ds.load(_with_chunks(windows[origin_params.sample], params.chunks))
+            got = ds.load(rollout_window(orch, doc, ds, params.chunks))
             _, frames = _fit(got.image, got.frames, params)
             write_mp4(frames, file, params.fps)
         return file
@@ -224,24 +215,6 @@ def session_params(orch: Any, doc: Any) -> tuple[Any, DreamDojoParams]:
     if not isinstance(params, DreamDojoParams):
         raise InputError("session", f"session {doc.id} is a {doc.model.name} session, not a DreamDojo rollout")
     return ref, params
-
-
-def origin(store: Any, doc: Any) -> Any:
-    """The session whose parameters picked the rollout's dataset window: the first of the
-    chain of sessions that continue one another (``act``), where the window of a longer
-    rollout may be another one."""
-    while str(doc.operation) in CONTINUING and doc.parent:
-        doc = store.load_doc(doc.parent)
-    return doc
-
-
-def _with_chunks(window: Any, chunks: int) -> Any:
-    """The same window (task, episode, first frame) ``chunks`` chunks long."""
-    if window.chunks == chunks:
-        return window
-    if dataclasses.is_dataclass(window):
-        return dataclasses.replace(window, chunks=chunks)
-    return window._replace(chunks=chunks)  # a NamedTuple
 
 
 @functools.lru_cache(maxsize=8)

@@ -59,7 +59,7 @@ export function mountGenerate(ctx) {
 
   function fillWindows() {
     const ws = listing.windows.filter((w) => String(w.task_index) === task.value && String(w.episode_index) === episode.value);
-    clear(windowList, ws.map((w) => h("option", { value: String(w.sample) }, `#${w.sample} · frames ${w.start}–${w.start + PER_CHUNK * w.chunks}`)));
+    clear(windowList, ws.map((w) => h("option", { value: String(w.sample) }, `#${w.sample} · from frame ${w.start}`)));
     if (ws.length) windowList.value = String(ws[0].sample);
     pick();
   }
