@@ -252,3 +252,17 @@ def arc_register_operations(register: Callable[[Any], None]) -> None:
 
     Called once, when the core first needs the operations registry.
     """
+
+
+# ---------------------------------------------------------------- server and UI
+
+
+@hookspec
+def arc_register_ui(register: Callable[[Any], None]) -> None:
+    """Optional. Add to the server and the web UI: call ``register(UiExtension(...))``
+    (``arc_fabric_core.contract.ui``) with routes of the plugin's own (mounted under
+    ``/api/ext/<name>/``), a static folder (served at ``/ext/<name>/``) and the ES module
+    in it that the UI imports on the pages of the extension's models.
+
+    Called once, when the server's app is made.
+    """

@@ -20,6 +20,7 @@ from arc_fabric_core.contract import hookspecs
 from arc_fabric_core.contract.capabilities import Capabilities, resolve_capabilities
 from arc_fabric_core.contract.errors import ArcFabricError, UnknownModelError
 from arc_fabric_core.contract.models import ModelSpec
+from arc_fabric_core.contract.ui import UiExtension
 
 ENTRY_POINT_GROUP = "arc_fabric"
 # The built-in operations register through arc_register_operations like a plugin's do; the
@@ -255,6 +256,24 @@ class Plugins:
             if op.makes == made:
                 return op
         raise ArcFabricError(f"no operation makes sessions of kind {made!r} (is the plugin that adds it installed?)")
+
+    def ui_extensions(self) -> list[Any]:
+        """Every ``UiExtension`` the plugins register (``arc_register_ui``), by name; a name
+        registered twice is refused, naming both plugins."""
+        found: dict[str, tuple[Any, str]] = {}
+        for impl in self.hook.arc_register_ui.get_hookimpls():
+
+            def register(ext: Any, _owner: str = impl.plugin_name) -> None:
+                if not isinstance(ext, UiExtension):
+                    raise ArcFabricError(f"{_owner}: arc_register_ui takes a UiExtension, not {type(ext).__name__}")
+                if ext.name in found:
+                    raise ArcFabricError(
+                        f"UI extension {ext.name!r} is registered by both {found[ext.name][1]!r} and {_owner!r}"
+                    )
+                found[ext.name] = (ext, _owner)
+
+            impl.function(register=register)
+        return [ext for ext, _ in found.values()]
 
     def config_searchpath(self) -> list[str]:
         paths: list[str] = []

@@ -175,7 +175,7 @@ def create_app(
             path = request.url.path
             # The page and its scripts hold no data (a browser cannot add a header to load
             # them); a <video src> cannot either, so files also take ?token=.
-            if request.method == "GET" and (path == "/" or path.startswith("/static/")):
+            if request.method == "GET" and (path == "/" or path.startswith(("/static/", "/ext/"))):
                 return await call_next(request)
             given = request.headers.get("authorization", "")
             if path.startswith("/files/") and "token" in request.query_params:
@@ -359,6 +359,8 @@ def create_app(
     static = Path(__file__).parent / "static"
     app.mount("/static", StaticFiles(directory=static, check_dir=False), name="static")
 
+    _mount_extensions(app, orch)
+
     @app.get("/", include_in_schema=False)
     def index() -> HTMLResponse:
         page = static / "index.html"
@@ -407,6 +409,25 @@ def _operation_route(app: FastAPI, op: Any, queued: Any) -> None:
     route.__annotations__ = {"session_id": SessionId, "request": body_type, "return": JobView}
     route.__defaults__ = (None,) if optional else None
     app.post(f"/api/sessions/{{session_id}}/{op.name}", status_code=202, tags=["sessions"], summary=op.summary)(route)
+
+
+def _mount_extensions(app: FastAPI, orch: Orchestrator) -> None:
+    """The plugins' UI extensions (``arc_register_ui``): each one's routes under
+    ``/api/ext/<name>``, its static folder at ``/ext/<name>``, and the list the UI reads
+    (``GET /api/extensions``) to import their modules."""
+    from fastapi.staticfiles import StaticFiles
+
+    extensions = orch.plugins.ui_extensions()
+    for ext in extensions:
+        if ext.routes is not None:
+            app.include_router(ext.routes(orch), prefix=f"/api/ext/{ext.name}", tags=[f"ext:{ext.name}"])
+        app.mount(f"/ext/{ext.name}", StaticFiles(directory=Path(ext.static), check_dir=False), name=f"ext-{ext.name}")
+
+    @app.get("/api/extensions", tags=["server"])
+    def list_extensions() -> list[dict[str, Any]]:
+        """The UI extensions the plugins add: each one's name, the models it is for (empty:
+        all), its ES module and style sheets (paths next to the page) and its routes' base."""
+        return [ext.describe() for ext in extensions]
 
 
 def _plain(errors: Any) -> list[dict[str, Any]]:

@@ -1,6 +1,7 @@
 // The generate page: model cards, the parameter form, the live output, the job list.
 
 import { api, clear, h, listen, setText, state } from "./core.js";
+import { mountExtensions } from "./extensions.js";
 import { readInputs, schemaFields } from "./form.js";
 import { jobCard, jobRow, startJobTimers, upsertJob } from "./jobs.js";
 import { capabilityTags, deviceLabel, modelStatePill } from "./models.js";
@@ -92,6 +93,7 @@ export function mountGenerate(root) {
   );
 
   let form = null; // {model, fields, ...}
+  let extensions = null; // the plugins' panels of the model picked (extensions.js)
 
   function select(name) {
     if (form && form.model.name === name) return;
@@ -136,6 +138,7 @@ export function mountGenerate(root) {
     }
     if (form && form.model.name === model.name) return;
     if (form) ui.keep.set(form.model.name, form.fields.read().params);
+    extensions?.unmount();
     const fields = schemaFields(model);
     const variants = model.variants || [];
     const auto = variants.find((v) => v.name === model.auto_variant) || null;
@@ -195,6 +198,12 @@ export function mountGenerate(root) {
       extra[`inputs.${spec.name}`] = wrap;
       inputWraps.push(wrap);
     }
+    // A plugin's panel for this model (a dataset sample picker, ...): it may set parameters.
+    const extHost = h("div", { class: "ext-host", "data-testid": "extension-host" });
+    extensions = mountExtensions(extHost, "mountGenerate", model.name, {
+      params: () => fields.read().params,
+      setParams: (values) => fields.fill(values),
+    });
     const banner = h("div", { class: "form-error", role: "alert", "data-testid": "form-error", hidden: true });
     const submit = h("button", { type: "submit", class: "btn btn-primary", "data-testid": "generate-button" }, "Generate");
     const reset = h("button", { type: "button", class: "btn btn-ghost", "data-testid": "reset-form" }, "Reset to defaults");
@@ -203,6 +212,7 @@ export function mountGenerate(root) {
       { class: "gen-form", novalidate: true, "data-testid": "generate-form", autocomplete: "off" },
       banner,
       variantLine,
+      extHost,
       fields.el,
       inputWraps.length
         ? h("fieldset", { class: "gen-inputs", "data-testid": "generate-inputs" }, h("legend", null, "Inputs"), inputWraps)
@@ -404,6 +414,7 @@ export function mountGenerate(root) {
   });
   return () => {
     if (form) ui.keep.set(form.model.name, form.fields.read().params);
+    extensions?.unmount();
     stopTimers();
     off();
   };

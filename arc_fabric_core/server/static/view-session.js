@@ -3,6 +3,7 @@
 // and its parameters.
 
 import { ACTIVE, api, badge, clear, debounce, fullTime, h, humanize, listen, relTime, setMediaSrc, setText, shortId, state, toast, truncate } from "./core.js";
+import { mountExtensions } from "./extensions.js";
 import { numberBounds, readInputs, requestFields, schemaProps } from "./form.js";
 import { cancelNote, jobCard, jobRow, startJobTimers, upsertJob } from "./jobs.js";
 import { capabilitiesOf, modelNamed, operationsOf } from "./models.js";
@@ -74,6 +75,9 @@ export function mountSession(root, id) {
   const tree = h("div", { class: "tree-wrap", "data-testid": "lineage-tree" });
   const treeCount = h("span", { class: "muted" });
   const actions = buildActions();
+  // The plugins' panels for this session's model (extensions.js), mounted once it is known.
+  const extHost = h("div", { class: "ext-host", "data-testid": "extension-host" });
+  let extensions = null;
 
   const layout = h(
     "div",
@@ -82,6 +86,7 @@ export function mountSession(root, id) {
       "div",
       { class: "session-main" },
       h("section", { class: "panel panel-stage" }, h("div", { class: "stage-wrap" }, stage), scrubRow, stageBar),
+      extHost,
       jobsPanel,
     ),
     h(
@@ -126,6 +131,8 @@ export function mountSession(root, id) {
     renderParams();
     renderJobs();
     actions.update();
+    if (!extensions && detail.model) extensions = mountExtensions(extHost, "mountSession", detail.model, { session: detail, sessionId: id });
+    extensions?.update(detail);
   }
 
   // ---------------------------------------------------------------- head
@@ -1100,6 +1107,7 @@ export function mountSession(root, id) {
   });
   return () => {
     alive = false;
+    extensions?.unmount();
     reload.cancel();
     resizer.disconnect();
     stopTimers();

@@ -10,7 +10,7 @@ equals the longer rollout made at once.
 
 from __future__ import annotations
 
-from dataclasses import replace
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -90,17 +90,32 @@ def next_dataset_actions(engine: Any, session_id: str) -> Any:
         raise InputError("from_dataset", f"session {doc.id} was not made from a dataset sample: give its actions")
     stats = Path(params.stats) if params.stats else None
     dataset = LeRobotDataset(Path(params.dataset), stats=stats, embodiment=embodiment_of(ref.variant.name))
-    # The sample indexes the windows of the rollout as first made (its extensions are longer).
-    origin = doc
-    while origin.parent is not None:
-        origin = engine.store.load_doc(origin.parent)
-    first = ref.params(origin.params)
-    assert isinstance(first, DreamDojoParams)
-    window = dataset.eval_windows(first.chunks, params.samples_per_task)[params.sample]
+    window = rollout_window(engine, doc, dataset, params.chunks + 1)
+    # The same window one chunk longer: its first 12k actions are the rollout's (each group's
+    # deltas are taken against rows the shorter window has too), the last 12 the next chunk's.
     try:
-        sample = dataset.load(replace(window, chunks=params.chunks + 1))
+        sample = dataset.load(window)
     except InputError as exc:
         raise InputError(
             "from_dataset", f"episode {window.episode_index} has no next 12 actions: {exc.message}"
         ) from None
     return sample.actions[params.chunks * ACTIONS_PER_CHUNK :]
+
+
+def origin(store: Any, doc: Any) -> Any:
+    """The session whose parameters picked the rollout's dataset window: the first of its
+    lineage (act makes extensions, a fork keeps the length), since the window ``sample``
+    names among those of a longer rollout may be another one."""
+    while doc.parent:
+        doc = store.load_doc(doc.parent)
+    return doc
+
+
+def rollout_window(engine: Any, doc: Any, dataset: Any, chunks: int) -> Any:
+    """The dataset window of ``doc``'s rollout (as its origin picked it), ``chunks`` chunks long."""
+    first = origin(engine.store, doc)
+    params = resolve_info(engine.plugins, first.model).params(first.params)
+    windows = dataset.eval_windows(params.chunks, params.samples_per_task)
+    if not 0 <= params.sample < len(windows):
+        raise InputError("sample", f"sample {params.sample} is out of range: the dataset has {len(windows)} windows")
+    return dataclasses.replace(windows[params.sample], chunks=chunks)

@@ -365,6 +365,13 @@ def arc_register_operations(register: Callable[[Any], None]) -> None:
 
 
 @hookimpl
+def arc_register_ui(register: Callable[[Any], None]) -> None:
+    from arc_dreamdojo.ui import extension
+
+    register(extension())
+
+
+@hookimpl
 def arc_config_searchpath() -> list[str]:
     return ["pkg://arc_dreamdojo"]
 
