@@ -142,7 +142,8 @@ def test_metrics_are_listed_with_their_plugin(tmp_path: Path) -> None:
     res = run_cli("metrics", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     names = [m["name"] for m in json.loads(res.stdout)]
-    assert names == ["clip", "lpips", "psnr", "ssim", "temporal"]
+    # The built-in ones, and those of the shipped DreamDojo plugin (piq's, as its authors score).
+    assert names == ["clip", "lpips", "piq_lpips", "piq_psnr", "piq_ssim", "psnr", "ssim", "temporal"]
 
     class Bright:
         @hookimpl

@@ -82,7 +82,8 @@ def test_a_parallel_sweep_with_the_joblib_launcher_has_every_job(tmp_path: Path)
 def test_a_bad_metric_is_refused_before_any_compute(tmp_path: Path) -> None:
     res = run(*SMALL, "metrics=[clap]", cwd=tmp_path)
     assert res.returncode == 2
-    assert "error: metrics: unknown metric 'clap'; available: clip, lpips, psnr, ssim, temporal" in res.stderr
+    available = "clip, lpips, piq_lpips, piq_psnr, piq_ssim, psnr, ssim, temporal"  # piq_*: the DreamDojo plugin's
+    assert f"error: metrics: unknown metric 'clap'; available: {available}" in res.stderr
     res = run(*SMALL, "metrics=[clip]", "metrics_options.clip_weights=/nope.pt", cwd=tmp_path)
     assert res.returncode == 2 and "error: clip_weights: /nope.pt is not a file" in res.stderr
     assert not (tmp_path / "store").exists()  # no session was created

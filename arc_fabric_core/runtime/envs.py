@@ -44,6 +44,7 @@ KNOWN_SOURCES = {
     "ltx": "plugins/arc_ltx",
     "longlive": "plugins/arc_longlive",
     "toy": "examples/arc_toy",
+    "dreamdojo": "plugins/arc_dreamdojo",
 }
 RECORD = "arc_fabric_env.json"  # what was installed, written once an install succeeded
 LAYER_PTH = "_arc_fabric_base.pth"

@@ -11,24 +11,6 @@ from typing import Any
 
 import torch
 
-TRANSFORMER_CONFIG: dict[str, Any] = dict(
-    in_channels=17,
-    out_channels=16,
-    num_attention_heads=2,
-    attention_head_dim=16,
-    num_layers=2,
-    mlp_ratio=2.0,
-    text_embed_dim=32,
-    adaln_lora_dim=4,
-    max_size=(8, 32, 32),
-    patch_size=(1, 2, 2),
-    rope_scale=(1.0, 3.0, 3.0),
-    concat_padding_mask=True,
-    extra_pos_embed_type=None,
-    use_crossattn_projection=True,
-    crossattn_proj_in_channels=64,
-    encoder_hidden_states_channels=32,
-)
 VAE_CONFIG: dict[str, Any] = dict(
     base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
 )
@@ -69,3 +51,15 @@ def tiny_parts(seed: int = 0) -> tuple[Any, Any, torch.Tensor]:
         vae = AutoencoderKLWan(**VAE_CONFIG)
         text = torch.randn(TEXT_SHAPE)
     return net, vae, text
+
+
+# The real config at a tiny size (the RoPE split needs a head dim of at least 12).
+TRANSFORMER_CONFIG: dict[str, Any] = {
+    **full_config(heads=2, head_dim=16, layers=2),
+    "mlp_ratio": 2.0,
+    "text_embed_dim": 32,
+    "adaln_lora_dim": 4,
+    "max_size": (8, 32, 32),
+    "crossattn_proj_in_channels": TEXT_SHAPE[2],
+    "encoder_hidden_states_channels": 32,
+}
