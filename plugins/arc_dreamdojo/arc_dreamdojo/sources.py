@@ -79,12 +79,12 @@ def _dataset_sample(model: ModelRef, params: DreamDojoParams, embodiment: str) -
 
 
 def _weights_stats(model: ModelRef) -> Path | None:
+    """The statistics shipped with the weights (:func:`arc_dreamdojo.weights.stats_path`)."""
     if model.weights is None:
         return None
-    from arc_dreamdojo.weights import STATS_FILE
+    from arc_dreamdojo.weights import stats_path
 
-    path = Path(model.weights) / STATS_FILE
-    return path if path.is_file() else None
+    return stats_path(Path(model.weights))
 
 
 def _fit(image: torch.Tensor, frames: torch.Tensor, params: DreamDojoParams) -> tuple[torch.Tensor, torch.Tensor]:
