@@ -16,6 +16,7 @@ from arc_fabric_core.contract.bounds import (
     field_error,
     prompt_chars,
 )
+from arc_fabric_core.contract.speed import AttentionChoice, BatchGuidance, StepCache, batch_as_bool, cache_by_name
 
 # What SQLite and torch hold: a larger whole number is refused with its field here rather
 # than overflowing later in a scheduler, a tensor size or the job queue.
@@ -68,6 +69,32 @@ class GenerationParams(BaseModel):
     width: Pixels = Field(832, ge=1, description="Output width in pixels.")
     guidance: float = Field(5.0, ge=0.0, description="Classifier-free guidance scale; <= 1 disables it.")
     fps: int = Field(16, ge=1, le=240, description="Frames per second of the written video.")
+    # Speed (contract.speed): how the steps run, not what they compute; a fork may change them.
+    attention: AttentionChoice = Field(
+        "native",
+        description="Attention kernel: native (torch SDPA, diffusers' default), auto (the fastest one installed "
+        "that works for this model on this device, checked once), or a diffusers backend by name.",
+    )
+    compile: bool = Field(False, description="Regional compilation of the transformer's repeated blocks.")
+    cache: StepCache | None = Field(
+        None,
+        description="A step cache: fbc, magcache or taylorseer (a name, or its settings, "
+        '{"name": "fbc", "threshold": 0.05}); none runs every step in full.',
+    )
+    batch_guidance: BatchGuidance = Field(
+        "auto",
+        description="The conditional and unconditional passes in one batch: on, off, or auto (on CUDA only).",
+    )
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache_by_name(cls, value: Any) -> Any:
+        return cache_by_name(value)
+
+    @field_validator("batch_guidance", mode="before")
+    @classmethod
+    def _batch_as_bool(cls, value: Any) -> Any:
+        return batch_as_bool(value)
 
     @field_validator("*", mode="after")
     @classmethod
