@@ -15,6 +15,7 @@ from arc_fabric_core.contract.capabilities import Capabilities
 from arc_fabric_core.contract.errors import ArcFabricError, InputError, WeightsError
 from arc_fabric_core.contract.inputs import InputSpec
 from arc_fabric_core.contract.params import GenerationParams
+from arc_fabric_core.contract.speed import SPEED_FIELDS
 
 
 @dataclass(frozen=True)
@@ -288,8 +289,9 @@ def validate_params(schema: type[BaseModel], values: dict[str, Any]) -> Any:
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
         if err["type"] == "extra_forbidden":
-            allowed = ", ".join(sorted(schema.model_fields))
-            msg = f"unknown parameter; allowed: {allowed}"
+            # What the video is first; how fast it is made (contract.speed) after.
+            allowed = ", ".join(sorted(set(schema.model_fields) - set(SPEED_FIELDS)))
+            msg = f"unknown parameter; allowed: {allowed}; speed: {', '.join(sorted(SPEED_FIELDS))}"
         elif "input" in err and err["type"] != "missing" and "got " not in msg:
             # A plugin's own message may name the value already ("... got 0").
             msg = f"{msg} (got {_shown(err['input'])})"

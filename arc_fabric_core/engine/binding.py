@@ -21,6 +21,7 @@ from arc_fabric_core.contract.schedule import Schedule, StepContext
 from arc_fabric_core.dispatch import hook_results
 from arc_fabric_core.dispatch.plugins import Plugins
 from arc_fabric_core.engine.state import Session
+from arc_fabric_core.runtime.acceleration import StageSpeed
 from arc_fabric_core.runtime.model_cache import ModelCache
 from arc_fabric_core.store.files import CheckpointWriter, SessionStore
 
@@ -172,16 +173,25 @@ class BoundStage:
         # Resolved once per bound stage: the dispatch (owner, interceptors, wrappers) is
         # the same for every step of it, and the loop calls it each step.
         self._denoise = self.binder.hook("arc_denoise_step", self.ref)
+        # The attention kernel and compilation (runtime.acceleration); the backend a session
+        # ran with is kept in its document, so that a resume runs the same one.
+        backends = self.session.doc.attention_backends
+        recorded = backends.get(self.ref.label)
+        self._speed = StageSpeed(self.ref.label, self.components, self.params, self.device, recorded)
+        backends[self.ref.label] = self._speed.backend
 
     def denoise(self, latents: torch.Tensor, step: StepContext) -> torch.Tensor:
-        output = self._denoise(
-            model=self.ref,
-            components=self.components,
-            latents=latents,
-            step=step,
-            conditioning=self.conditioning,
-            params=self.params,
-            inputs=chunk_inputs(self.ref.spec.inputs, self.inputs, step.pass_index) if self.inputs else {},
+        output = self._speed.run(
+            lambda: self._denoise(
+                model=self.ref,
+                components=self.components,
+                latents=latents,
+                step=step,
+                conditioning=self.conditioning,
+                params=self.params,
+                inputs=chunk_inputs(self.ref.spec.inputs, self.inputs, step.pass_index) if self.inputs else {},
+            ),
+            latents,
         )
         # A plugin's own Schedule subclass may step on part of the latents (LongLive: one block).
         like = latents if type(self.session.schedule) is Schedule else None

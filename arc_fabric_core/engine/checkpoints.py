@@ -18,6 +18,7 @@ import torch
 
 from arc_fabric_core.contract.errors import InputError, SessionError
 from arc_fabric_core.contract.schedule import Schedule
+from arc_fabric_core.engine.host_copy import copies_done, to_host
 from arc_fabric_core.engine.loop import StepDone
 from arc_fabric_core.engine.scheduler_state import capture, restore
 from arc_fabric_core.engine.state import Session
@@ -75,20 +76,19 @@ class CheckpointPolicy:
         return self.keep_steps | {session.doc.parent_step or 0} | session.boundaries()
 
 
-def capture_state(session: Session) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The loop state now, copied to CPU (tensors and metadata of a checkpoint file)."""
+def capture_state(session: Session) -> tuple[dict[str, torch.Tensor], dict[str, str], torch.cuda.Event | None]:
+    """The loop state now, copied to the host (tensors and metadata of a checkpoint
+    file), and the event to wait on before reading the copies (None on the CPU)."""
     assert session.latents is not None and session.schedule is not None
-    sched_tensors, sched_json = capture(session.schedule.scheduler)
+    sched_tensors, sched_json = capture(session.schedule.scheduler, to_host)
     tensors = {
-        "latents": session.latents.detach().to("cpu", torch.float32, copy=True),
+        "latents": to_host(session.latents, torch.float32),
         "rng.generator": session.generator.get_state(),
         "rng.torch_cpu": torch.get_rng_state(),
         **sched_tensors,
-        **{
-            PLUGIN_STATE_PREFIX + key: value.detach().to("cpu", copy=True)
-            for key, value in session.plugin_state.items()
-        },
+        **{PLUGIN_STATE_PREFIX + key: to_host(value) for key, value in session.plugin_state.items()},
     }
+    sources = [session.latents, *session.plugin_state.values()]
     metadata = {
         "step": str(session.step_index),
         "pass": str(session.pass_index),
@@ -96,7 +96,7 @@ def capture_state(session: Session) -> tuple[dict[str, torch.Tensor], dict[str, 
         "scheduler_class": type(session.schedule.scheduler).__name__,
         "scheduler_config": config_json(session.schedule.scheduler),
     }
-    return tensors, metadata
+    return tensors, metadata, copies_done(sources)
 
 
 class Checkpointer:
@@ -109,11 +109,13 @@ class Checkpointer:
         """Snapshot the loop state now; serialise and write it on the writer thread."""
         if not self.policy.enabled:
             return
-        tensors, metadata = capture_state(session)
+        tensors, metadata, copied = capture_state(session)
         step, doc, keep, kept = session.step_index, session.doc, self.policy.keep, self.policy.kept(session)
         store = self.store
 
         def write() -> list[str]:
+            if copied is not None:
+                copied.synchronize()  # here, on the writer's thread: the loop never waits for it
             # A copy of the document rides along: `sessions repair` rebuilds a damaged one from it.
             copy = {DOC_COPY_KEY: doc.model_dump_json(exclude={"checkpoints"})}
             record = store.write_tensors(doc.id, checkpoint_name(step), tensors, {**metadata, **copy})

@@ -16,6 +16,7 @@ from arc_fabric_core.dispatch.plugins import OPTIONAL_STAGE_HOOKS, STAGE_HOOKS, 
 from arc_fabric_core.engine.binding import Binder
 from arc_fabric_core.engine.hybrid import HybridSpec, check_latent_spaces, end_steps, resolve_stage
 from arc_fabric_core.engine.state import Session, Stage
+from arc_fabric_core.runtime.acceleration import check_attention
 from arc_fabric_core.runtime.memory_fit import check_fits, working_floor
 from arc_fabric_core.store.files import SessionStore
 from arc_fabric_core.store.session import ModelInfo, SessionDoc, StageInfo
@@ -117,6 +118,7 @@ def plan(
         ref = resolved[0][0]
         check_latent_spaces([r for r, _ in resolved])
     checked = ref.params(params)
+    check_attention(checked)
     passes = passes_of(plugins, ref, checked)
     total = sum(passes)
     stages = []

@@ -8,6 +8,7 @@ whole instance state is captured: tensors go to safetensors, the rest to JSON.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,14 +18,21 @@ import torch
 _SKIP = {"config", "_internal_dict"}
 
 
-def capture(scheduler: Any) -> tuple[dict[str, torch.Tensor], str]:
-    """Return (tensors, json) describing every attribute of ``scheduler``'s instance state."""
+def _copy(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.detach().to("cpu", copy=True).contiguous()
+
+
+def capture(
+    scheduler: Any, copy: Callable[[torch.Tensor], torch.Tensor] = _copy
+) -> tuple[dict[str, torch.Tensor], str]:
+    """Return (tensors, json) describing every attribute of ``scheduler``'s instance
+    state; ``copy`` makes the host copy of each tensor (a checkpoint's does not wait)."""
     tensors: dict[str, torch.Tensor] = {}
     plain: dict[str, Any] = {}
     for name, value in vars(scheduler).items():
         if name in _SKIP or callable(value):
             continue
-        plain[name] = _encode(value, f"scheduler.{name}", tensors)
+        plain[name] = _encode(value, f"scheduler.{name}", tensors, copy)
     return tensors, json.dumps(plain, sort_keys=True)
 
 
@@ -34,19 +42,21 @@ def restore(scheduler: Any, tensors: dict[str, torch.Tensor], state_json: str, d
         setattr(scheduler, name, _decode(encoded, tensors, device))
 
 
-def _encode(value: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
+def _encode(
+    value: Any, key: str, tensors: dict[str, torch.Tensor], copy: Callable[[torch.Tensor], torch.Tensor]
+) -> Any:
     if isinstance(value, torch.Tensor):
         # A copy, so that the writer thread never sees a tensor the loop goes on to change.
-        tensors[key] = value.detach().to("cpu", copy=True).contiguous()
+        tensors[key] = copy(value)
         return {"__tensor__": key, "device": value.device.type}
     if isinstance(value, np.ndarray):
         tensors[key] = torch.from_numpy(np.ascontiguousarray(value))
         return {"__ndarray__": key}
     if isinstance(value, (list, tuple)):
-        items = [_encode(v, f"{key}.{i}", tensors) for i, v in enumerate(value)]
+        items = [_encode(v, f"{key}.{i}", tensors, copy) for i, v in enumerate(value)]
         return {"__tuple__": items} if isinstance(value, tuple) else items
     if isinstance(value, dict):
-        return {"__dict__": {k: _encode(v, f"{key}.{k}", tensors) for k, v in value.items()}}
+        return {"__dict__": {k: _encode(v, f"{key}.{k}", tensors, copy) for k, v in value.items()}}
     if isinstance(value, np.generic):
         return value.item()
     if value is None or isinstance(value, (bool, int, float, str)):

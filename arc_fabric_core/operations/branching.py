@@ -10,7 +10,9 @@ from pydantic import TypeAdapter, ValidationError
 from arc_fabric_core.contract.errors import InputError
 from arc_fabric_core.contract.models import ModelRef
 from arc_fabric_core.contract.params import GenerationParams
+from arc_fabric_core.contract.speed import SPEED_FIELDS
 from arc_fabric_core.engine.planning import check_stages, resolve_info
+from arc_fabric_core.runtime.acceleration import check_attention
 from arc_fabric_core.store.files import SessionStore
 from arc_fabric_core.store.session import Operation, SessionDoc
 
@@ -28,7 +30,9 @@ def with_overrides(
     ref = resolve_info(engine.plugins, parent.model)
     schema = ref.spec.params
     fixed = schema.fixed_fields
-    allowed = ", ".join(sorted(set(schema.model_fields) - fixed))
+    # The video's own fields first; the speed settings (contract.speed) after.
+    allowed = ", ".join(sorted(set(schema.model_fields) - fixed - set(SPEED_FIELDS)))
+    allowed += f"; speed: {', '.join(sorted(SPEED_FIELDS))}"
     # Unknown and fixed fields first: the whole parameter set's own rules (a plugin's
     # "steps must match timesteps") would otherwise speak of a change that cannot happen.
     for key, value in (overrides or {}).items():
@@ -43,6 +47,7 @@ def with_overrides(
             )
     params = ref.params({**parent.params, **(overrides or {})})
     checked = {k: getattr(params, k) for k in overrides or {}}
+    check_attention(params)
     check_stages(engine.plugins, ref)
     return ref, params, checked
 

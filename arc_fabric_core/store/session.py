@@ -144,6 +144,9 @@ class SessionDoc(BaseModel):
     stages: list[StageInfo] = Field(default_factory=list)
     # Steps of each pass of a multi-pass model (empty: one pass of total_steps).
     passes: list[int] = Field(default_factory=list)
+    # The attention backend each stage model ran with (params.attention resolved, 'auto'
+    # included), by model label: a resume runs the same kernel.
+    attention_backends: dict[str, str] = Field(default_factory=dict)
     error: str | None = None
 
     @field_validator("operation", mode="after")
