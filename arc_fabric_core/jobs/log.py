@@ -42,19 +42,31 @@ def cache_line(event: CacheEvent) -> str | None:
     }.get(event.kind)
 
 
+# Loggers whose information lines narrate a job too: what the speed settings chose and
+# cost (the attention kernel auto picked, a compilation's seconds, a step cache's savings).
+NARRATING = ("arc_fabric.speed",)
+
+
 class _ThreadHandler(logging.Handler):
-    """Warnings (and worse) logged on one thread become log lines."""
+    """Warnings (and worse) logged on one thread become log lines, and so do the
+    information lines of the :data:`NARRATING` loggers."""
 
     def __init__(self, say: Say, thread: int) -> None:
-        super().__init__(logging.WARNING)
+        super().__init__(logging.INFO)
         self.say, self.thread = say, thread
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.thread != self.thread:
             return
+        narrates = record.name.startswith(NARRATING)
+        if record.levelno < logging.WARNING and not narrates:
+            return
         try:
             message = record.getMessage().splitlines()[0] if record.getMessage() else ""
-            self.say(f"{record.levelname.lower()}: {message} [{record.name}]")
+            if record.levelno < logging.WARNING:
+                self.say(message)
+            else:
+                self.say(f"{record.levelname.lower()}: {message} [{record.name}]")
         except Exception:  # a log line must never fail the job
             self.handleError(record)
 
@@ -77,6 +89,10 @@ def job_log(say: Say | None, cache: Any = None) -> Iterator[Say]:
         return
     thread = threading.get_ident()
     handler = _ThreadHandler(safe, thread)
+    for name in NARRATING:
+        narrator = logging.getLogger(name)
+        if narrator.getEffectiveLevel() > logging.INFO:
+            narrator.setLevel(logging.INFO)  # their lines reach the handler
     root = logging.getLogger()
     root.addHandler(handler)
 

@@ -39,7 +39,8 @@ from arc_fabric_core.contract.errors import InputError
 from arc_fabric_core.contract.speed import ATTENTION_BACKENDS
 from arc_fabric_core.runtime.components import _walk
 
-log = logging.getLogger("arc_fabric")
+# Its information lines go to the job log (jobs.log.NARRATING).
+log = logging.getLogger("arc_fabric.speed")
 
 # Backends ``auto`` tries, per device type, fastest first where they work (published
 # figures: FlashAttention-3 ~1.6x FA2 on Hopper; sage's int8 QK beats FA2). All that work

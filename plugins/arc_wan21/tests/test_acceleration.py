@@ -97,6 +97,15 @@ def test_auto_falls_back_past_what_is_missing_and_is_remembered(
     assert "auto chose" not in caplog.text
 
 
+def test_what_auto_chose_is_in_the_job_log(engine: Engine, small: dict) -> None:
+    from arc_fabric_core.jobs.log import job_log
+
+    lines: list[str] = []
+    with job_log(lines.append):
+        _run(engine, {**small, "attention": "auto"})
+    assert any(line.startswith("attention: auto chose ") for line in lines), lines
+
+
 def test_a_resume_with_auto_runs_the_kernel_it_ran_with(engine: Engine, small: dict, tmp_path: Path) -> None:
     full = _run(engine, {**small, "attention": "_native_math"})
     session = engine.create("wan21", {**small, "attention": "auto"}, variant="tiny")
