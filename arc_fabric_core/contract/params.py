@@ -81,9 +81,12 @@ class GenerationParams(BaseModel):
         description="A step cache: fbc, magcache or taylorseer (a name, or its settings, "
         '{"name": "fbc", "threshold": 0.05}); none runs every step in full.',
     )
+    # Off by default: two passes are what diffusers' pipelines run, so a session equals
+    # theirs bit for bit on every device; one batch sums in another order.
     batch_guidance: BatchGuidance = Field(
-        "auto",
-        description="The conditional and unconditional passes in one batch: on, off, or auto (on CUDA only).",
+        "off",
+        description="The conditional and unconditional passes in one batch: on, off (as diffusers' pipelines), "
+        "or auto (on CUDA only).",
     )
 
     @field_validator("cache", mode="before")
