@@ -187,3 +187,42 @@ def test_the_cache_state_starts_afresh_with_another_cache(tmp_path: Path, plugin
     engine.run(child)
     keys = {k for k in state_at(engine, child.id) if k.startswith("plugin_state.stepcache.")}
     assert not [k for k in keys if ".fbc." in k] and [k for k in keys if ".magcache." in k]
+
+
+def _with_the_entry_point(tmp_path: Path) -> dict[str, str]:
+    """The environment of a command line that finds the step-cache plugin's entry point:
+    as installed, or, where the installed core predates it (an editable install made
+    before the entry point was added, until it is reinstalled), from a stand-in
+    distribution's metadata declaring just that entry point."""
+    import os
+    from importlib import metadata
+
+    if any(ep.name == "step_caches" for ep in metadata.entry_points(group="arc_fabric")):
+        return {}
+    info = tmp_path / "entry_point" / "arc_fabric_step_caches-0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: arc-fabric-step-caches\nVersion: 0\n")
+    (info / "entry_points.txt").write_text("[arc_fabric]\nstep_caches = arc_fabric_core.caches.plugin\n")
+    path = os.pathsep.join(p for p in (str(info.parent), os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path}
+
+
+@pytest.mark.slow
+def test_the_command_line_runs_a_cache(tmp_path: Path) -> None:
+    import json
+
+    from arc_fabric_core.media.video import read_video
+    from arc_fabric_core.testing.cli import run_cli
+
+    out = tmp_path / "run"
+    args = ("+model=wan21", "num_frames=9", "height=32", "width=32", "steps=4", "cache=fbc", "cache.threshold=0.8")
+    res = run_cli(*args, f"output_dir={out}", cwd=tmp_path, env=_with_the_entry_point(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert read_video(out / "video.mp4").shape == (9, 32, 32, 3)
+    (session,) = (tmp_path / "outputs" / "sessions").iterdir()
+    doc = json.loads((session / "session.json").read_text())
+    assert doc["params"]["cache"] == {"name": "fbc", "threshold": 0.8, "warmup": 1}
+    plugins = run_cli("plugins", cwd=tmp_path, env=_with_the_entry_point(tmp_path / "again"))
+    assert plugins.returncode == 0, plugins.stderr
+    listed = {p["name"]: p for p in json.loads(plugins.stdout)}
+    assert listed["step_caches"]["caches"] == ["fbc", "magcache", "taylorseer"]
