@@ -29,6 +29,7 @@ SKIPPED = PREFIX + "skipped"
 TAG = PREFIX + "tag"  # which cache on which model made the state (a change starts it afresh)
 COUNTERS = (RAN, SKIPPED)
 TRANSFORMER_NAMES = ("transformer", "transformer_2")
+HOLDER_NAMES = ("pipe", "net")
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,10 @@ def arc_denoise_step(model: Any, components: Any, step: StepContext, params: Any
 
 def transformers_of(components: Any, label: str) -> list[nn.Module]:
     """The transformers in a model's components (``transformer``, and ``transformer_2``
-    where a model has a second one), on the components or on their diffusers pipeline."""
+    where a model has a second one), on the components, on their diffusers pipeline
+    (``pipe``) or on their own network (``net``, around a diffusers transformer)."""
     found: list[nn.Module] = []
-    for holder in (components, getattr(components, "pipe", None)):
+    for holder in (components, *(getattr(components, name, None) for name in HOLDER_NAMES)):
         if holder is None:
             continue
         for name in TRANSFORMER_NAMES:
