@@ -103,7 +103,9 @@ def _check_keys(argv: list[str], specs: list[Any], plugins: Any = None) -> None:
         if arg.startswith(("+", "~", "-")) or "=" not in arg:
             continue
         key = arg.split("=", 1)[0]
-        if "/" in key or key.startswith("hydra.") or key in ("model", "schedule"):  # config groups, Hydra's own
+        if (
+            "/" in key or key.startswith("hydra.") or key in ("model", "schedule", "cache")
+        ):  # config groups, Hydra's own
             continue
         if key.startswith("model.params."):
             field = key[len("model.params.") :]

@@ -51,6 +51,19 @@ def arc_register_metrics(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
+def arc_register_caches(register: Callable[[Any], None]) -> None:
+    """Optional. Declare the step caches the plugin implements: call
+    ``register(CacheInfo(name, summary))`` (``arc_fabric_core.caches.plugin.CacheInfo``)
+    once per cache, ``name`` being the ``params.cache.name`` it answers to (``fbc``,
+    ``magcache``, ...). A session asking for a cache no plugin declares is refused
+    before any model loads.
+
+    The cache itself is a wrapper of ``arc_denoise_step`` (``@hookimpl(wrapper=True)``)
+    from a plugin that owns no model. Called when the caches are listed or checked.
+    """
+
+
+@hookspec
 def arc_config_searchpath() -> list[str]:
     """Return Hydra search-path entries (e.g. ``["pkg://my_plugin.conf"]``) holding config
     groups the plugin adds (hybrid schedules, ...).

@@ -275,6 +275,23 @@ class Plugins:
             impl.function(register=register)
         return [ext for ext, _ in found.values()]
 
+    def caches(self) -> dict[str, tuple[Any, str]]:
+        """Every step cache the plugins declare (``arc_register_caches``), by name: its
+        ``CacheInfo`` and the plugin's name. A name declared twice is refused, naming both."""
+        found: dict[str, tuple[Any, str]] = {}
+        for impl in self.hook.arc_register_caches.get_hookimpls():
+
+            def register(info: Any, _owner: str = impl.plugin_name) -> None:
+                name = getattr(info, "name", None)
+                if not isinstance(name, str) or not name:
+                    raise ArcFabricError(f"{_owner}: arc_register_caches takes a CacheInfo with a name")
+                if name in found:
+                    raise ArcFabricError(f"step cache {name!r} is registered by both {found[name][1]!r} and {_owner!r}")
+                found[name] = (info, _owner)
+
+            impl.function(register=register)
+        return found
+
     def config_searchpath(self) -> list[str]:
         paths: list[str] = []
         for result in self.hook.arc_config_searchpath():
@@ -285,6 +302,7 @@ class Plugins:
         """Installed plugins and their models, JSON-ready (``python -m arc_fabric_core plugins``)."""
         registry = self._registry()
         self.operations()  # who registered which
+        caches = self.caches()
         out = []
         for name, plugin in sorted(self.pm.list_name_plugin(), key=lambda kv: kv[0]):
             info = self._infos.get(name, PluginInfo(name, None, None))
@@ -303,6 +321,7 @@ class Plugins:
                     "models": models,
                     "metrics": [m.name for m in metrics],
                     "operations": [op for op, owner in self._operation_owners.items() if owner == name],
+                    "caches": [cache for cache, (_, owner) in caches.items() if owner == name],
                 }
             )
         return out

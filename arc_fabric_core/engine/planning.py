@@ -45,6 +45,29 @@ def check_stages(plugins: Plugins, ref: ModelRef) -> None:
                 plugins.stage(hook, ref.spec.name)
 
 
+def check_cache(plugins: Plugins, refs: list[ModelRef], params: GenerationParams) -> None:
+    """A step cache (``params.cache``) needs a plugin that implements it, and a model that
+    denoises the whole video over many steps: refused here, before anything loads."""
+    cache = getattr(params, "cache", None)
+    if cache is None:
+        return
+    offered = plugins.caches()
+    if cache.name not in offered:
+        known = ", ".join(offered) or "none"
+        raise InputError(
+            "cache",
+            f"{cache.name!r} needs the step-cache plugin that implements it (arc_fabric_core.caches, entry "
+            f"point 'step_caches'), which is not loaded; step caches loaded: {known}",
+        )
+    for ref in refs:
+        if plugins.implements("arc_extend_params", ref.spec.name):
+            raise InputError(
+                "cache",
+                f"{ref.label} is autoregressive: it denoises each block in a few steps and writes its KV cache "
+                "at every step, so a step cache would skip those writes; run it without a cache",
+            )
+
+
 def stage_params(ref: ModelRef, params: GenerationParams, guidance: float | None) -> GenerationParams:
     """A stage's parameters: the session's (those its model knows), its own guidance."""
     fields = ref.spec.params.model_fields
@@ -134,6 +157,7 @@ def plan(
             )
         stages.append(Stage(stage_ref, params_i, end=None if hybrid else total, stand_in=stand_in))
     check_stage_inputs([st.ref for st in stages])
+    check_cache(plugins, [st.ref for st in stages], checked)
     sourced = source_inputs(plugins, ref, checked, inputs)
     if sourced is not None:
         inputs = {**sourced.inputs, **(inputs or {})}

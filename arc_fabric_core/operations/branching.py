@@ -11,13 +11,14 @@ from arc_fabric_core.contract.errors import InputError
 from arc_fabric_core.contract.models import ModelRef
 from arc_fabric_core.contract.params import GenerationParams
 from arc_fabric_core.contract.speed import SPEED_FIELDS
-from arc_fabric_core.engine.planning import check_stages, resolve_info
+from arc_fabric_core.engine.planning import check_cache, check_stages, resolve_info
 from arc_fabric_core.runtime.acceleration import check_attention
 from arc_fabric_core.store.files import SessionStore
 from arc_fabric_core.store.session import Operation, SessionDoc
 
-# Overrides that leave the text conditioning as it is: a fork changing only these shares it.
-NON_CONDITIONING = frozenset({"seed", "fps"})
+# Overrides that leave the text conditioning as it is: a fork changing only these shares it
+# (the speed settings change how the steps run, not what they are conditioned on).
+NON_CONDITIONING = frozenset({"seed", "fps", *SPEED_FIELDS})
 
 
 def with_overrides(
@@ -49,6 +50,7 @@ def with_overrides(
     checked = {k: getattr(params, k) for k in overrides or {}}
     check_attention(params)
     check_stages(engine.plugins, ref)
+    check_cache(engine.plugins, [ref], params)
     return ref, params, checked
 
 
