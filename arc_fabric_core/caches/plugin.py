@@ -10,6 +10,7 @@ whose blocks ran and those the cache answered, over the whole session.
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from arc_fabric_core.contract.errors import InputError
 from arc_fabric_core.contract.hookspecs import hookimpl
 from arc_fabric_core.contract.schedule import StepContext
 
+# Its information lines go to the job log (jobs.log.NARRATING).
+log = logging.getLogger("arc_fabric.speed")
 RAN = PREFIX + "ran"
 SKIPPED = PREFIX + "skipped"
 TAG = PREFIX + "tag"  # which cache on which model made the state (a change starts it afresh)
@@ -77,6 +80,15 @@ def arc_denoise_step(model: Any, components: Any, step: StepContext, params: Any
             blocks.activate(stack, None)
     count(state, RAN, controller.ran)
     count(state, SKIPPED, controller.skipped)
+    if step.index == step.total - 1:
+        ran, skipped = counts(state)
+        log.info(
+            "cache: %s ran the blocks of %d of %d transformer calls so far (%d answered by the cache)",
+            settings.name,
+            ran,
+            ran + skipped,
+            skipped,
+        )
     return output
 
 
