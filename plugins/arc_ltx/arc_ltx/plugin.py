@@ -313,7 +313,9 @@ def arc_denoise_step(
         # One batched call, unconditional first, as the pipeline makes it; prompts of
         # different lengths are padded, their masks hiding the padding.
         with transformer.cache_context("cond_uncond", **cache):
-            both = run_batched(call, [uncond_branch, text_branch], masks={"encoder_hidden_states": "encoder_attention_mask"})
+            both = run_batched(
+                call, [uncond_branch, text_branch], masks={"encoder_hidden_states": "encoder_attention_mask"}
+            )
     if both is not None:
         uncond, text = both
     else:
