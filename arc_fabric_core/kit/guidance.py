@@ -46,12 +46,16 @@ def batch_guidance(setting: str, device: torch.device | str, *, pipeline_batches
     twice the batch (``GenerationParams.batch_guidance``): ``on`` yes, ``off`` no,
     ``auto`` on a CUDA device only.
 
-    Why only CUDA: on a CPU the two passes are compute-bound — every GEMM already keeps
-    the cores busy, so a batch of two costs what two batches of one cost (measured with
-    ``benchmarks/guidance_batch.py``: about the same time per step on a 2-core CPU) and
-    batching only doubles the activations' memory. On a GPU a mid-size call leaves the
-    device partly idle; one launch of twice the batch saves the second pass's kernel
-    launches and its read of every weight.
+    Why only CUDA: on a CPU the two passes are compute-bound — the GEMMs already keep
+    the cores busy — so a batch of two costs about what two batches of one cost, and
+    more once the doubled activations fall out of the caches; it also doubles the
+    activations' memory and would leave the pipelines' bit-for-bit parity (their two
+    passes sum in their own order). ``benchmarks/guidance_batch.py`` on a 2-core CPU, one
+    thread, one Wan CFG step: the mid-size random Wan (320 tokens, where per-op overhead
+    still shows) 139 ms batched against 151 ms in two passes (0.92); a 6x wider one at
+    1280 tokens 5.83 s against 5.09 s (1.15, batching loses). On a GPU a mid-size call
+    leaves the device partly idle; one launch of twice the batch saves the second pass's
+    kernel launches and its read of every weight.
 
     ``pipeline_batches``: the model's reference pipeline itself runs the two halves as
     one batch (LTX); ``auto`` then keeps that everywhere, so a session still equals the
