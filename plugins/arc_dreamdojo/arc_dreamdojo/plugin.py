@@ -47,6 +47,7 @@ from arc_fabric_core.contract.errors import InputError
 from arc_fabric_core.contract.hookspecs import hookimpl
 from arc_fabric_core.contract.models import ModelRef, ModelSpec
 from arc_fabric_core.contract.schedule import DECODED_FRAMES, Schedule, StepContext
+from arc_fabric_core.kit.guidance import batch_guidance, run_batched
 from arc_fabric_core.kit.vae import normalize, unnormalize
 
 COND_STATE = "dreamdojo.cond"  # chunk -> its clean conditioning latent [1, 16, 1, h, w]
@@ -293,15 +294,30 @@ def velocity(
     padding = torch.zeros(1, 1, h * 8, w * 8, device=x.device, dtype=dtype)
     acts = actions.view(1, *actions.shape).to(x.device) if actions is not None else None
 
-    def call(text: torch.Tensor) -> torch.Tensor:
-        out = net(model_in, timestep.to(dtype), text, mask.to(dtype), padding, acts).to(torch.float32)
-        return (noise - cond_full) * mask + out * (1 - mask)
+    def exact_frame(out: torch.Tensor) -> torch.Tensor:
+        return (noise - cond_full) * mask + out.to(torch.float32) * (1 - mask)
 
-    cond_v = call(components.text)
+    def call(text: torch.Tensor) -> torch.Tensor:
+        return exact_frame(net(model_in, timestep.to(dtype), text, mask.to(dtype), padding, acts))
+
     if params.guidance == 0:
-        return cond_v  # cond + 0 * (cond - uncond): the unconditional pass changes nothing
+        return call(components.text)  # cond + 0 * (cond - uncond): the unconditional pass changes nothing
     # The unconditional pass: the text embedding dropped to zeros, as the conditioner drops it.
-    uncond_v = call(torch.zeros_like(components.text))
+    uncond_text = torch.zeros_like(components.text)
+    if batch_guidance(params.batch_guidance, x.device):
+        # Per sample: latents, timesteps, text, condition mask, actions; the padding mask
+        # stays [1, ...] (diffusers' Cosmos repeats it over the batch itself).
+        branches = [
+            {"latents": model_in, "timestep": timestep.to(dtype), "text": text, "condition_mask": mask.to(dtype)}
+            | ({"actions": acts} if acts is not None else {})
+            for text in (components.text, uncond_text)
+        ]
+        both = run_batched(lambda **kw: net(padding_mask=padding, **kw), branches)
+        if both is not None:
+            cond_v, uncond_v = (exact_frame(out) for out in both)
+            return cond_v + params.guidance * (cond_v - uncond_v)
+    cond_v = call(components.text)
+    uncond_v = call(uncond_text)
     return cond_v + params.guidance * (cond_v - uncond_v)
 
 

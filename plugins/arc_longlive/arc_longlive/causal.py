@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from arc_fabric_core.contract.errors import InputError
 from arc_fabric_core.kit.kv_cache import KVCache, WindowPolicy
@@ -39,9 +38,28 @@ class _Call:
     cross: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
+def attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None, backend: Any
+) -> torch.Tensor:
+    """Attention of [B, S, heads, dim] tensors through diffusers' dispatcher, so that
+    the backend chosen for the model (``set_attention_backend``, which sets each
+    processor's ``_attention_backend``, or diffusers' active one) runs here too. The
+    native backend is torch SDPA on the same permuted views, bit for bit what calling it
+    directly gives. A mask ([Sq, Sk], the reference's) goes in as [1, 1, Sq, Sk]: a 2-D
+    mask whose first size happens to equal the batch would be read as per-sample."""
+    from diffusers.models.attention_dispatch import dispatch_attention_fn
+
+    if mask is not None and mask.ndim == 2:
+        mask = mask[None, None]
+    return dispatch_attention_fn(query, key, value, attn_mask=mask, backend=backend)
+
+
 class _SelfAttention:
     """``attn1``'s processor: rotary at absolute positions, then attention over the
     visible cached frames and the block itself."""
+
+    _attention_backend = None  # set by the model's set_attention_backend
+    _parallel_config = None
 
     def __init__(self, owner: CausalWan, layer: int) -> None:
         self.owner, self.layer = owner, layer
@@ -71,15 +89,16 @@ class _SelfAttention:
                 call.cache.write(self.layer, call.start, key, value)
         else:
             keys, values = key, value
-        out = F.scaled_dot_product_attention(
-            query.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2), attn_mask=mask
-        )
-        out = out.transpose(1, 2).flatten(2, 3).type_as(query)
+        out = attention(query, keys, values, mask, self._attention_backend)
+        out = out.flatten(2, 3).type_as(query)
         return attn.to_out[1](attn.to_out[0](out))
 
 
 class _CrossAttention:
     """``attn2``'s processor: attention to the prompt, its keys and values cached."""
+
+    _attention_backend = None  # set by the model's set_attention_backend
+    _parallel_config = None
 
     def __init__(self, owner: CausalWan, layer: int) -> None:
         self.owner, self.layer = owner, layer
@@ -102,8 +121,8 @@ class _CrossAttention:
             if store is not None:
                 store[self.layer] = kv
         query = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1))
-        out = F.scaled_dot_product_attention(query.transpose(1, 2), kv[0].transpose(1, 2), kv[1].transpose(1, 2))
-        out = out.transpose(1, 2).flatten(2, 3).type_as(query)
+        out = attention(query, kv[0], kv[1], None, self._attention_backend)
+        out = out.flatten(2, 3).type_as(query)
         return attn.to_out[1](attn.to_out[0](out))
 
 

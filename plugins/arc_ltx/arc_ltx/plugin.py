@@ -27,7 +27,7 @@ from arc_fabric_core.contract.hookspecs import hookimpl
 from arc_fabric_core.contract.models import ModelRef, ModelSpec
 from arc_fabric_core.contract.schedule import Schedule, StepContext
 from arc_fabric_core.kit.activations import latent_tokens, transformer_call_bytes
-from arc_fabric_core.kit.guidance import guided
+from arc_fabric_core.kit.guidance import batch_guidance, guided, run_batched
 from arc_fabric_core.kit.loading import component_dtypes, quiet_loading
 from arc_fabric_core.kit.pipeline_folder import PipelineComponents, frozen, load_pipeline
 from arc_fabric_core.kit.vae import video_frames
@@ -284,30 +284,46 @@ def arc_denoise_step(
 ) -> torch.Tensor:
     pipe, transformer = components.pipe, components.transformer
     cfg = params.guidance > 1.0 and "negative_prompt_embeds" in conditioning
-    embeds, mask = conditioning["prompt_embeds"], conditioning["prompt_attention_mask"]
-    tokens = _pack(latents, pipe)
-    if cfg:
-        # One batched call, unconditional first, as the pipeline makes it.
-        embeds = torch.cat([conditioning["negative_prompt_embeds"], embeds], dim=0)
-        mask = torch.cat([conditioning["negative_prompt_attention_mask"], mask], dim=0)
-        tokens = torch.cat([tokens] * 2)
-    tokens = tokens.to(embeds.dtype)
-    timestep = step.timestep.expand(tokens.shape[0]).unsqueeze(-1).float()
+    packed = _pack(latents, pipe)
     frames, height, width = latents.shape[-3:]
-    coords = components.video_coords(frames, height, width, params.fps, tokens.shape[0])
     cache = {"step_index": step.index, "sigma": step.sigma, "num_inference_steps": step.total}
-    with transformer.cache_context("cond_uncond", **cache):
-        noise_pred = transformer(
-            hidden_states=tokens,
-            encoder_hidden_states=embeds,
-            timestep=timestep,
-            encoder_attention_mask=mask,
-            video_coords=coords,
-            return_dict=False,
-        )[0]
-    if cfg:
-        uncond, text = noise_pred.chunk(2)
-        noise_pred = guided(text, uncond, params.guidance, rescale=params.guidance_rescale)
+
+    def branch(embeds_key: str, mask_key: str) -> dict[str, torch.Tensor]:
+        embeds = conditioning[embeds_key]
+        tokens = packed.to(embeds.dtype)
+        return {
+            "hidden_states": tokens,
+            "encoder_hidden_states": embeds,
+            "timestep": step.timestep.expand(tokens.shape[0]).unsqueeze(-1).float(),
+            "encoder_attention_mask": conditioning[mask_key],
+            "video_coords": components.video_coords(frames, height, width, params.fps, tokens.shape[0]),
+        }
+
+    def call(**inputs: torch.Tensor) -> torch.Tensor:
+        return transformer(**inputs, return_dict=False)[0]
+
+    text_branch = branch("prompt_embeds", "prompt_attention_mask")
+    if not cfg:
+        with transformer.cache_context("cond_uncond", **cache):
+            noise_pred = call(**text_branch)
+        return _unpack(noise_pred, latents.shape, pipe)
+    uncond_branch = branch("negative_prompt_embeds", "negative_prompt_attention_mask")
+    both = None
+    if batch_guidance(params.batch_guidance, packed.device, pipeline_batches=True):
+        # One batched call, unconditional first, as the pipeline makes it; prompts of
+        # different lengths are padded, their masks hiding the padding.
+        with transformer.cache_context("cond_uncond", **cache):
+            both = run_batched(
+                call, [uncond_branch, text_branch], masks={"encoder_hidden_states": "encoder_attention_mask"}
+            )
+    if both is not None:
+        uncond, text = both
+    else:
+        with transformer.cache_context("cond", **cache):
+            text = call(**text_branch)
+        with transformer.cache_context("uncond", **cache):
+            uncond = call(**uncond_branch)
+    noise_pred = guided(text, uncond, params.guidance, rescale=params.guidance_rescale)
     # The engine's convention: the velocity (noise - x0) in the latents' layout.
     return _unpack(noise_pred, latents.shape, pipe)
 
@@ -386,13 +402,13 @@ _WIDTHS = {"2b": (2048, 8192), "13b": (4096, 16384)}
 @hookimpl
 def arc_activation_bytes(model: ModelRef, params: LTXParams) -> int:
     """Peak memory beside the weights: the larger of one transformer call (bf16, the
-    batch of CFG's two halves; feed-forward hidden layer and q/k/v/o over every token)
+    batch of CFG's two halves unless ``batch_guidance=off``; feed-forward hidden layer and q/k/v/o over every token)
     and the VAE decode (bf16 features of every frame at full resolution, 64 channels in
     the last up block, input and output alive)."""
     size = "13b" if "13b" in model.variant.name else "2b"
     dim, ffn = _WIDTHS[size]
     tokens = latent_tokens(params.num_frames, params.height, params.width, frames_per_token=8, pixels_per_token=32)
-    batch = 2 if params.guidance > 1.0 else 1
+    batch = 2 if params.guidance > 1.0 and params.batch_guidance != "off" else 1
     transformer = transformer_call_bytes(tokens, dim, ffn, item_bytes=2, batch=batch)
     vae = params.num_frames * params.height * params.width * 64 * 2 * 2
     return max(transformer, vae)

@@ -16,7 +16,7 @@ from arc_fabric_core.contract.hookspecs import hookimpl
 from arc_fabric_core.contract.models import ModelRef, ModelSpec
 from arc_fabric_core.contract.schedule import Schedule, StepContext
 from arc_fabric_core.kit.activations import latent_tokens, transformer_call_bytes, wan_vae_decode_bytes
-from arc_fabric_core.kit.guidance import guided
+from arc_fabric_core.kit.guidance import batch_guidance, guided, run_batched
 from arc_fabric_core.kit.pipeline_folder import PipelineComponents, load_pipeline
 from arc_fabric_core.kit.vae import decode_frames
 from arc_wan21.spec import TINY_LARGE, WAN21, WanParams
@@ -102,6 +102,18 @@ def arc_denoise_step(
     x = latents.to(transformer.dtype)
     timestep = step.timestep.expand(latents.shape[0])
     cache_kwargs = {"step_index": step.index, "sigma": step.sigma, "num_inference_steps": step.total}
+    cfg = "negative_prompt_embeds" in conditioning and params.guidance > 1.0
+    if cfg and batch_guidance(params.batch_guidance, x.device):
+        # Both prompts are padded to max_sequence_length by the encoder, so they stack;
+        # where they do not (and Wan takes no text mask), the two passes below run.
+        branches = [
+            {"hidden_states": x, "timestep": timestep, "encoder_hidden_states": conditioning[key]}
+            for key in ("prompt_embeds", "negative_prompt_embeds")
+        ]
+        with transformer.cache_context("cond_uncond", **cache_kwargs):
+            both = run_batched(lambda **kw: transformer(**kw, return_dict=False)[0], branches)
+        if both is not None:
+            return guided(both[0], both[1], params.guidance)
     with transformer.cache_context("cond", **cache_kwargs):
         out = transformer(
             hidden_states=x, timestep=timestep, encoder_hidden_states=conditioning["prompt_embeds"], return_dict=False
@@ -141,7 +153,8 @@ _WIDTHS = {"1.3b": (1536, 8960), "14b": (5120, 13824)}
 @hookimpl
 def arc_activation_bytes(model: ModelRef, params: WanParams) -> int:
     """Peak memory beside the weights: the larger of one transformer call (cond and
-    uncond run one after the other) and the VAE decode, calibrated on an H200 at
+    uncond one after the other, or as one call of batch 2 where ``batch_guidance`` may
+    batch them: ``on``, or ``auto`` on CUDA) and the VAE decode, calibrated on an H200 at
     81x480x832: the 1.3B transformer's forward peaked 1.49 GiB above its weights, the
     VAE decode 8.76 GiB (fp32 features of its causal chunks at full resolution) — each
     formula below gives ~5-25% more than measured."""
@@ -149,5 +162,6 @@ def arc_activation_bytes(model: ModelRef, params: WanParams) -> int:
     dim, ffn = (64, 128) if model.variant.tiny else _WIDTHS.get(model.variant.name, _WIDTHS["1.3b"])
     vae_width = 3 if model.variant.tiny else 96
     tokens = latent_tokens(params.num_frames, params.height, params.width, frames_per_token=4, pixels_per_token=16)
-    transformer = transformer_call_bytes(tokens, dim, ffn, item_bytes=4)
+    batch = 2 if params.guidance > 1.0 and params.batch_guidance != "off" else 1
+    transformer = transformer_call_bytes(tokens, dim, ffn, item_bytes=4, batch=batch)
     return max(transformer, wan_vae_decode_bytes(params.num_frames, params.height, params.width, vae_width))
