@@ -15,7 +15,7 @@ from arc_fabric_core.kit.guidance import Unbatchable, batch_guidance, run_batche
         ("off", "cuda:0", False, False),
         ("off", "cpu", True, False),
         ("auto", "cpu", False, False),
-        ("auto", "cuda:1", False, True),
+        ("auto", "cuda:1", False, False),  # as the pipeline: two passes on every device
         ("auto", "cpu", True, True),
     ],
 )

@@ -81,12 +81,12 @@ class GenerationParams(BaseModel):
         description="A step cache: fbc, magcache or taylorseer (a name, or its settings, "
         '{"name": "fbc", "threshold": 0.05}); none runs every step in full.',
     )
-    # Off by default: two passes are what diffusers' pipelines run, so a session equals
-    # theirs bit for bit on every device; one batch sums in another order.
+    # auto by default: as the model's diffusers pipeline does (two passes for Wan, one batch
+    # for LTX), so a session equals the pipeline bit for bit on every device.
     batch_guidance: BatchGuidance = Field(
-        "off",
-        description="The conditional and unconditional passes in one batch: on, off (as diffusers' pipelines), "
-        "or auto (on CUDA only).",
+        "auto",
+        description="The conditional and unconditional passes in one batch: on, off, or auto (as the model's "
+        "diffusers pipeline does: two passes for Wan and DreamDojo, one batch for LTX).",
     )
 
     @field_validator("cache", mode="before")

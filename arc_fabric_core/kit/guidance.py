@@ -44,29 +44,28 @@ def guided(cond: torch.Tensor, uncond: torch.Tensor, scale: float, rescale: floa
 def batch_guidance(setting: str, device: torch.device | str, *, pipeline_batches: bool = False) -> bool:
     """Whether a step runs its conditional and unconditional passes as one call of
     twice the batch (``GenerationParams.batch_guidance``): ``on`` yes, ``off`` no,
-    ``auto`` on a CUDA device only.
+    ``auto`` (the default) as the model's reference pipeline does — one batch where it
+    batches (``pipeline_batches``: LTX), two passes where it does not (Wan, DreamDojo) —
+    so that a session equals the pipeline bit for bit on every device (one batch sums
+    in another order than two passes: ~1e-6 on the tiny models).
 
-    Why only CUDA: on a CPU the two passes are compute-bound — the GEMMs already keep
-    the cores busy — so a batch of two costs about what two batches of one cost, and
-    more once the doubled activations fall out of the caches; it also doubles the
-    activations' memory and would leave the pipelines' bit-for-bit parity (their two
-    passes sum in their own order). ``benchmarks/guidance_batch.py`` on a 2-core CPU, one
-    thread, one Wan CFG step: the mid-size random Wan (320 tokens, where per-op overhead
-    still shows) 139 ms batched against 151 ms in two passes (0.92); a 6x wider one at
-    1280 tokens 5.83 s against 5.09 s (1.15, batching loses). On a GPU a mid-size call
-    leaves the device partly idle; one launch of twice the batch saves the second pass's
-    kernel launches and its read of every weight.
+    ``on`` is a speed setting, not a default, because what it saves depends on the
+    device and the size: on a CPU the passes are compute-bound. ``benchmarks/
+    guidance_batch.py`` on a 2-core CPU, one thread, one Wan CFG step: the mid-size
+    random Wan (320 tokens, where per-op overhead still shows) 139 ms batched against
+    151 ms in two passes (0.92); a 6x wider one at 1280 tokens 5.83 s against 5.09 s
+    (1.15, batching loses). On a GPU a mid-size call leaves the device partly idle, and
+    one launch of twice the batch saves the second pass's kernel launches and its read
+    of every weight; the GPU preset of that benchmark measures it.
 
-    ``pipeline_batches``: the model's reference pipeline itself runs the two halves as
-    one batch (LTX); ``auto`` then keeps that everywhere, so a session still equals the
-    pipeline bit for bit."""
+    ``device`` is kept for callers that decide per device; the rule above does not."""
     if setting == "on":
         return True
     if setting == "off":
         return False
     if setting != "auto":
         raise ValueError(f"batch_guidance must be auto, on or off, got {setting!r}")
-    return pipeline_batches or torch.device(device).type == "cuda"
+    return pipeline_batches
 
 
 class Unbatchable(ValueError):

@@ -153,8 +153,8 @@ _WIDTHS = {"1.3b": (1536, 8960), "14b": (5120, 13824)}
 @hookimpl
 def arc_activation_bytes(model: ModelRef, params: WanParams) -> int:
     """Peak memory beside the weights: the larger of one transformer call (cond and
-    uncond one after the other, or as one call of batch 2 where ``batch_guidance`` may
-    batch them: ``on``, or ``auto`` on CUDA) and the VAE decode, calibrated on an H200 at
+    uncond one after the other, or as one call of batch 2 with ``batch_guidance=on``)
+    and the VAE decode, calibrated on an H200 at
     81x480x832: the 1.3B transformer's forward peaked 1.49 GiB above its weights, the
     VAE decode 8.76 GiB (fp32 features of its causal chunks at full resolution) — each
     formula below gives ~5-25% more than measured."""
@@ -162,6 +162,6 @@ def arc_activation_bytes(model: ModelRef, params: WanParams) -> int:
     dim, ffn = (64, 128) if model.variant.tiny else _WIDTHS.get(model.variant.name, _WIDTHS["1.3b"])
     vae_width = 3 if model.variant.tiny else 96
     tokens = latent_tokens(params.num_frames, params.height, params.width, frames_per_token=4, pixels_per_token=16)
-    batch = 2 if params.guidance > 1.0 and params.batch_guidance != "off" else 1
+    batch = 2 if params.guidance > 1.0 and params.batch_guidance == "on" else 1
     transformer = transformer_call_bytes(tokens, dim, ffn, item_bytes=4, batch=batch)
     return max(transformer, wan_vae_decode_bytes(params.num_frames, params.height, params.width, vae_width))
