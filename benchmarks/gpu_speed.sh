@@ -12,7 +12,7 @@
 #   SPEED_TIMEOUT=300 bash benchmarks/gpu_speed.sh --models wan-1.3b,ltx-2b
 # Arguments go to speed.py. speed.json is rewritten after every model, so a run cut short
 # by the time limit keeps what it measured; speed.py also skips a model whose estimate no
-# longer fits its --budget-s (480 s by default on the GPU).
+# longer fits its --budget-s (500 s by default on the GPU).
 set -u
 cd "$(dirname "$0")/.."
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -31,7 +31,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 python3 -c "import torch, diffusers, pydantic; print('torch', torch.__version__, 'diffusers', diffusers.__version__, \
 'pydantic', pydantic.__version__, 'cuda', torch.cuda.is_available())" || exit 1
 set -o pipefail
-timeout -k 15 "${SPEED_TIMEOUT:-540}" python3 benchmarks/speed.py --preset gpu --out "$out" "$@" 2>&1 | tee "$out/speed.log"
+timeout -k 15 "${SPEED_TIMEOUT:-560}" python3 benchmarks/speed.py --preset gpu --out "$out" "$@" 2>&1 | tee "$out/speed.log"
 rc=$?
-[ "$rc" = 124 ] && echo "gpu_speed: stopped at ${SPEED_TIMEOUT:-540} s; speed.json holds the models finished by then" >&2
+[ "$rc" = 124 ] && echo "gpu_speed: stopped at ${SPEED_TIMEOUT:-560} s; speed.json holds the models finished by then" >&2
 exit "$rc"
