@@ -918,7 +918,8 @@ def plot(report: dict[str, Any], path: Path) -> str:
         for bar, (_, a) in zip(bars, arms, strict=True):
             q = a.get("quality") or {}
             if "psnr_db" in q:
-                ax.annotate(f"{q['psnr_db']} dB", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
+                db = q["psnr_db"] if isinstance(q["psnr_db"], str) else f"{q['psnr_db']:.1f}"
+                ax.annotate(f"{db} dB", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
                             va="bottom", fontsize=7)  # fmt: skip
             random_lpips |= "random" in str(q.get("lpips_backbone", ""))
     title = f"arc fabric speed, preset {report['preset']}, {report['machine']['device']}\nrandom weights; labels: PSNR"
