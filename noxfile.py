@@ -4,6 +4,7 @@ nox -s tests          core + every plugin in this repo, the whole suite
 nox -s wan21 ltx longlive dreamdojo toy   one venv per plugin: the core and that plugin only
 nox -s lint           ruff
 nox -s bench          engine vs diffusers, what sessions cost, what hybrids save, the runtime, on mid-size random Wans
+nox -s speed          the speed settings against bare diffusers, every model, tiny, on the CPU (benchmarks/speed.py)
 """
 
 from __future__ import annotations
@@ -75,3 +76,10 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/sessions.py")
     session.run("python", "benchmarks/hybrid.py")
     session.run("python", "benchmarks/runtime.py")
+
+
+@nox.session(python="3.11")
+def speed(session: nox.Session) -> None:
+    editable = [arg for name in ("wan21", "ltx", "longlive", "dreamdojo") for arg in ("-e", PLUGINS[name])]
+    session.install(*CORE, *editable, "matplotlib")
+    session.run("python", "benchmarks/speed.py", "--preset", "cpu", *session.posargs)

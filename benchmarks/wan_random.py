@@ -32,7 +32,8 @@ WAN_14B = {**WAN_1_3B, "num_attention_heads": 40, "ffn_dim": 13824, "num_layers"
 def build_components(preset: dict[str, Any], transformer_config: dict[str, Any] | None = None) -> Any:
     """WanComponents with a random transformer of ``preset["transformer"]`` (or
     ``transformer_config``) in ``preset["dtype"]`` on ``preset["device"]``, a small text
-    encoder of width ``preset["text_dim"]`` and the tiny VAE (nothing is decoded)."""
+    encoder of width ``preset["text_dim"]`` and the tiny VAE (nothing is decoded), or the VAE
+    of ``preset["vae"]`` (a config; ``{}``: the published Wan 2.1 VAE) where one is given."""
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
@@ -57,7 +58,7 @@ def build_components(preset: dict[str, Any], transformer_config: dict[str, Any] 
     pipe = WanPipeline(
         tokenizer=tokenizer,
         text_encoder=text_encoder.to(device, dtype),
-        vae=AutoencoderKLWan(**VAE_CONFIG).eval().to(device),
+        vae=AutoencoderKLWan(**preset.get("vae", VAE_CONFIG)).eval().to(device),
         transformer=transformer,
         scheduler=UniPCMultistepScheduler(**SCHEDULER_CONFIG),
     )
