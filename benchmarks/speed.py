@@ -155,6 +155,7 @@ CPU_MODELS: dict[str, dict[str, Any]] = {
         setting_steps=40,
         stream_arms=True,
         warm_params={"num_frames": 21},
+        caches=(),  # step caches refuse an autoregressive model (each step writes its KV cache)
         note="the plugin's tiny variant, 10 blocks of 3 latent frames, 4 steps each",
         est_s=40,
     ),
@@ -204,7 +205,7 @@ GPU_MODELS: dict[str, dict[str, Any]] = {
         rounds=1,
         stream_arms=True,
         warm_params={"num_frames": 21},  # 2 blocks
-        caches=("fbc", "magcache"),  # taylorseer's warm-up and cool-down cover a block's 4 steps
+        caches=(),  # step caches refuse an autoregressive model (each step writes its KV cache)
         note="LongLive 1.3B (Wan 1.3B causal), random bf16 weights, the published Wan VAE (streaming decode)",
         est_s=60,
     ),
