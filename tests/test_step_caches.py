@@ -220,13 +220,17 @@ def test_bad_cache_settings_name_the_cache(tmp_path: Path, cached_toy, cache, fi
     assert info.value.field == field
 
 
-def test_an_autoregressive_model_refuses_a_cache(tmp_path: Path, cached_toy, monkeypatch) -> None:
-    real = cached_toy.implements
-    monkeypatch.setattr(cached_toy, "implements", lambda hook, m: hook == "arc_extend_params" or real(hook, m))
+def test_a_model_that_takes_no_cache_refuses_one(tmp_path: Path, cached_toy, monkeypatch) -> None:
+    import dataclasses
+
+    real = cached_toy.model
+    refusing = dataclasses.replace(real("toy"), step_cache_refusal="its step writes a KV cache")
+    monkeypatch.setattr(cached_toy, "model", lambda name: refusing if name == "toy" else real(name))
     engine = Engine(SessionStore(tmp_path), plugins=cached_toy, device="cpu")
     with pytest.raises(InputError) as info:
         engine.create("toy", {**TOY, "cache": "fbc"})
-    assert info.value.field == "cache" and "autoregressive" in str(info.value)
+    assert info.value.field == "cache" and "takes no step cache: its step writes a KV cache" in str(info.value)
+    assert not any(tmp_path.rglob("session.json"))
 
 
 def test_a_model_without_a_transformer_is_a_clear_error(tmp_path: Path, cached_toy) -> None:

@@ -100,6 +100,10 @@ class ModelSpec:
     # The metrics a generation runs when its ``arc_source_inputs`` found a ground truth and
     # no metrics were asked for (a world model's rollout against the recorded episode).
     reference_metrics: tuple[str, ...] = ()
+    # Why a step cache (params.cache) cannot run this model, or None where it can: a model
+    # whose step makes other transformer calls than its denoising ones (LongLive's clean
+    # passes writing the KV cache) would have a cache skip them.
+    step_cache_refusal: str | None = None
 
     def __post_init__(self) -> None:
         names = [spec.name for spec in self.inputs]

@@ -47,7 +47,7 @@ def check_stages(plugins: Plugins, ref: ModelRef) -> None:
 
 def check_cache(plugins: Plugins, refs: list[ModelRef], params: GenerationParams) -> None:
     """A step cache (``params.cache``) needs a plugin that implements it, and a model that
-    denoises the whole video over many steps: refused here, before anything loads."""
+    takes one (``ModelSpec.step_cache_refusal``): refused here, before anything loads."""
     cache = getattr(params, "cache", None)
     if cache is None:
         return
@@ -60,12 +60,8 @@ def check_cache(plugins: Plugins, refs: list[ModelRef], params: GenerationParams
             f"point 'step_caches'), which is not loaded; step caches loaded: {known}",
         )
     for ref in refs:
-        if plugins.implements("arc_extend_params", ref.spec.name):
-            raise InputError(
-                "cache",
-                f"{ref.label} is autoregressive: it denoises each block in a few steps and writes its KV cache "
-                "at every step, so a step cache would skip those writes; run it without a cache",
-            )
+        if ref.spec.step_cache_refusal:
+            raise InputError("cache", f"{ref.label} takes no step cache: {ref.spec.step_cache_refusal}")
 
 
 def stage_params(ref: ModelRef, params: GenerationParams, guidance: float | None) -> GenerationParams:

@@ -220,16 +220,44 @@ def check_attention(params: Any) -> None:
             raise InputError("attention", f"{choice} cannot run here: {problem}; 'auto' picks one that can")
 
 
+# Backends that take an arbitrary attention mask. The others (the flash kernels, sage,
+# flex without a block mask) either refuse one or, where diffusers filters the arguments a
+# backend does not name, would drop it silently and attend everywhere.
+MASK_CAPABLE = frozenset({"native", "_native_math", "_native_efficient"})
+
+
 @contextlib.contextmanager
 def attention(name: str) -> Iterator[None]:
-    """Attention calls inside run on backend ``name`` (native: nothing is changed)."""
+    """Attention calls inside run on backend ``name`` (native: nothing is changed).
+
+    A call with an attention mask (LTX's text mask) runs on native SDPA unless ``name``
+    takes masks (:data:`MASK_CAPABLE`): the choice is made per call, from its arguments
+    alone, so it is the same at every step and on every resume. It works by answering
+    diffusers' native entry for the block: every processor that names no backend of its
+    own dispatches to the active backend, made native here."""
     if name == "native":
         yield
         return
-    from diffusers.models.attention_dispatch import attention_backend
+    from diffusers.models.attention_dispatch import AttentionBackendName, _AttentionBackendRegistry
 
-    with attention_backend(name):
+    registry = _AttentionBackendRegistry
+    native, chosen = AttentionBackendName.NATIVE, AttentionBackendName(name)
+    native_fn, chosen_fn = registry._backends[native], registry._backends[chosen]
+    chosen_args = registry._supported_arg_names[chosen]
+    takes_masks = name in MASK_CAPABLE
+
+    def routed(**kwargs: Any) -> Any:
+        if kwargs.get("attn_mask") is not None and not takes_masks:
+            return native_fn(**kwargs)
+        return chosen_fn(**{k: v for k, v in kwargs.items() if k in chosen_args})
+
+    old_active, registry._backends[native] = registry._active_backend, routed
+    registry._active_backend = native
+    try:
         yield
+    finally:
+        registry._backends[native] = native_fn
+        registry._active_backend = old_active
 
 
 # ---------------------------------------------------------------- compilation

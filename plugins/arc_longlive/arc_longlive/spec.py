@@ -143,6 +143,10 @@ TINY_DEFAULTS = {"num_frames": 21, "height": 64, "width": 64}
 LONGLIVE = ModelSpec(
     name="longlive",
     description="LongLive: frame-level autoregressive Wan 2.1 1.3B (KV cache, frame sink, prompt switches).",
+    step_cache_refusal=(
+        "its step also runs the clean passes that write earlier blocks into the KV cache, which a step cache "
+        "would skip, and a block has only a few steps to save; run it without a cache"
+    ),
     params=LongLiveParams,
     latent_space=LatentSpace(family="wan-vae", channels=16, temporal_compression=4, spatial_compression=8),
     variants=(
