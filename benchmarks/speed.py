@@ -311,11 +311,7 @@ def bench_plugins() -> Any:
     plugins = Plugins(load_entrypoints=False)
     for name, module in PLUGIN_MODULES.items():
         plugins.register(importlib.import_module(module), name=name)
-    # The step caches, where they are a plugin of the core's (registered only once).
-    with contextlib.suppress(ImportError):
-        caches = importlib.import_module("arc_fabric_core.caches")
-        if not plugins.pm.is_registered(caches):
-            plugins.register(caches, name="caches")
+    plugins.register_builtin_caches()  # the core's step caches, as loading entry points does
     return plugins
 
 

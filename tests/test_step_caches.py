@@ -10,14 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from arc_fabric_core.caches import blocks
-from arc_fabric_core.caches import plugin as caches
-from arc_fabric_core.caches.policies import policy_for
 from arc_fabric_core.contract.errors import ArcFabricError, InputError
 from arc_fabric_core.contract.hookspecs import hookimpl
 from arc_fabric_core.contract.schedule import StepContext
 from arc_fabric_core.contract.speed import FirstBlockCache, MagCache, TaylorSeer
 from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.runtime.step_caches import blocks
+from arc_fabric_core.runtime.step_caches import plugin as caches
+from arc_fabric_core.runtime.step_caches.policies import policy_for
 from arc_fabric_core.store.files import SessionStore
 
 TOY = {"num_frames": 2, "height": 8, "width": 8, "steps": 4, "seed": 5}
@@ -178,14 +178,17 @@ def test_taylorseer_order_zero_reuses_the_residual() -> None:
 
 @pytest.fixture
 def cached_toy(toy_plugins):
-    toy_plugins.register(caches, name="step_caches")
+    toy_plugins.register_builtin_caches()  # what loading the entry points does
     return toy_plugins
 
 
 def test_describe_lists_the_caches(cached_toy) -> None:
     described = {p["name"]: p for p in cached_toy.describe()}
-    assert described["step_caches"]["caches"] == ["fbc", "magcache", "taylorseer"]
-    assert described["toy"]["caches"] == []
+    # The core's own plugin is not listed (as the built-in operations are not); the caches
+    # are listed with each model that takes them.
+    assert "step_caches" not in described and described["toy"]["caches"] == []
+    (toy,) = described["toy"]["models"]
+    assert toy["caches"] == ["fbc", "magcache", "taylorseer"]
     assert set(cached_toy.caches()) == {"fbc", "magcache", "taylorseer"}
     assert cached_toy.caches()["fbc"][1] == "step_caches"
 
@@ -205,7 +208,7 @@ def test_a_cache_without_its_plugin_is_refused_before_anything_loads(tmp_path: P
     engine = Engine(SessionStore(tmp_path), plugins=toy_plugins, device="cpu")
     with pytest.raises(InputError) as info:
         engine.create("toy", {**TOY, "cache": "fbc"})
-    assert info.value.field == "cache" and "not loaded" in str(info.value)
+    assert info.value.field == "cache" and "none loaded does" in str(info.value)
     assert not any(tmp_path.rglob("session.json"))
 
 

@@ -53,7 +53,7 @@ def arc_register_metrics(register: Callable[[Any], None]) -> None:
 @hookspec
 def arc_register_caches(register: Callable[[Any], None]) -> None:
     """Optional. Declare the step caches the plugin implements: call
-    ``register(CacheInfo(name, summary))`` (``arc_fabric_core.caches.plugin.CacheInfo``)
+    ``register(CacheInfo(name, summary))`` (``arc_fabric_core.runtime.step_caches.plugin.CacheInfo``)
     once per cache, ``name`` being the ``params.cache.name`` it answers to (``fbc``,
     ``magcache``, ...). A session asking for a cache no plugin declares is refused
     before any model loads.

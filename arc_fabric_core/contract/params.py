@@ -16,7 +16,14 @@ from arc_fabric_core.contract.bounds import (
     field_error,
     prompt_chars,
 )
-from arc_fabric_core.contract.speed import AttentionChoice, BatchGuidance, StepCache, batch_as_bool, cache_by_name
+from arc_fabric_core.contract.speed import (
+    SPEED_FIELDS,
+    AttentionChoice,
+    BatchGuidance,
+    StepCache,
+    batch_as_bool,
+    cache_by_name,
+)
 
 # What SQLite and torch hold: a larger whole number is refused with its field here rather
 # than overflowing later in a scheduler, a tensor size or the job queue.
@@ -88,6 +95,16 @@ class GenerationParams(BaseModel):
         description="The conditional and unconditional passes in one batch: on, off, or auto (as the model's "
         "diffusers pipeline does: two passes for Wan and DreamDojo, one batch for LTX).",
     )
+
+    def stored(self) -> dict[str, Any]:
+        """The parameters as a session's document keeps them: every field, but the speed
+        settings (contract.speed) only where they differ from their defaults — a document
+        names what its video is, and how it was sped up only when it was."""
+        values = self.model_dump()
+        for name in SPEED_FIELDS:
+            if name in values and values[name] == type(self).model_fields[name].default:
+                del values[name]
+        return values
 
     @field_validator("cache", mode="before")
     @classmethod

@@ -5,7 +5,7 @@ cache off for the remaining steps) and a bad value is refused naming its field.
 
 What each one does at run time lives elsewhere: the attention kernel and compilation in
 :mod:`arc_fabric_core.runtime.acceleration`, the step caches in the step-cache plugin
-(:mod:`arc_fabric_core.caches`), batched guidance in each model's step
+(:mod:`arc_fabric_core.runtime.step_caches`), batched guidance in each model's step
 (:func:`arc_fabric_core.kit.guidance.batch_guidance` decides, ``run_batched`` runs).
 """
 

@@ -26,6 +26,11 @@ ENTRY_POINT_GROUP = "arc_fabric"
 # The built-in operations register through arc_register_operations like a plugin's do; the
 # module is named, not imported, because operations sit above this layer.
 BUILTIN_OPERATIONS = "arc_fabric_core.operations.builtin"
+# The built-in step caches (params.cache): a plugin that owns no model and wraps every
+# model's step, registered with the entry points (and, like the built-in operations, never
+# listed as a plugin: each model's description lists the caches it takes).
+BUILTIN_CACHES = "arc_fabric_core.runtime.step_caches.plugin"
+BUILTIN_CACHES_NAME = "step_caches"
 STAGE_HOOKS = ("arc_load", "arc_encode", "arc_schedule", "arc_prepare_latents", "arc_denoise_step", "arc_decode")
 # Stage hooks a model may leave out; some come in pairs (passes need a way between them).
 OPTIONAL_STAGE_HOOKS = {
@@ -65,6 +70,7 @@ class Plugins:
         if self._entrypoints_loaded:
             return
         self._entrypoints_loaded = True
+        self.register_builtin_caches()
         allow = os.environ.get("ARC_FABRIC_LOAD_PLUGINS")
         allowed = None if allow is None else {n.strip() for n in allow.split(",") if n.strip()}
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -81,6 +87,13 @@ class Plugins:
             self.register(
                 plugin, name=ep.name, package=dist.name if dist else None, version=dist.version if dist else None
             )
+
+    def register_builtin_caches(self) -> None:
+        """Register the core's step caches (done with the entry points; a manager made
+        without them, as tests make it, calls this itself)."""
+        caches = importlib.import_module(BUILTIN_CACHES)
+        if not self.pm.is_registered(caches) and self.pm.get_plugin(BUILTIN_CACHES_NAME) is None:
+            self.register(caches, name=BUILTIN_CACHES_NAME)
 
     def register(self, plugin: object, name: str | None = None, package: str | None = None, version: str | None = None):
         """Register a plugin object (tests and embedding code use this directly)."""
@@ -202,10 +215,13 @@ class Plugins:
         """A model's description (``ModelSpec.describe``) with its capabilities and, beside
         them, ``operations``: every registered operation it takes (hand-off and those
         plugins add too, where the capabilities list the engine's own)."""
+        spec = self.model(model_name)
         return {
-            **self.model(model_name).describe(),
+            **spec.describe(),
             "capabilities": self.capabilities(model_name).describe(),
             "operations": self.operations_for(model_name),
+            # The step caches it takes (params.cache): every one loaded, unless it refuses them.
+            "caches": [] if spec.step_cache_refusal else list(self.caches()),
         }
 
     def operations_for(self, model_name: str) -> list[str]:
@@ -305,6 +321,8 @@ class Plugins:
         caches = self.caches()
         out = []
         for name, plugin in sorted(self.pm.list_name_plugin(), key=lambda kv: kv[0]):
+            if plugin is sys.modules.get(BUILTIN_CACHES):
+                continue  # the core's own, as the built-in operations (its caches are the models')
             info = self._infos.get(name, PluginInfo(name, None, None))
             hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
             models = [self.describe_model(spec.name) for spec, owner in registry.values() if owner is plugin]

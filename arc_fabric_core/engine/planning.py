@@ -56,8 +56,8 @@ def check_cache(plugins: Plugins, refs: list[ModelRef], params: GenerationParams
         known = ", ".join(offered) or "none"
         raise InputError(
             "cache",
-            f"{cache.name!r} needs the step-cache plugin that implements it (arc_fabric_core.caches, entry "
-            f"point 'step_caches'), which is not loaded; step caches loaded: {known}",
+            f"{cache.name!r} needs a plugin that implements it, and none loaded does (the core's own, "
+            f"arc_fabric_core.runtime.step_caches, loads with the installed plugins); step caches loaded: {known}",
         )
     for ref in refs:
         if ref.spec.step_cache_refusal:
@@ -161,7 +161,7 @@ def plan(
     check_memory(binder, stages)
     doc = SessionDoc(
         model=model_info(ref),
-        params=checked.model_dump(),
+        params=checked.stored(),
         device=str(device),
         dtype=dtype,
         total_steps=total,

@@ -69,7 +69,7 @@ def child_doc(
     """The document of a session branching from ``parent`` at ``step``: same model and schedule."""
     return SessionDoc(
         model=parent.model,
-        params=params.model_dump(),
+        params=params.stored(),
         device=str(engine.device),
         dtype=engine.dtype,
         total_steps=parent.total_steps,
@@ -102,4 +102,7 @@ def share_conditioning(store: SessionStore, parent: SessionDoc, doc: SessionDoc)
 
 
 def changed_fields(parent: SessionDoc, params: Any) -> set[str]:
-    return {k for k, v in params.model_dump().items() if parent.params.get(k) != v}
+    # A speed setting left out of the parent's document is at its default.
+    fields = type(params).model_fields
+    before = {**{name: fields[name].default for name in SPEED_FIELDS if name in fields}, **parent.params}
+    return {k for k, v in params.model_dump().items() if before.get(k) != v}

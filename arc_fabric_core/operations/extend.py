@@ -126,7 +126,7 @@ class Extend(EngineChecked):
         parent, ref, params, passes = plan.parent, plan.ref, plan.params, plan.passes
         doc = SessionDoc(
             model=parent.model,
-            params=params.model_dump(),
+            params=params.stored(),
             device=str(engine.device),
             dtype=engine.dtype,
             total_steps=sum(passes),

@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from arc_dreamdojo import plugin
 
-from arc_fabric_core.caches.plugin import counts
 from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.runtime.step_caches.plugin import counts
 from arc_fabric_core.store.files import SessionStore
 
 H, W = 32, 48

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from arc_fabric_core.caches import plugin as caches
-from arc_fabric_core.caches.plugin import counts
 from arc_fabric_core.dispatch.plugins import Plugins
 from arc_fabric_core.engine.facade import Engine
+from arc_fabric_core.runtime.step_caches import plugin as caches
+from arc_fabric_core.runtime.step_caches.plugin import counts
 from arc_fabric_core.store.files import SessionStore
 from arc_wan21 import plugin as wan
 
@@ -139,7 +139,9 @@ def test_a_fork_without_the_cache_runs_every_remaining_step(
     full = run(engine, {**params, "cache": CACHES[name]})
     k = 3
     child = engine.fork(full.id, k, {"cache": None})
-    assert engine.store.load_doc(child.id).params["cache"] is None
+    doc = engine.store.load_doc(child.id)
+    # No cache is the default: the document leaves it out of the params, its overrides say it.
+    assert "cache" not in doc.params and doc.overrides == {"cache": None}
     with CountStacks(engine, child) as stacks:
         engine.run(child)
     assert stacks.calls == 2 * (STEPS - k)
@@ -189,24 +191,6 @@ def test_the_cache_state_starts_afresh_with_another_cache(tmp_path: Path, plugin
     assert not [k for k in keys if ".fbc." in k] and [k for k in keys if ".magcache." in k]
 
 
-def _with_the_entry_point(tmp_path: Path) -> dict[str, str]:
-    """The environment of a command line that finds the step-cache plugin's entry point:
-    as installed, or, where the installed core predates it (an editable install made
-    before the entry point was added, until it is reinstalled), from a stand-in
-    distribution's metadata declaring just that entry point."""
-    import os
-    from importlib import metadata
-
-    if any(ep.name == "step_caches" for ep in metadata.entry_points(group="arc_fabric")):
-        return {}
-    info = tmp_path / "entry_point" / "arc_fabric_step_caches-0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: arc-fabric-step-caches\nVersion: 0\n")
-    (info / "entry_points.txt").write_text("[arc_fabric]\nstep_caches = arc_fabric_core.caches.plugin\n")
-    path = os.pathsep.join(p for p in (str(info.parent), os.environ.get("PYTHONPATH", "")) if p)
-    return {"PYTHONPATH": path}
-
-
 @pytest.mark.slow
 def test_the_command_line_runs_a_cache(tmp_path: Path) -> None:
     import json
@@ -216,13 +200,16 @@ def test_the_command_line_runs_a_cache(tmp_path: Path) -> None:
 
     out = tmp_path / "run"
     args = ("+model=wan21", "num_frames=9", "height=32", "width=32", "steps=4", "cache=fbc", "cache.threshold=0.8")
-    res = run_cli(*args, f"output_dir={out}", cwd=tmp_path, env=_with_the_entry_point(tmp_path))
+    res = run_cli(*args, f"output_dir={out}", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert read_video(out / "video.mp4").shape == (9, 32, 32, 3)
     (session,) = (tmp_path / "outputs" / "sessions").iterdir()
     doc = json.loads((session / "session.json").read_text())
     assert doc["params"]["cache"] == {"name": "fbc", "threshold": 0.8, "warmup": 1}
-    plugins = run_cli("plugins", cwd=tmp_path, env=_with_the_entry_point(tmp_path / "again"))
+    plugins = run_cli("plugins", cwd=tmp_path)
     assert plugins.returncode == 0, plugins.stderr
     listed = {p["name"]: p for p in json.loads(plugins.stdout)}
-    assert listed["step_caches"]["caches"] == ["fbc", "magcache", "taylorseer"]
+    # The core's caches are listed with the models that take them, not as a plugin.
+    assert "step_caches" not in listed
+    (wan,) = listed["wan21"]["models"]
+    assert wan["caches"] == ["fbc", "magcache", "taylorseer"]

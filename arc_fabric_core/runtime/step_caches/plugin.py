@@ -19,11 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from arc_fabric_core.caches import blocks
-from arc_fabric_core.caches.policies import PREFIX, policy_for
 from arc_fabric_core.contract.errors import InputError
 from arc_fabric_core.contract.hookspecs import hookimpl
 from arc_fabric_core.contract.schedule import StepContext
+from arc_fabric_core.runtime.step_caches import blocks
+from arc_fabric_core.runtime.step_caches.policies import PREFIX, policy_for
 
 # Its information lines go to the job log (jobs.log.NARRATING).
 log = logging.getLogger("arc_fabric.speed")

@@ -20,7 +20,7 @@ PREFIX = "stepcache."
 
 
 class Policy:
-    """A step cache at one denoising step (a :class:`~arc_fabric_core.caches.blocks.Decider`)."""
+    """A step cache at one denoising step (a :class:`~arc_fabric_core.runtime.step_caches.blocks.Decider`)."""
 
     name = ""
 
