@@ -11,32 +11,13 @@ What each one does at run time lives elsewhere: the attention kernel and compila
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 # diffusers' attention backends (``diffusers.models.attention_dispatch.AttentionBackendName``)
 # that need nothing from a model hub: the ``*_hub`` ones download their kernel when first
 # used, which no machine here can do.
-ATTENTION_BACKENDS = (
-    "native",
-    "_native_flash",
-    "_native_cudnn",
-    "_native_efficient",
-    "_native_math",
-    "flex",
-    "flash",
-    "flash_varlen",
-    "_flash_3",
-    "_flash_varlen_3",
-    "sage",
-    "sage_varlen",
-    "_sage_qk_int8_pv_fp8_cuda",
-    "_sage_qk_int8_pv_fp8_cuda_sm90",
-    "_sage_qk_int8_pv_fp16_cuda",
-    "_sage_qk_int8_pv_fp16_triton",
-    "xformers",
-)
 AttentionChoice = Literal[
     "auto",
     "native",
@@ -57,6 +38,8 @@ AttentionChoice = Literal[
     "_sage_qk_int8_pv_fp16_triton",
     "xformers",
 ]
+# The named backends (every choice but auto).
+ATTENTION_BACKENDS: tuple[str, ...] = tuple(c for c in get_args(AttentionChoice) if c != "auto")
 BatchGuidance = Literal["auto", "on", "off"]
 
 

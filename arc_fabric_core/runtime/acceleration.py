@@ -38,6 +38,7 @@ import torch
 from arc_fabric_core.contract.errors import InputError
 from arc_fabric_core.contract.speed import ATTENTION_BACKENDS
 from arc_fabric_core.runtime.components import _walk
+from arc_fabric_core.runtime.step_caches.blocks import BLOCK_LIST_NAMES
 
 # Its information lines go to the job log (jobs.log.NARRATING).
 log = logging.getLogger("arc_fabric.speed")
@@ -190,10 +191,13 @@ def _read_json(path: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-def resolve_attention(choice: str, components: Any, device: torch.device, recorded: str | None = None) -> str:
+def resolve_attention(
+    choice: str, models: list[torch.nn.Module], device: torch.device, recorded: str | None = None
+) -> str:
     """The backend a stage runs with: ``choice``; for ``auto``, ``recorded`` (what the
-    session's ``auto`` ran with before) when it still runs here, else the fastest. A
-    named backend that cannot run here is an error naming ``attention`` and why."""
+    session's ``auto`` ran with before) when it still runs here, else the fastest for
+    ``models`` (:func:`diffusers_models`, the largest first). A named backend that cannot
+    run here is an error naming ``attention`` and why."""
     if choice == "auto" and recorded in ATTENTION_BACKENDS and backend_usable(recorded) is None:
         return recorded
     if choice != "auto":
@@ -201,7 +205,6 @@ def resolve_attention(choice: str, components: Any, device: torch.device, record
         if problem is not None:
             raise InputError("attention", f"{choice} cannot run here: {problem}; 'auto' picks one that can")
         return choice
-    models = diffusers_models(components)
     if not models:
         return "native"
     shape = _attention_shape(models[0])
@@ -267,12 +270,11 @@ def compile_backend() -> str:
     return os.environ.get("ARC_FABRIC_COMPILE_BACKEND", "inductor")
 
 
-def compile_blocks(components: Any) -> list[str]:
-    """Compile the repeated blocks of every diffusers model inside ``components`` in
-    place, once per model; the descriptions of what was compiled now (empty when
-    everything already was)."""
+def compile_blocks(models: list[torch.nn.Module]) -> list[str]:
+    """Compile the repeated blocks of each of ``models`` in place, once per model; the
+    descriptions of what was compiled now (empty when everything already was)."""
     done = []
-    for model in diffusers_models(components):
+    for model in models:
         if getattr(model, COMPILED, False):
             continue
         backend = compile_backend()
@@ -293,15 +295,11 @@ def compile_blocks(components: Any) -> list[str]:
 
 def block_list(model: torch.nn.Module) -> torch.nn.ModuleList | None:
     """The transformer's repeated blocks (``blocks`` or ``transformer_blocks``)."""
-    for name in ("blocks", "transformer_blocks"):
+    for name in BLOCK_LIST_NAMES:
         blocks = getattr(model, name, None)
         if isinstance(blocks, torch.nn.ModuleList) and len(blocks) > 0:
             return blocks
     return None
-
-
-def is_compiled(components: Any) -> bool:
-    return any(getattr(m, COMPILED, False) for m in diffusers_models(components))
 
 
 class StageSpeed:
@@ -310,15 +308,16 @@ class StageSpeed:
 
     def __init__(self, label: str, components: Any, params: Any, device: torch.device, recorded: str | None) -> None:
         self.label, self.components, self.device = label, components, device
-        self.backend = resolve_attention(str(getattr(params, "attention", "native")), components, device, recorded)
+        models = diffusers_models(components)  # walked once per bound stage
+        self.backend = resolve_attention(str(getattr(params, "attention", "native")), models, device, recorded)
         self.compile = bool(getattr(params, "compile", False))
         self._eager = False
         if self.compile:
-            for what in compile_blocks(components):
+            for what in compile_blocks(models):
                 log.info("compile: %s compiles %s on its first step of each new shape", label, what)
         else:
-            self._eager = is_compiled(components)
-        self._shapes: set[tuple[Any, ...]] = _shapes_of(components)
+            self._eager = any(getattr(m, COMPILED, False) for m in models)
+        self._shapes: set[tuple[Any, ...]] = _shapes_of(models)
         self._first: tuple[tuple[Any, ...], float] | None = None
 
     def run(self, call: Callable[[], Any], latents: torch.Tensor) -> Any:
@@ -352,10 +351,9 @@ class StageSpeed:
         return output
 
 
-def _shapes_of(components: Any) -> set[tuple[Any, ...]]:
+def _shapes_of(models: list[torch.nn.Module]) -> set[tuple[Any, ...]]:
     """The latent shapes the warm model has compiled for (kept on the model itself, so
     they outlive a stage and a session)."""
-    models = diffusers_models(components)
     if not models:
         return set()
     shapes = getattr(models[0], "_arc_compiled_shapes", None)

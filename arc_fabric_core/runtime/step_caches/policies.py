@@ -9,6 +9,7 @@ Residuals are kept in the hidden states' dtype, on their device.
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any
 
@@ -19,7 +20,7 @@ from arc_fabric_core.contract.schedule import StepContext
 PREFIX = "stepcache."
 
 
-class Policy:
+class Policy(abc.ABC):
     """A step cache at one denoising step (a :class:`~arc_fabric_core.runtime.step_caches.blocks.Decider`)."""
 
     name = ""
@@ -61,11 +62,12 @@ class Policy:
     def after_first(self, call: int, h0: torch.Tensor, first: torch.Tensor) -> bool:
         return False
 
+    @abc.abstractmethod
     def skipped(self, call: int, h0: torch.Tensor, first: torch.Tensor | None) -> torch.Tensor:
-        raise NotImplementedError
+        """The stack's output in place of the blocks not run."""
 
     def computed(self, call: int, h0: torch.Tensor, first: torch.Tensor, out: torch.Tensor) -> None:
-        pass
+        return None  # a policy that keeps nothing from a full step
 
 
 def _relative_change(now: torch.Tensor, before: torch.Tensor) -> float:
