@@ -14,6 +14,8 @@ if str(TOY) not in sys.path:
 if str(ROOT / "tests") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests"))
 
+from ray_support import ray_cluster  # noqa: E402, F401 - the local two-node Ray cluster fixture
+
 
 @pytest.fixture
 def toy_plugins():
